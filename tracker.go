@@ -1,0 +1,395 @@
+package ddbtrack
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/ddbtrack/ddbtrack/internal/keys"
+)
+
+// Client is the subset of *dynamodb.Client that ddbtrack calls. Pass the
+// real client; tests and middleware may wrap it, for example to count
+// requests or inject faults.
+type Client interface {
+	GetItem(ctx context.Context, in *dynamodb.GetItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error)
+	PutItem(ctx context.Context, in *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
+	UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error)
+	DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error)
+	Query(ctx context.Context, in *dynamodb.QueryInput, optFns ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error)
+	CreateTable(ctx context.Context, in *dynamodb.CreateTableInput, optFns ...func(*dynamodb.Options)) (*dynamodb.CreateTableOutput, error)
+	DescribeTable(ctx context.Context, in *dynamodb.DescribeTableInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DescribeTableOutput, error)
+}
+
+var _ Client = (*dynamodb.Client)(nil)
+
+// Config configures a [Tracker]. Table, Job and the five roles are
+// required; every other field has a default.
+type Config[S Status] struct {
+	// Table is the name of the DynamoDB table. [Tracker.CreateTable] creates
+	// it, or see [Tracker.CreateTableInput] for the schema.
+	Table string
+
+	// Job names the job this tracker works on. One table holds many jobs;
+	// a task's key is its job and its ID. Job may not contain '#'.
+	Job string
+
+	// Pending, Running, Failed, Succeeded and Ignored are the job's values
+	// for the five roles a task moves through. They must be distinct.
+	// A new task is Pending; Start moves it to Running, then to Succeeded,
+	// Failed or, after MaxAttempts failures in a row, Ignored.
+	Pending, Running, Failed, Succeeded, Ignored S
+
+	// Startable lists extra statuses from which Start may claim a task,
+	// besides Pending and Failed. A pipeline's second step sets it to the
+	// first step's succeeded status, as the seed's more_pending_status does.
+	// Defaults to none.
+	Startable []S
+
+	// MaxAttempts is how many attempts in a row may fail before a task is
+	// Ignored. An attempt whose worker died without recording a result
+	// counts as failed. Defaults to 3.
+	MaxAttempts int
+
+	// Lease is how long a claim holds a task. Another worker may take over
+	// the task once the lease has expired, so it must be longer than the
+	// task runs plus the largest clock skew between workers. Defaults to
+	// 15 minutes, the seed's LOCK_EXPIRE_SECONDS.
+	Lease time.Duration
+
+	// ErrorHistory is how many failures a task keeps in its error history;
+	// older ones are dropped. Defaults to 10.
+	ErrorHistory int
+
+	// Shards is the number of status-index partitions each status of the
+	// job is spread over, so that a status with many changes per second
+	// does not become a hot partition. Queries read every shard, so more
+	// shards cost more requests per query. Keep it fixed for the life of a
+	// job: a task is indexed under the shard count in force when its status
+	// last changed. Defaults to 4.
+	Shards int
+
+	// Owner identifies this worker in leases and logs. Defaults to
+	// "hostname:pid:random".
+	Owner string
+
+	// FinishTimeout bounds the write that records a result. That write
+	// runs even when Start's context is cancelled, so that a cancelled
+	// caller never leaves its task Running. Defaults to 15 seconds.
+	FinishTimeout time.Duration
+
+	// Logger receives the task lifecycle: claims, successes, failures and
+	// ignored tasks at Info, Warn and Error, the start and end of Start at
+	// Debug. Defaults to slog.Default().
+	Logger *slog.Logger
+
+	// Now is the clock used for lease expiry and for every stored time.
+	// Tests replace it to expire leases without sleeping. Defaults to
+	// time.Now.
+	Now func() time.Time
+}
+
+// Defaults for the optional Config fields.
+const (
+	DefaultMaxAttempts   = 3
+	DefaultLease         = 15 * time.Minute
+	DefaultErrorHistory  = 10
+	DefaultShards        = 4
+	DefaultFinishTimeout = 15 * time.Second
+)
+
+// Tracker records the status of one job's tasks in a DynamoDB table. It is
+// safe for concurrent use by many goroutines, and many trackers in many
+// processes may work on the same job.
+type Tracker[S Status] struct {
+	client Client
+	cfg    Config[S]
+	log    *slog.Logger
+
+	// claimCond and startable are the claim's condition and its values,
+	// built once because they depend only on the Config.
+	claimCond string
+	startable map[string]types.AttributeValue
+	isStart   map[S]bool
+}
+
+// New returns a Tracker for cfg.Job in cfg.Table. It checks cfg and fills
+// in defaults, but makes no request and starts no goroutine.
+func New[S Status](client Client, cfg Config[S]) (*Tracker[S], error) {
+	if client == nil {
+		return nil, fmt.Errorf("%w: client is nil: pass a *dynamodb.Client, e.g. dynamodb.NewFromConfig(awsCfg)", ErrInvalidConfig)
+	}
+	if cfg.Table == "" {
+		return nil, configError("Table", "is empty", "set it to the name of the DynamoDB table")
+	}
+	if err := keys.CheckJob(cfg.Job); err != nil {
+		return nil, configError("Job", strings.TrimPrefix(err.Error(), "job ID "), "")
+	}
+	r := roles[S]{cfg.Pending, cfg.Running, cfg.Failed, cfg.Succeeded, cfg.Ignored}
+	if err := r.check(); err != nil {
+		return nil, err
+	}
+	isStart := map[S]bool{cfg.Pending: true, cfg.Failed: true}
+	for _, s := range cfg.Startable {
+		if s == cfg.Running || s == cfg.Ignored || s == cfg.Succeeded {
+			return nil, configError("Startable", fmt.Sprintf("contains %q, which is the Running, Succeeded or Ignored role", s.String()),
+				"list only statuses outside this tracker's roles, such as an earlier step's succeeded status")
+		}
+		isStart[s] = true
+	}
+	if err := defaults(&cfg); err != nil {
+		return nil, err
+	}
+
+	t := &Tracker[S]{client: client, cfg: cfg, isStart: isStart, startable: make(map[string]types.AttributeValue, len(isStart))}
+	t.log = cfg.Logger.With("job", cfg.Job)
+	placeholders := make([]string, 0, len(isStart))
+	for s := range isStart {
+		p := "s" + strconv.Itoa(len(placeholders))
+		placeholders = append(placeholders, ":"+p)
+		t.startable[p] = numAV(int64(s))
+	}
+	// A task may be claimed from a startable status, or from Running once
+	// its lease has expired: the worker that held it died or hung, and this
+	// is how its task is recovered. :status is the Running value the claim
+	// sets.
+	t.claimCond = "attribute_exists(#pk) AND (#status IN (" + strings.Join(placeholders, ", ") +
+		") OR (#status = :status AND #lease_expires_at < :now))"
+	return t, nil
+}
+
+func defaults[S Status](cfg *Config[S]) error {
+	type intField struct {
+		name string
+		v    *int
+		def  int
+	}
+	for _, f := range []intField{
+		{"MaxAttempts", &cfg.MaxAttempts, DefaultMaxAttempts},
+		{"ErrorHistory", &cfg.ErrorHistory, DefaultErrorHistory},
+		{"Shards", &cfg.Shards, DefaultShards},
+	} {
+		switch {
+		case *f.v < 0:
+			return configError(f.name, fmt.Sprintf("is %d", *f.v), fmt.Sprintf("use a positive number, or 0 for the default (%d)", f.def))
+		case *f.v == 0:
+			*f.v = f.def
+		}
+	}
+	type durField struct {
+		name string
+		v    *time.Duration
+		def  time.Duration
+	}
+	for _, f := range []durField{
+		{"Lease", &cfg.Lease, DefaultLease},
+		{"FinishTimeout", &cfg.FinishTimeout, DefaultFinishTimeout},
+	} {
+		switch {
+		case *f.v < 0:
+			return configError(f.name, fmt.Sprintf("is %v", *f.v), fmt.Sprintf("use a positive duration, or 0 for the default (%v)", f.def))
+		case *f.v == 0:
+			*f.v = f.def
+		case *f.v < time.Millisecond:
+			return configError(f.name, fmt.Sprintf("is %v", *f.v), "times are stored in milliseconds: use at least 1ms")
+		}
+	}
+	if cfg.Owner == "" {
+		host, _ := os.Hostname()
+		cfg.Owner = fmt.Sprintf("%s:%d:%s", host, os.Getpid(), newToken()[:6])
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return nil
+}
+
+// Config returns the tracker's configuration with defaults filled in.
+func (t *Tracker[S]) Config() Config[S] { return t.cfg }
+
+// Get returns the task, read with strong consistency. A missing task gives
+// a [*TaskError] matching ErrTaskNotFound.
+func (t *Tracker[S]) Get(ctx context.Context, taskID string) (*Task[S], error) {
+	if err := t.checkID(taskID); err != nil {
+		return nil, err
+	}
+	item, err := t.getItem(ctx, taskID)
+	if err != nil {
+		return nil, err
+	}
+	if item == nil {
+		return nil, &TaskError{Op: "get", Job: t.cfg.Job, TaskID: taskID, Err: ErrTaskNotFound}
+	}
+	return decodeTask[S](item)
+}
+
+func (t *Tracker[S]) getItem(ctx context.Context, taskID string) (map[string]types.AttributeValue, error) {
+	out, err := t.client.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName:      aws.String(t.cfg.Table),
+		Key:            t.key(taskID),
+		ConsistentRead: aws.Bool(true),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ddbtrack: get task %q: %w", taskID, err)
+	}
+	if len(out.Item) == 0 {
+		return nil, nil
+	}
+	return out.Item, nil
+}
+
+func (t *Tracker[S]) key(taskID string) map[string]types.AttributeValue {
+	return map[string]types.AttributeValue{"pk": strAV(keys.Task(t.cfg.Job, taskID))}
+}
+
+// Delete removes a task. A worker still running it will find its lease lost
+// when it tries to record its result. A missing task gives a [*TaskError]
+// matching ErrTaskNotFound.
+func (t *Tracker[S]) Delete(ctx context.Context, taskID string) error {
+	if err := t.checkID(taskID); err != nil {
+		return err
+	}
+	out, err := t.client.DeleteItem(ctx, &dynamodb.DeleteItemInput{
+		TableName:    aws.String(t.cfg.Table),
+		Key:          t.key(taskID),
+		ReturnValues: types.ReturnValueAllOld,
+	})
+	if err != nil {
+		return t.writeError("delete", taskID, err)
+	}
+	if len(out.Attributes) == 0 {
+		return &TaskError{Op: "delete", Job: t.cfg.Job, TaskID: taskID, Err: ErrTaskNotFound}
+	}
+	t.log.Info("task deleted", "task", taskID)
+	return nil
+}
+
+// Start claims the task, runs fn, and records the outcome. It blocks until
+// fn has returned and the outcome is written.
+//
+// The claim is one conditional write. It succeeds only if the task is in a
+// startable status (Pending, Failed or one of Config.Startable), or Running
+// under a lease that has expired, so at most one worker holds a task at a
+// time. A refused claim returns a [*TaskError] matching ErrTaskNotFound,
+// ErrTaskLocked, ErrTaskSucceeded, ErrTaskIgnored or ErrTaskNotReady, and
+// fn does not run.
+//
+// If fn returns nil, the task becomes Succeeded, with the output and data
+// that fn set on the task. If fn returns an error or panics, the task
+// becomes Failed, or Ignored once Config.MaxAttempts attempts in a row have
+// failed; its stored data is left as it was and the error joins its
+// history. Start returns fn's error unchanged, so errors.Is works on it;
+// if recording the outcome also failed, the two are joined. A panic is
+// recorded with its stack and then re-raised, because recovering it would
+// hide a bug from the code that called Start.
+//
+// The outcome is written with one conditional write fenced by the claim's
+// lease token, even if ctx has been cancelled. If the lease was lost
+// meanwhile, nothing is written and the error matches ErrLeaseLost.
+func (t *Tracker[S]) Start(ctx context.Context, taskID string, fn func(ctx context.Context, task *Task[S]) error) error {
+	if err := t.checkID(taskID); err != nil {
+		return err
+	}
+	log := t.log.With("task", taskID)
+	log.Debug("start")
+
+	task, err := t.claim(ctx, taskID, t.cfg.Lease)
+	if err != nil {
+		log.Debug("end", "error", err)
+		return err
+	}
+	log = log.With("attempt", task.Attempts)
+	log.Info("task claimed", "status", task.Status.String(), "lease_expires_at", task.LeaseExpiresAt, "fence", task.Fence)
+
+	// The final write must happen even if the caller has given up, or the
+	// task would sit in Running until its lease expires.
+	finish := func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(context.WithoutCancel(ctx), t.cfg.FinishTimeout)
+	}
+
+	if task.Attempts > t.cfg.MaxAttempts {
+		// Earlier attempts ended without a result, most likely because
+		// the task crashes its worker. Running it again would crash the
+		// next worker too.
+		fctx, cancel := finish()
+		defer cancel()
+		msg := fmt.Sprintf("not run: the previous %d attempts ended without a result (limit %d)", task.Attempts-1, t.cfg.MaxAttempts)
+		if err := t.fail(fctx, task, msg, ""); err != nil {
+			return err
+		}
+		log.Error("task ignored", "status", t.cfg.Ignored.String(), "reason", msg)
+		return &TaskError{Op: "start", Job: t.cfg.Job, TaskID: taskID, Err: ErrTaskIgnored,
+			Status: int(t.cfg.Ignored), StatusName: t.cfg.Ignored.String(), Attempts: task.Attempts}
+	}
+
+	fnErr, panicked, stack := run(ctx, task, fn)
+
+	fctx, cancel := finish()
+	defer cancel()
+	if fnErr == nil && !panicked {
+		err := t.succeed(fctx, task)
+		if errors.Is(err, ErrItemTooLarge) {
+			// The result cannot be stored as it is, but the attempt must
+			// not vanish: record it as a failure that says why.
+			err = errors.Join(err, t.fail(fctx, task, err.Error(), ""))
+		}
+		if err == nil {
+			log.Info("task succeeded", "status", t.cfg.Succeeded.String())
+		}
+		log.Debug("end", "error", err)
+		return err
+	}
+
+	msg := fnErr.Error()
+	if panicked {
+		msg = "panic: " + msg
+	}
+	werr := t.fail(fctx, task, msg, stack)
+	log.Debug("end", "error", errors.Join(fnErr, werr))
+	if panicked {
+		panic(fnErr.(*panicError).value)
+	}
+	if werr != nil {
+		return errors.Join(fnErr, werr)
+	}
+	return fnErr
+}
+
+// panicError carries a recovered panic value until the failure is recorded.
+type panicError struct{ value any }
+
+func (p *panicError) Error() string { return fmt.Sprint(p.value) }
+
+// run calls fn and turns a panic into an error, with the stack of the
+// goroutine at the point of the panic.
+func run[S Status](ctx context.Context, task *Task[S], fn func(context.Context, *Task[S]) error) (err error, panicked bool, stack string) {
+	defer func() {
+		if v := recover(); v != nil {
+			err, panicked, stack = &panicError{v}, true, string(debug.Stack())
+		}
+	}()
+	return fn(ctx, task), false, ""
+}
+
+// newToken returns a random lease token. Tokens only need to be unique per
+// claim; 128 random bits make a collision implausible.
+func newToken() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms.
+	return hex.EncodeToString(b[:])
+}
