@@ -162,13 +162,20 @@ func TestContentionOneTask(t *testing.T) {
 }
 
 // TestManyTasksManyWorkers: eight workers each try every one of 2,000
-// tasks, in their own order. Every task runs exactly once.
+// tasks (500 on moto), in their own order. Every task runs exactly once.
 func TestManyTasksManyWorkers(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	cfg := config(t)
 	tr := newTracker(t, cfg)
-	const n, workers = 2000, 8
+	const workers = 8
+	n := 2000
+	if ddbtest.Kind() == "moto" {
+		// moto answers about a hundred requests a second here, so 2,000
+		// tasks raced by 8 workers (16,000 claims) would take minutes.
+		// 500 tasks still make every worker race for every task.
+		n = 500
+	}
 	tasks := make([]ddbtrack.NewTask, n)
 	for i := range tasks {
 		tasks[i] = ddbtrack.NewTask{ID: fmt.Sprintf("task-%04d", i), Data: payload{Version: i}}
