@@ -36,8 +36,14 @@ var (
 	ErrItemTooLarge = errors.New("ddbtrack: task record would exceed DynamoDB's 400 KB item limit")
 	// ErrInvalidTaskID means a task ID cannot be stored as a DynamoDB key.
 	ErrInvalidTaskID = errors.New("ddbtrack: invalid task ID")
-	// ErrInvalidConfig means New was given a Config it cannot work with.
+	// ErrInvalidConfig means New was given a Config it cannot work with,
+	// or StartWith or Process options they cannot work with.
 	ErrInvalidConfig = errors.New("ddbtrack: invalid config")
+	// ErrRelease is for the function that Start runs: returning an error
+	// that matches it puts the task back in the status it was claimed from
+	// without counting the attempt, for a task that cannot run yet, such as
+	// one waiting on a dependency. It is never recorded as a failure.
+	ErrRelease = errors.New("ddbtrack: release the task without counting the attempt")
 	// ErrTableSchema means CreateTable found an existing table whose keys or
 	// status index differ from the ones ddbtrack needs.
 	ErrTableSchema = errors.New("ddbtrack: existing table has a different schema")

@@ -58,6 +58,13 @@ func (t *Tracker[S]) claim(ctx context.Context, taskID string, lease time.Durati
 				return nil, derr
 			}
 			task.leaseToken = token
+			// The item from before the claim was lost with the response,
+			// so the status to release to is a guess from the count:
+			// a task with earlier attempts was most likely Failed.
+			task.claimedFrom = t.cfg.Pending
+			if task.Attempts > 1 {
+				task.claimedFrom = t.cfg.Failed
+			}
 			return task, nil
 		}
 		return nil, t.refusal("start", taskID, item, err)
@@ -84,6 +91,7 @@ func (t *Tracker[S]) claim(ctx context.Context, taskID string, lease time.Durati
 	}
 	// Apply the claim to the old item rather than ask for the new one: the
 	// result is the same, and the old one is what told us about takeovers.
+	task.claimedFrom = task.Status
 	task.Status = t.cfg.Running
 	task.Attempts++
 	task.Fence++
@@ -122,7 +130,7 @@ func (t *Tracker[S]) succeed(ctx context.Context, task *Task[S]) error {
 // they were, so the next attempt starts from the same input.
 func (t *Tracker[S]) fail(ctx context.Context, task *Task[S], msg, stack string) error {
 	to := t.cfg.Failed
-	if task.Attempts >= t.cfg.MaxAttempts {
+	if task.Attempts >= task.maxAttempts {
 		to = t.cfg.Ignored
 	}
 	now := t.cfg.Now()
@@ -145,37 +153,43 @@ func (t *Tracker[S]) fail(ctx context.Context, task *Task[S], msg, stack string)
 	}
 	log := t.log.With("task", task.ID, "attempt", task.Attempts, "status", to.String(), "error", rec.Message)
 	if to == t.cfg.Ignored {
-		log.Error("task ignored", "max_attempts", t.cfg.MaxAttempts)
+		log.Error("task ignored", "max_attempts", task.maxAttempts)
 	} else {
-		log.Warn("task failed", "max_attempts", t.cfg.MaxAttempts)
+		log.Warn("task failed", "max_attempts", task.maxAttempts)
 	}
 	return nil
 }
 
 // finish writes the attempt's outcome and releases the lease, fenced by the
-// lease token so that a worker whose lease was lost changes nothing.
+// lease token so that a worker whose lease was lost changes nothing. Once
+// the outcome is recorded, task shows the status it was recorded with.
 func (t *Tracker[S]) finish(ctx context.Context, task *Task[S], e *ddbexpr.Expr, to S) error {
+	return t.finishOp(ctx, "record result of", task, e, to)
+}
+
+func (t *Tracker[S]) finishOp(ctx context.Context, op string, task *Task[S], e *ddbexpr.Expr, to S) error {
 	e.Remove("lease_owner", "lease_token", "lease_expires_at").
 		Where("#lease_token = :token").
 		Value("token", strAV(task.leaseToken))
 	_, err := t.update(ctx, task.ID, e, types.ReturnValueNone)
 	var ccf *types.ConditionalCheckFailedException
-	if !errors.As(err, &ccf) {
-		if err != nil {
-			return t.writeError("record result of", task.ID, err)
+	switch {
+	case errors.As(err, &ccf):
+		item, gerr := t.refusingItem(ctx, task.ID, ccf)
+		if gerr != nil {
+			return errors.Join(gerr, err)
 		}
-		return nil
-	}
-	item, gerr := t.refusingItem(ctx, task.ID, ccf)
-	if gerr != nil {
-		return errors.Join(gerr, err)
-	}
-	if landed(item, task.Fence, int(to)) {
+		if !landed(item, task.Fence, int(to)) {
+			return t.refusal(op, task.ID, item, err)
+		}
 		// The write was applied, its response lost, and the SDK's retry
 		// refused by the write itself: the outcome is recorded.
-		return nil
+	case err != nil:
+		return t.writeError(op, task.ID, err)
 	}
-	return t.refusal("record result of", task.ID, item, err)
+	task.Status = to
+	task.LeaseOwner, task.LeaseExpiresAt = "", time.Time{}
+	return nil
 }
 
 // landed reports whether item shows the outcome of the attempt with the
@@ -233,7 +247,7 @@ func (t *Tracker[S]) refusal(op, taskID string, item map[string]types.AttributeV
 	e := &TaskError{Op: op, Job: t.cfg.Job, TaskID: taskID, Cause: cause}
 	if item == nil {
 		e.Err = ErrTaskNotFound
-		if op == "record result of" {
+		if fencedOp(op) {
 			e.Err = ErrLeaseLost
 		}
 		return e
@@ -242,7 +256,7 @@ func (t *Tracker[S]) refusal(op, taskID string, item map[string]types.AttributeV
 	e.Status, e.StatusName, e.Attempts = int(s), statusName[S](int(s)), int(num(item, "attempts"))
 	e.LeaseOwner, e.LeaseExpiresAt = str(item, "lease_owner"), millis(item, "lease_expires_at")
 	switch {
-	case op == "record result of":
+	case fencedOp(op):
 		e.Err = ErrLeaseLost
 	case s == t.cfg.Running || e.LeaseOwner != "":
 		// A lease that expired between the refusal and this check is still
@@ -257,6 +271,12 @@ func (t *Tracker[S]) refusal(op, taskID string, item map[string]types.AttributeV
 		e.Err = ErrTaskNotReady
 	}
 	return e
+}
+
+// fencedOp reports whether op is a write fenced by the lease token, which
+// only a lost lease can refuse.
+func fencedOp(op string) bool {
+	return op == "record result of" || op == "renew lease of" || op == "release"
 }
 
 // writeError wraps an error from DynamoDB that is not a refused condition.
@@ -296,4 +316,147 @@ func (t *Tracker[S]) Reset(ctx context.Context, taskID string) error {
 	}
 	t.log.Info("task reset", "task", taskID, "status", t.cfg.Pending.String())
 	return nil
+}
+
+// renew extends the task's lease to now + lease, fenced by the lease token.
+// It sets the expiry to a value rather than adding to it, so a renewal
+// whose response was lost can be retried, by the SDK or by the next beat,
+// and lands the same way twice: the only refusal is a token that is no
+// longer ours, and a token never comes back once a claim has replaced it.
+// The update time is left alone, because it is the status index's sort
+// key: a heartbeat is not a status change.
+func (t *Tracker[S]) renew(ctx context.Context, taskID, token string, lease time.Duration) (time.Time, error) {
+	expires := time.UnixMilli(t.cfg.Now().Add(lease).UnixMilli())
+	var e ddbexpr.Expr
+	e.Set("lease_expires_at", numAV(expires.UnixMilli())).
+		Where("#lease_token = :token").
+		Value("token", strAV(token))
+	_, err := t.update(ctx, taskID, &e, types.ReturnValueNone)
+	var ccf *types.ConditionalCheckFailedException
+	switch {
+	case errors.As(err, &ccf):
+		item, gerr := t.refusingItem(ctx, taskID, ccf)
+		if gerr != nil {
+			return time.Time{}, errors.Join(gerr, err)
+		}
+		if item != nil && str(item, "lease_token") == token {
+			// Not refused by a lost lease after all; whichever renewal
+			// landed last set this expiry.
+			return millis(item, "lease_expires_at"), nil
+		}
+		return time.Time{}, t.refusal("renew lease of", taskID, item, err)
+	case err != nil:
+		return time.Time{}, t.writeError("renew lease of", taskID, err)
+	}
+	return expires, nil
+}
+
+// release puts a claimed task back where the claim found it, without
+// counting the attempt: same status, the attempt count as it was, the lease
+// removed. The fence is not lowered, so a fencing token handed to fn's side
+// effects stays unique.
+//
+// A task claimed from an expired lease cannot go back to Running without a
+// lease, where no claim would find it; it becomes Failed instead (Ignored
+// once the dead attempt reaches the limit), with the dead attempt in its
+// history, as the next claim would have recorded it.
+func (t *Tracker[S]) release(ctx context.Context, task *Task[S]) error {
+	to := task.claimedFrom
+	now := t.cfg.Now()
+	var e ddbexpr.Expr
+	if task.abandonedEntry != nil {
+		to = t.cfg.Failed
+		if task.Attempts-1 >= task.maxAttempts {
+			to = t.cfg.Ignored
+		}
+		e.Set("errors", encodeErrors(appendBounded(task.Errors, t.cfg.ErrorHistory, *task.abandonedEntry))).
+			Set("last_error", strAV(task.abandonedEntry.Message))
+	}
+	t.setStatusExpr(&e, task.ID, to, now).Add("attempts", numAV(-1))
+	if err := t.finishOp(ctx, "release", task, &e, to); err != nil {
+		return err
+	}
+	task.Attempts--
+	t.log.Info("task released", "task", task.ID, "status", to.String(), "attempts", task.Attempts)
+	return nil
+}
+
+// heartbeat renews a lease while fn runs. Its goroutine ends before stop
+// returns, so nothing of an attempt outlives Start.
+type heartbeat struct {
+	stopc  chan struct{}
+	done   chan struct{}
+	cancel context.CancelFunc
+	// lost is why the lease is gone, or nil; confirmed says that a
+	// renewal was refused, so the token can never be ours again. Both are
+	// written before done is closed.
+	lost      error
+	confirmed bool
+}
+
+// beat starts renewing the task's lease every lease/3. When the lease is
+// lost, it cancels fn's context with a cause matching ErrLeaseLost. That
+// happens when a renewal is refused, because another worker claimed the
+// task or it was reset or deleted, and also when renewals keep failing
+// until the lease runs out by this worker's clock: from then on another
+// worker may claim the task, so fn must stop even though nobody may have.
+func (t *Tracker[S]) beat(ctx context.Context, task *Task[S], lease time.Duration, cancel context.CancelCauseFunc) *heartbeat {
+	// Renewals must not end with the caller's context, which is fn's to
+	// react to; they end when fn has returned.
+	rctx, rcancel := context.WithCancel(context.WithoutCancel(ctx))
+	h := &heartbeat{stopc: make(chan struct{}), done: make(chan struct{}), cancel: rcancel}
+	// Copy what the goroutine needs: fn owns the task while it runs.
+	id, token, expires := task.ID, task.leaseToken, task.LeaseExpiresAt
+	interval := max(lease/3, time.Millisecond)
+	go func() {
+		defer close(h.done)
+		timer := time.NewTimer(interval)
+		defer timer.Stop()
+		for {
+			select {
+			case <-h.stopc:
+				return
+			case <-timer.C:
+			}
+			// A renewal that takes longer than a beat is no use; the next
+			// try is a fresh request.
+			cctx, ccancel := context.WithTimeout(rctx, interval)
+			next, err := t.renew(cctx, id, token, lease)
+			ccancel()
+			switch {
+			case err == nil:
+				expires = next
+				timer.Reset(interval)
+				continue
+			case errors.Is(err, ErrLeaseLost):
+				h.lost, h.confirmed = err, true
+			default:
+				select {
+				case <-h.stopc:
+					return // The renewal was cut short because fn returned.
+				default:
+				}
+				if t.cfg.Now().Before(expires) {
+					t.log.Warn("lease renewal failed; retrying", "task", id, "lease_expires_at", expires, "error", err)
+					timer.Reset(max(interval/4, time.Millisecond))
+					continue
+				}
+				h.lost = fmt.Errorf("%w: could not renew the lease of task %q before it expired at %s: %w",
+					ErrLeaseLost, id, expires.UTC().Format(time.RFC3339Nano), err)
+			}
+			t.log.Warn("lease lost while the task ran; cancelling it", "task", id, "error", h.lost)
+			cancel(h.lost)
+			return
+		}
+	}()
+	return h
+}
+
+// stop ends the heartbeat, cutting short a renewal in flight, and waits
+// for its goroutine. A renewal cut short may still land; it is harmless,
+// because the outcome write that follows removes the token it is fenced on.
+func (h *heartbeat) stop() {
+	close(h.stopc)
+	h.cancel()
+	<-h.done
 }

@@ -51,6 +51,12 @@ type Task[S Status] struct {
 	outputSet      bool
 	leaseToken     string
 	abandonedEntry *ErrorRecord
+	// claimedFrom is the status the claim found the task in, which a
+	// release puts back; maxAttempts is the limit in force for this
+	// attempt; outcome is what Start recorded, for Process to report.
+	claimedFrom S
+	maxAttempts int
+	outcome     outcome
 }
 
 // ErrorRecord is one failed attempt in a task's error history.

@@ -280,7 +280,8 @@ func (t *Tracker[S]) Delete(ctx context.Context, taskID string) error {
 }
 
 // Start claims the task, runs fn, and records the outcome. It blocks until
-// fn has returned and the outcome is written.
+// fn has returned and the outcome is written. It is [Tracker.StartWith]
+// with the Config's lease and attempt limit.
 //
 // The claim is one conditional write. It succeeds only if the task is in a
 // startable status (Pending, Failed or one of Config.Startable), or Running
@@ -289,30 +290,101 @@ func (t *Tracker[S]) Delete(ctx context.Context, taskID string) error {
 // ErrTaskLocked, ErrTaskSucceeded, ErrTaskIgnored or ErrTaskNotReady, and
 // fn does not run.
 //
+// While fn runs, Start renews the lease every third of its length with a
+// write fenced by the lease token, so a task may run far longer than its
+// lease as long as its worker is alive and reaches DynamoDB. If the lease
+// is lost (a renewal is refused because another worker took the task over
+// or it was reset, or renewals fail until the lease runs out), fn's context
+// is cancelled and [context.Cause] on it matches ErrLeaseLost: fn should
+// stop, because another worker may be running the task.
+//
 // If fn returns nil, the task becomes Succeeded, with the output and data
 // that fn set on the task. If fn returns an error or panics, the task
 // becomes Failed, or Ignored once Config.MaxAttempts attempts in a row have
 // failed; its stored data is left as it was and the error joins its
-// history. Start returns fn's error unchanged, so errors.Is works on it;
-// if recording the outcome also failed, the two are joined. A panic is
-// recorded with its stack and then re-raised, because recovering it would
-// hide a bug from the code that called Start.
+// history. If fn returns an error matching [ErrRelease], the task goes back
+// to the status it was claimed from and the attempt is not counted. Start
+// returns fn's error unchanged, so errors.Is works on it; if recording the
+// outcome also failed, the two are joined. A panic is recorded with its
+// stack and then re-raised, because recovering it would hide a bug from the
+// code that called Start.
 //
 // The outcome is written with one conditional write fenced by the claim's
 // lease token, even if ctx has been cancelled. If the lease was lost
-// meanwhile, nothing is written and the error matches ErrLeaseLost.
+// meanwhile, nothing is written and the error matches ErrLeaseLost. The
+// heartbeat has stopped by the time Start returns.
 func (t *Tracker[S]) Start(ctx context.Context, taskID string, fn func(ctx context.Context, task *Task[S]) error) error {
+	return t.StartWith(ctx, taskID, StartOptions{}, fn)
+}
+
+// StartOptions adjusts one [Tracker.StartWith] call. The zero value means
+// the Config's settings.
+type StartOptions struct {
+	// Lease overrides Config.Lease for this attempt, for a task known to
+	// need a longer or shorter one than most. The heartbeat renews it every
+	// Lease/3. Defaults to Config.Lease.
+	Lease time.Duration
+
+	// MaxAttempts overrides Config.MaxAttempts for this attempt: it decides
+	// whether this attempt's failure makes the task Failed or Ignored. The
+	// count of attempts is stored with the task, whatever the limit.
+	// Defaults to Config.MaxAttempts.
+	MaxAttempts int
+
+	// ReleaseOnCancel releases the task instead of recording a failure
+	// when ctx is cancelled while fn runs and fn returns an error: the task
+	// goes back to the status it was claimed from and the attempt is not
+	// counted. Use it when cancellation means "this worker is shutting
+	// down", not "this task went wrong". A success is still recorded.
+	// Defaults to false: a cancelled attempt is a failed one.
+	ReleaseOnCancel bool
+}
+
+// startOptions fills in opts from the Config and checks the result.
+func (t *Tracker[S]) startOptions(opts StartOptions) (StartOptions, error) {
+	switch {
+	case opts.Lease == 0:
+		opts.Lease = t.cfg.Lease
+	case opts.Lease < 3*time.Millisecond:
+		return opts, fmt.Errorf("%w: StartOptions.Lease is %v: use at least 3ms, so the heartbeat can renew it every Lease/3, or 0 for Config.Lease (%v)",
+			ErrInvalidConfig, opts.Lease, t.cfg.Lease)
+	}
+	switch {
+	case opts.MaxAttempts == 0:
+		opts.MaxAttempts = t.cfg.MaxAttempts
+	case opts.MaxAttempts < 0:
+		return opts, fmt.Errorf("%w: StartOptions.MaxAttempts is %d: use a positive number, or 0 for Config.MaxAttempts (%d)",
+			ErrInvalidConfig, opts.MaxAttempts, t.cfg.MaxAttempts)
+	}
+	return opts, nil
+}
+
+// StartWith is [Tracker.Start] with per-call options: a lease and an
+// attempt limit of its own, or release instead of failure on cancellation.
+func (t *Tracker[S]) StartWith(ctx context.Context, taskID string, opts StartOptions, fn func(ctx context.Context, task *Task[S]) error) error {
 	if err := t.checkID(taskID); err != nil {
 		return err
 	}
+	opts, err := t.startOptions(opts)
+	if err != nil {
+		return err
+	}
+	_, err = t.attempt(ctx, taskID, opts, fn)
+	return err
+}
+
+// attempt is StartWith. It also returns the claimed task, or nil if the
+// claim failed, so that Process can report what became of it.
+func (t *Tracker[S]) attempt(ctx context.Context, taskID string, opts StartOptions, fn func(ctx context.Context, task *Task[S]) error) (*Task[S], error) {
 	log := t.log.With("task", taskID)
 	log.Debug("start")
 
-	task, err := t.claim(ctx, taskID, t.cfg.Lease)
+	task, err := t.claim(ctx, taskID, opts.Lease)
 	if err != nil {
 		log.Debug("end", "error", err)
-		return err
+		return nil, err
 	}
+	task.maxAttempts = opts.MaxAttempts
 	log = log.With("attempt", task.Attempts)
 	log.Info("task claimed", "status", task.Status.String(), "lease_expires_at", task.LeaseExpiresAt, "fence", task.Fence)
 
@@ -322,22 +394,41 @@ func (t *Tracker[S]) Start(ctx context.Context, taskID string, fn func(ctx conte
 		return context.WithTimeout(context.WithoutCancel(ctx), t.cfg.FinishTimeout)
 	}
 
-	if task.Attempts > t.cfg.MaxAttempts {
+	if task.Attempts > task.maxAttempts {
 		// Earlier attempts ended without a result, most likely because
 		// the task crashes its worker. Running it again would crash the
 		// next worker too.
 		fctx, cancel := finish()
 		defer cancel()
-		msg := fmt.Sprintf("not run: the previous %d attempts ended without a result (limit %d)", task.Attempts-1, t.cfg.MaxAttempts)
+		msg := fmt.Sprintf("not run: the previous %d attempts ended without a result (limit %d)", task.Attempts-1, task.maxAttempts)
 		if err := t.fail(fctx, task, msg, ""); err != nil {
-			return err
+			return task, err
 		}
+		task.outcome = outcomeIgnored
 		log.Error("task ignored", "status", t.cfg.Ignored.String(), "reason", msg)
-		return &TaskError{Op: "start", Job: t.cfg.Job, TaskID: taskID, Err: ErrTaskIgnored,
+		return task, &TaskError{Op: "start", Job: t.cfg.Job, TaskID: taskID, Err: ErrTaskIgnored,
 			Status: int(t.cfg.Ignored), StatusName: t.cfg.Ignored.String(), Attempts: task.Attempts}
 	}
 
-	fnErr, panicked, stack := run(ctx, task, fn)
+	fnCtx, cancelFn := context.WithCancelCause(ctx)
+	defer cancelFn(nil)
+	hb := t.beat(ctx, task, opts.Lease, cancelFn)
+	fnErr, panicked, stack := run(fnCtx, task, fn)
+	hb.stop()
+
+	if hb.confirmed {
+		// A renewal was refused: another worker holds the task or it was
+		// reset, so there is nothing this attempt may write.
+		task.outcome = outcomeLeaseLost
+		log.Warn("result not recorded: lease lost", "error", hb.lost)
+		if panicked {
+			panic(fnErr.(*panicError).value)
+		}
+		if fnErr != nil {
+			return task, errors.Join(fnErr, hb.lost)
+		}
+		return task, hb.lost
+	}
 
 	fctx, cancel := finish()
 	defer cancel()
@@ -348,26 +439,75 @@ func (t *Tracker[S]) Start(ctx context.Context, taskID string, fn func(ctx conte
 			// not vanish: record it as a failure that says why.
 			err = errors.Join(err, t.fail(fctx, task, err.Error(), ""))
 		}
+		task.outcome = t.outcomeOf(task, err)
 		if err == nil {
 			log.Info("task succeeded", "status", t.cfg.Succeeded.String())
 		}
 		log.Debug("end", "error", err)
-		return err
+		return task, err
+	}
+
+	if !panicked && (errors.Is(fnErr, ErrRelease) || (opts.ReleaseOnCancel && ctx.Err() != nil)) {
+		werr := t.release(fctx, task)
+		task.outcome = t.outcomeOf(task, werr)
+		if werr == nil {
+			task.outcome = outcomeReleased
+		}
+		log.Debug("end", "error", errors.Join(fnErr, werr))
+		if werr != nil {
+			return task, errors.Join(fnErr, werr)
+		}
+		return task, fnErr
 	}
 
 	msg := fnErr.Error()
 	if panicked {
 		msg = "panic: " + msg
 	}
+	if hb.lost != nil {
+		msg += " (" + hb.lost.Error() + ")"
+	}
 	werr := t.fail(fctx, task, msg, stack)
+	task.outcome = t.outcomeOf(task, werr)
 	log.Debug("end", "error", errors.Join(fnErr, werr))
 	if panicked {
 		panic(fnErr.(*panicError).value)
 	}
 	if werr != nil {
-		return errors.Join(fnErr, werr)
+		return task, errors.Join(fnErr, werr)
 	}
-	return fnErr
+	return task, fnErr
+}
+
+// outcome is what an attempt recorded, as Process reports it.
+type outcome int
+
+const (
+	outcomeUnknown   outcome = iota // The outcome could not be written.
+	outcomeSucceeded                // Recorded as Succeeded.
+	outcomeFailed                   // Recorded as Failed.
+	outcomeIgnored                  // Recorded as Ignored.
+	outcomeReleased                 // Put back without counting the attempt.
+	outcomeLeaseLost                // Not written: the lease was lost.
+)
+
+// outcomeOf classifies the write that ended an attempt, from the status
+// finish left on the task.
+func (t *Tracker[S]) outcomeOf(task *Task[S], werr error) outcome {
+	switch {
+	case errors.Is(werr, ErrLeaseLost):
+		return outcomeLeaseLost
+	case werr != nil && task.Status == t.cfg.Running:
+		return outcomeUnknown
+	case task.Status == t.cfg.Succeeded:
+		return outcomeSucceeded
+	case task.Status == t.cfg.Ignored:
+		return outcomeIgnored
+	case task.Status == t.cfg.Running:
+		return outcomeUnknown
+	default:
+		return outcomeFailed
+	}
 }
 
 // panicError carries a recovered panic value until the failure is recorded.
