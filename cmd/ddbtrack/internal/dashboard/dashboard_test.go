@@ -1,0 +1,541 @@
+package dashboard_test
+
+import (
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/ddbtrack/ddbtrack/cmd/ddbtrack/internal/dashboard"
+	"github.com/ddbtrack/ddbtrack/cmd/ddbtrack/internal/fixture"
+	"github.com/ddbtrack/ddbtrack/internal/ddbtest"
+)
+
+func TestMain(m *testing.M) { ddbtest.Main(m) }
+
+// site is a dashboard on a test server, and a browser-like client for it:
+// it keeps cookies and does not follow redirects, so tests see them.
+type site struct {
+	t      *testing.T
+	fx     *fixture.Fixture
+	srv    *httptest.Server
+	client *http.Client
+}
+
+func newSite(t *testing.T, fx *fixture.Fixture, opts dashboard.Options) *site {
+	t.Helper()
+	opts.Tracker, opts.Statuses = fx.Tracker, fx.Statuses
+	if opts.Table == "" {
+		opts.Table = fx.Table
+	}
+	if opts.Now == nil {
+		opts.Now = fx.Clock.Now
+	}
+	opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	h, err := dashboard.New(opts)
+	require.NoError(t, err)
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	jar, err := cookiejar.New(nil)
+	require.NoError(t, err)
+	client := &http.Client{
+		Jar:           jar,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		Timeout:       30 * time.Second,
+	}
+	return &site{t: t, fx: fx, srv: srv, client: client}
+}
+
+type page struct {
+	status int
+	header http.Header
+	body   string
+}
+
+func (s *site) do(req *http.Request) page {
+	s.t.Helper()
+	resp, err := s.client.Do(req)
+	require.NoError(s.t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(s.t, err)
+	return page{resp.StatusCode, resp.Header, string(b)}
+}
+
+func (s *site) get(path string) page {
+	s.t.Helper()
+	req, err := http.NewRequestWithContext(s.t.Context(), http.MethodGet, s.srv.URL+path, nil)
+	require.NoError(s.t, err)
+	return s.do(req)
+}
+
+// post sends a form as the dashboard's own pages do: same origin.
+func (s *site) post(path string, form url.Values, headers ...string) page {
+	s.t.Helper()
+	req, err := http.NewRequestWithContext(s.t.Context(), http.MethodPost, s.srv.URL+path, strings.NewReader(form.Encode()))
+	require.NoError(s.t, err)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", s.srv.URL)
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	return s.do(req)
+}
+
+var csrfRE = regexp.MustCompile(`name="csrf" value="([0-9a-f]+)"`)
+
+// token loads a page with a form and returns its token; loading it also
+// sets the cookie half.
+func (s *site) token() string {
+	s.t.Helper()
+	p := s.get("/task?id=t-fail-1")
+	require.Equal(s.t, http.StatusOK, p.status, p.body)
+	m := csrfRE.FindStringSubmatch(p.body)
+	require.NotNil(s.t, m, "no csrf field in the page")
+	return m[1]
+}
+
+func seeded(t *testing.T) *fixture.Fixture {
+	fx := fixture.New(t)
+	fx.Seed(t)
+	return fx
+}
+
+func TestOverview(t *testing.T) {
+	t.Parallel()
+	fx := fixture.New(t)
+	fx.SeedHistory(t, 60)
+	fx.Seed(t)
+	s := newSite(t, fx, dashboard.Options{Refresh: 30 * time.Second})
+
+	p := s.get("/")
+	require.Equal(t, http.StatusOK, p.status, p.body)
+	require.Equal(t, "text/html; charset=utf-8", p.header.Get("Content-Type"))
+	require.Equal(t, "no-store", p.header.Get("Cache-Control"))
+	require.Contains(t, p.header.Get("Content-Security-Policy"), "script-src 'self'")
+	require.Equal(t, "DENY", p.header.Get("X-Frame-Options"))
+	require.Contains(t, p.body, `<meta http-equiv="refresh" content="30">`)
+	require.Contains(t, p.body, "job <b>nightly-import</b>")
+
+	// A card per status, with its count, and one for stuck tasks.
+	for _, want := range []string{
+		`<span class="count">11</span>` + "\n    " + `<span class="name">s06_failed</span>`,
+		`<span class="count">1</span>` + "\n    " + `<span class="name">stuck</span>`,
+	} {
+		require.Contains(t, p.body, want)
+	}
+	require.Contains(t, p.body, `href="/tasks?status=failed"`)
+	require.Contains(t, p.body, `href="/tasks?status=stuck"`)
+
+	// The chart draws the day of history, coloured by status.
+	require.Contains(t, p.body, `<svg class="chart"`)
+	require.Contains(t, p.body, `<rect class="s-succeeded"`)
+	require.Contains(t, p.body, `<rect class="s-failed"`)
+	require.Regexp(t, `<title>Jan 1 14:00 – 15:00 UTC: \d+ s0`, p.body)
+
+	for _, w := range []string{"1h", "6h", "7d"} {
+		p := s.get("/?window=" + w)
+		require.Equal(t, http.StatusOK, p.status, p.body)
+		require.Contains(t, p.body, "Status changes, last "+w)
+	}
+	p = s.get("/?window=2y")
+	require.Equal(t, http.StatusBadRequest, p.status)
+	require.Contains(t, p.body, "Unknown chart window")
+}
+
+func TestOverviewOfAnEmptyJob(t *testing.T) {
+	t.Parallel()
+	s := newSite(t, fixture.New(t), dashboard.Options{})
+	p := s.get("/")
+	require.Equal(t, http.StatusOK, p.status, p.body)
+	require.Contains(t, p.body, "No task changed status in the last 24h.")
+	require.NotContains(t, p.body, `http-equiv="refresh"`, "Refresh 0 turns reloading off")
+}
+
+func TestTaskLists(t *testing.T) {
+	t.Parallel()
+	s := newSite(t, seeded(t), dashboard.Options{})
+
+	for _, tc := range []struct {
+		query string
+		ids   []string
+	}{
+		{"status=failed", []string{fixture.XSS, "t-fail-2", "t-fail-1"}},
+		{"", []string{fixture.XSS, "t-fail-2", "t-fail-1"}}, // Failed is the default.
+		{"status=ignored", []string{"t-ignored"}},
+		{"status=stuck", []string{"t-stuck"}},
+		{"status=running", []string{"t-running", "t-stuck"}},
+		{"status=s09_success", []string{"t-ok"}},
+		{"status=0", []string{"t-pending"}},
+		{"status=failed,ignored&error=connection+reset", []string{"t-fail-2", "t-fail-1"}},
+		{"status=all&id=fail", []string{"t-fail-2", "t-fail-1"}},
+		{"status=all&since=2025-01-02T03:13:00Z&until=2025-01-02+03:15", []string{fixture.XSS, "t-ignored"}},
+		{"status=all&since=22m", []string{"t-running", "t-stuck", fixture.XSS, "t-ignored"}},
+	} {
+		p := s.get("/tasks?" + tc.query)
+		require.Equal(t, http.StatusOK, p.status, "%s: %s", tc.query, p.body)
+		require.Equal(t, tc.ids, listedIDs(t, p.body), tc.query)
+	}
+
+	p := s.get("/tasks?status=failed")
+	require.Contains(t, p.body, `id="requeue-all"`)
+	require.Contains(t, p.body, `name="ids" value="t-fail-1"`)
+	p = s.get("/tasks?status=succeeded")
+	require.NotContains(t, p.body, `id="requeue-all"`, "succeeded tasks are rerun with reset, one by one")
+
+	for _, bad := range []string{"status=nope", "status=all&since=yesterday", "limit=0", "limit=x", "cursor=%21%21"} {
+		p := s.get("/tasks?" + bad)
+		require.Equal(t, http.StatusBadRequest, p.status, bad)
+	}
+}
+
+var idRE = regexp.MustCompile(`<td class="id"><a href="/task\?id=[^"]*">([^<]*)</a>`)
+
+// listedIDs returns the task IDs a list page shows, unescaped.
+func listedIDs(t *testing.T, body string) []string {
+	t.Helper()
+	ids := []string{}
+	for _, m := range idRE.FindAllStringSubmatch(body, -1) {
+		ids = append(ids, unescape(m[1]))
+	}
+	return ids
+}
+
+func unescape(s string) string {
+	return strings.NewReplacer("&lt;", "<", "&gt;", ">", "&#34;", `"`, "&#39;", "'", "&amp;", "&").Replace(s)
+}
+
+// TestPaging follows the next-page links to the end, with the clock moving
+// between pages: the link pins the time of the first page, so "since 40m"
+// and "stuck" select the same tasks throughout.
+func TestPaging(t *testing.T) {
+	t.Parallel()
+	fx := seeded(t)
+	clock := fixture.NewClock(fixture.Now)
+	s := newSite(t, fx, dashboard.Options{Now: clock.Now})
+
+	all := listedIDs(t, s.get("/tasks?status=all").body)
+	require.Len(t, all, 8)
+	var got []string
+	next := "/tasks?status=all&since=40m&limit=3"
+	for i := range 5 {
+		p := s.get(next)
+		require.Equal(t, http.StatusOK, p.status, p.body)
+		got = append(got, listedIDs(t, p.body)...)
+		if i > 0 {
+			require.Contains(t, p.body, `">« First page</a>`)
+		}
+		clock.Advance(10 * time.Minute)
+		m := regexp.MustCompile(`<a href="([^"]*)" id="next-page">`).FindStringSubmatch(p.body)
+		if m == nil {
+			break
+		}
+		next = unescape(m[1])
+	}
+	require.Equal(t, all, got)
+}
+
+func TestTaskPage(t *testing.T) {
+	t.Parallel()
+	fx := seeded(t)
+	fx.Panic(t, "t-panic")
+	s := newSite(t, fx, dashboard.Options{})
+
+	p := s.get("/task?id=t-fail-2")
+	require.Equal(t, http.StatusOK, p.status, p.body)
+	require.Contains(t, p.body, `<span class="status s-failed" id="task-status">s06_failed</span> (6, failed)`)
+	require.Contains(t, p.body, "Error history (2, newest first)")
+	require.Less(t, strings.Index(p.body, "Attempt 2</b>"), strings.Index(p.body, "Attempt 1</b>"), "newest first")
+	require.Contains(t, p.body, "s3://bucket/2024-12-30.csv")
+	require.Contains(t, p.body, `id="requeue"`)
+	require.Contains(t, p.body, `id="reset"`)
+
+	p = s.get("/task?id=t-ok")
+	require.Contains(t, p.body, `&#34;rows&#34;: 1234567890123`, "large numbers keep every digit")
+	require.NotContains(t, p.body, `id="requeue"`, "a succeeded task is not requeued")
+
+	p = s.get("/task?id=t-panic")
+	require.Contains(t, p.body, "panic: assignment to entry in nil map")
+	require.Contains(t, p.body, `<details><summary>Stack</summary><pre class="stack">goroutine `)
+
+	p = s.get("/task?id=t-stuck")
+	require.Contains(t, p.body, "stuck: its lease expired")
+	require.Contains(t, p.body, "held by <b>worker-7</b> until 2025-01-02 03:30:00Z <small>(expired 5m ago)</small>")
+	require.Contains(t, p.body, `name="status" value="stuck"`)
+
+	p = s.get("/task?id=t-running")
+	require.Contains(t, p.body, "(expires 6m from now)")
+	require.NotContains(t, p.body, `id="requeue"`, "a live lease is not requeued")
+	require.Contains(t, p.body, `id="reset" class="secondary" disabled`)
+
+	p = s.get("/task?id=t-nope")
+	require.Equal(t, http.StatusNotFound, p.status)
+	require.Contains(t, p.body, "task not found")
+	require.Equal(t, http.StatusBadRequest, s.get("/task").status)
+}
+
+// TestUserTextIsEscaped checks that a task's ID, data and error cannot
+// inject markup into any page.
+func TestUserTextIsEscaped(t *testing.T) {
+	t.Parallel()
+	s := newSite(t, seeded(t), dashboard.Options{})
+	escaped := `&lt;script&gt;window.__xss=1&lt;/script&gt;&lt;img src=x onerror=&#34;window.__xss=2&#34;&gt;`
+	for _, path := range []string{
+		"/tasks?status=failed",
+		"/tasks?status=all",
+		"/task?" + url.Values{"id": {fixture.XSS}}.Encode(),
+		"/tasks?" + url.Values{"status": {"all"}, "error": {fixture.XSS}, "id": {fixture.XSS}}.Encode(),
+	} {
+		p := s.get(path)
+		require.Equal(t, http.StatusOK, p.status, "%s: %s", path, p.body)
+		require.NotContains(t, p.body, "<script>window", path)
+		require.NotContains(t, p.body, "<img src=x", path)
+		require.Contains(t, p.body, escaped, path)
+		require.Equal(t, 1, strings.Count(p.body, "<script"), "%s: only the dashboard's own script tag", path)
+	}
+	p := s.get("/task?" + url.Values{"id": {fixture.XSS}}.Encode())
+	require.Contains(t, p.body, `&#34;note&#34;: &#34;&lt;script&gt;window.__xss=1&lt;/script&gt;&lt;img src=x onerror=\&#34;window.__xss=2\&#34;&gt;&#34;`, "data is escaped")
+	require.Contains(t, p.body, `<pre class="error">bad input `+escaped, "the error history is escaped")
+	require.Contains(t, p.body, `name="ids" value="`+escaped+`"`, "attributes are escaped")
+
+	// An error page quotes the bad input, escaped.
+	p = s.get("/tasks?" + url.Values{"status": {fixture.XSS}}.Encode())
+	require.Equal(t, http.StatusBadRequest, p.status)
+	require.NotContains(t, p.body, "<script>window")
+}
+
+func TestSearch(t *testing.T) {
+	t.Parallel()
+	s := newSite(t, seeded(t), dashboard.Options{})
+	for q, want := range map[string]string{
+		"t-ok":      "/task?id=t-ok",
+		" t-ok ":    "/task?id=t-ok",
+		"fail":      "/tasks?id=fail&status=all",
+		fixture.XSS: "/task?" + url.Values{"id": {fixture.XSS}}.Encode(),
+		"":          "/tasks?status=all",
+	} {
+		p := s.get("/search?q=" + url.QueryEscape(q))
+		require.Equal(t, http.StatusSeeOther, p.status, q)
+		require.Equal(t, want, p.header.Get("Location"), q)
+	}
+}
+
+func TestRequeueSelected(t *testing.T) {
+	t.Parallel()
+	fx := seeded(t)
+	s := newSite(t, fx, dashboard.Options{})
+	form := url.Values{"csrf": {s.token()}, "status": {"failed"}, "scope": {"selected"}, "ids": {"t-fail-1", "t-ok"}}
+
+	// The first post only counts, and asks to confirm.
+	p := s.post("/requeue", form)
+	require.Equal(t, http.StatusOK, p.status, p.body)
+	require.Contains(t, p.body, `<p id="confirm-count"><b>1</b> task will move to <b>s00_todo</b> (s06_failed, among 2 selected)`)
+	require.Equal(t, "s06_failed", fx.Status(t, "t-fail-1"), "nothing moves before the confirmation")
+
+	// The confirmation form carries the same selection.
+	confirm := hiddenFields(t, p.body)
+	require.Equal(t, []string{"t-fail-1", "t-ok"}, confirm["ids"])
+	require.Equal(t, []string{"yes"}, confirm["confirm"])
+	p = s.post("/requeue", confirm)
+	require.Equal(t, http.StatusSeeOther, p.status, p.body)
+	require.Equal(t, "/tasks?status=failed&moved=1&skipped=0", p.header.Get("Location"))
+	require.Equal(t, "s00_todo", fx.Status(t, "t-fail-1"))
+	require.Equal(t, "s09_success", fx.Status(t, "t-ok"))
+
+	p = s.get(p.header.Get("Location"))
+	require.Contains(t, p.body, "Requeued 1 task to s00_todo.")
+
+	p = s.post("/requeue", url.Values{"csrf": {s.token()}, "status": {"failed"}, "scope": {"selected"}})
+	require.Equal(t, http.StatusBadRequest, p.status)
+	require.Contains(t, p.body, "No tasks were selected")
+}
+
+func TestRequeueAllMatching(t *testing.T) {
+	t.Parallel()
+	fx := seeded(t)
+	s := newSite(t, fx, dashboard.Options{})
+	p := s.post("/requeue", url.Values{"csrf": {s.token()}, "status": {"failed,ignored"}, "scope": {"all"}, "error": {"connection reset"}, "since": {"1h"}})
+	require.Equal(t, http.StatusOK, p.status, p.body)
+	require.Contains(t, p.body, `<b>2</b> tasks will move to <b>s00_todo</b> (s06_failed or s10_ignore, changed since 2025-01-02 02:35:00Z, error contains &#34;connection reset&#34;)`)
+	confirm := hiddenFields(t, p.body)
+	require.Equal(t, []string{"2025-01-02T02:35:00Z"}, confirm["since"], "the confirmation sends the time it counted with")
+
+	p = s.post("/requeue", confirm)
+	require.Equal(t, http.StatusSeeOther, p.status, p.body)
+	require.Contains(t, p.header.Get("Location"), "moved=2")
+	require.Equal(t, "s00_todo", fx.Status(t, "t-fail-1"))
+	require.Equal(t, "s00_todo", fx.Status(t, "t-fail-2"))
+	require.Equal(t, "s10_ignore", fx.Status(t, "t-ignored"))
+
+	// Nothing is left to move, and the page says so rather than confirm.
+	p = s.post("/requeue", url.Values{"csrf": {s.token()}, "status": {"failed"}, "scope": {"all"}, "error": {"connection reset"}})
+	require.Contains(t, p.body, "Nothing to requeue")
+
+	p = s.post("/requeue", url.Values{"csrf": {s.token()}, "status": {"succeeded"}, "scope": {"all"}})
+	require.Equal(t, http.StatusBadRequest, p.status, "succeeded tasks are not requeued")
+}
+
+func TestRequeueFromTaskPageReturnsThere(t *testing.T) {
+	t.Parallel()
+	fx := seeded(t)
+	s := newSite(t, fx, dashboard.Options{})
+	p := s.get("/task?id=t-stuck")
+	form := formAt(t, p.body, `action="/requeue"`)
+	p = s.post("/requeue", form)
+	require.Contains(t, p.body, "<b>1</b> task will move")
+	p = s.post("/requeue", hiddenFields(t, p.body))
+	require.Equal(t, http.StatusSeeOther, p.status, p.body)
+	require.Equal(t, "/task?id=t-stuck&moved=1&skipped=0", p.header.Get("Location"))
+	require.Equal(t, "s00_todo", fx.Status(t, "t-stuck"))
+}
+
+func TestReset(t *testing.T) {
+	t.Parallel()
+	fx := seeded(t)
+	s := newSite(t, fx, dashboard.Options{})
+	p := s.post("/reset", url.Values{"csrf": {s.token()}, "id": {"t-ok"}})
+	require.Equal(t, http.StatusSeeOther, p.status, p.body)
+	require.Equal(t, "/task?id=t-ok&reset=1", p.header.Get("Location"))
+	require.Equal(t, "s00_todo", fx.Status(t, "t-ok"))
+	require.Contains(t, s.get("/task?id=t-ok&reset=1").body, "Task reset to s00_todo.")
+
+	p = s.post("/reset", url.Values{"csrf": {s.token()}, "id": {"t-running"}})
+	require.Equal(t, http.StatusConflict, p.status)
+	require.Contains(t, p.body, "locked by another worker")
+	require.Equal(t, "s03_in_progress", fx.Status(t, "t-running"))
+
+	p = s.post("/reset", url.Values{"csrf": {s.token()}, "id": {"t-nope"}})
+	require.Equal(t, http.StatusNotFound, p.status)
+}
+
+// TestCrossSiteRequestsAreRefused sends the actions the way another site
+// could make a browser send them, and checks nothing changes.
+func TestCrossSiteRequestsAreRefused(t *testing.T) {
+	t.Parallel()
+	fx := seeded(t)
+	s := newSite(t, fx, dashboard.Options{})
+	token := s.token()
+	form := func(tok string) url.Values {
+		return url.Values{"csrf": {tok}, "id": {"t-ok"}, "status": {"failed"}, "scope": {"all"}, "confirm": {"yes"}}
+	}
+	for _, tc := range []struct {
+		name    string
+		form    url.Values
+		headers []string
+		noJar   bool
+	}{
+		{"no token", form(""), nil, false},
+		{"wrong token", form(strings.Repeat("0", len(token))), nil, false},
+		{"no cookie", form(token), nil, true},
+		{"cross-site fetch", form(token), []string{"Sec-Fetch-Site", "cross-site"}, false},
+		{"same-site fetch", form(token), []string{"Sec-Fetch-Site", "same-site"}, false},
+		{"foreign origin", form(token), []string{"Sec-Fetch-Site", "", "Origin", "https://evil.example"}, false},
+	} {
+		for _, path := range []string{"/reset", "/requeue"} {
+			client := s.client
+			if tc.noJar {
+				s.client = &http.Client{CheckRedirect: client.CheckRedirect}
+			}
+			p := s.post(path, tc.form, tc.headers...)
+			s.client = client
+			require.Equal(t, http.StatusForbidden, p.status, "%s %s: %s", tc.name, path, p.body)
+		}
+	}
+	require.Equal(t, "s09_success", fx.Status(t, "t-ok"))
+	require.Equal(t, "s06_failed", fx.Status(t, "t-fail-1"))
+
+	// GET never acts.
+	require.Equal(t, http.StatusMethodNotAllowed, s.get("/reset?id=t-ok&csrf="+token).status)
+}
+
+func TestHostCheckDefeatsDNSRebinding(t *testing.T) {
+	t.Parallel()
+	s := newSite(t, seeded(t), dashboard.Options{AllowHosts: []string{"tasks.internal"}})
+	for host, want := range map[string]int{
+		"attacker.example":      http.StatusMisdirectedRequest,
+		"attacker.example:8080": http.StatusMisdirectedRequest,
+		"localhost:8080":        http.StatusOK,
+		"app.localhost":         http.StatusOK,
+		"127.0.0.1:8080":        http.StatusOK,
+		"[::1]:8080":            http.StatusOK,
+		"10.0.0.7":              http.StatusOK,
+		"tasks.internal:443":    http.StatusOK,
+		"TASKS.internal.":       http.StatusOK,
+	} {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, s.srv.URL+"/static/style.css", nil)
+		require.NoError(t, err)
+		req.Host = host
+		require.Equal(t, want, s.do(req).status, host)
+	}
+}
+
+func TestReadOnly(t *testing.T) {
+	t.Parallel()
+	fx := seeded(t)
+	s := newSite(t, fx, dashboard.Options{ReadOnly: true})
+	for _, path := range []string{"/", "/tasks?status=failed", "/tasks?status=stuck", "/task?id=t-fail-1", "/task?id=t-stuck"} {
+		p := s.get(path)
+		require.Equal(t, http.StatusOK, p.status, path)
+		require.NotContains(t, p.body, `method="post"`, path)
+		require.NotContains(t, p.body, `name="csrf"`, path)
+		require.Empty(t, p.header.Values("Set-Cookie"), path)
+	}
+	require.Contains(t, s.get("/").body, `<span class="badge"`)
+	for _, path := range []string{"/reset", "/requeue"} {
+		p := s.post(path, url.Values{"id": {"t-fail-1"}, "status": {"failed"}, "scope": {"all"}, "confirm": {"yes"}})
+		require.Equal(t, http.StatusForbidden, p.status)
+		require.Contains(t, p.body, "read-only")
+	}
+	require.Equal(t, "s06_failed", fx.Status(t, "t-fail-1"))
+}
+
+func TestStaticAssets(t *testing.T) {
+	t.Parallel()
+	s := newSite(t, fixture.New(t), dashboard.Options{})
+	for path, ctype := range map[string]string{"/static/app.js": "text/javascript", "/static/style.css": "text/css"} {
+		p := s.get(path)
+		require.Equal(t, http.StatusOK, p.status, path)
+		require.Contains(t, p.header.Get("Content-Type"), ctype, path)
+		require.Equal(t, "max-age=3600", p.header.Get("Cache-Control"), path)
+	}
+	require.Equal(t, http.StatusNotFound, s.get("/static/nope.js").status)
+	require.Equal(t, http.StatusNotFound, s.get("/nope").status)
+}
+
+var hiddenRE = regexp.MustCompile(`<input type="hidden" name="([^"]+)" value="([^"]*)">`)
+
+// hiddenFields returns the hidden fields of the page's last form.
+func hiddenFields(t *testing.T, body string) url.Values {
+	t.Helper()
+	i := strings.LastIndex(body, "<form")
+	require.GreaterOrEqual(t, i, 0, "no form on the page")
+	return fields(body[i:])
+}
+
+// formAt returns the hidden fields of the form whose tag contains attr.
+func formAt(t *testing.T, body, attr string) url.Values {
+	t.Helper()
+	i := strings.Index(body, attr)
+	require.GreaterOrEqual(t, i, 0, "no form with %s", attr)
+	end := strings.Index(body[i:], "</form>")
+	return fields(body[i : i+end])
+}
+
+func fields(html string) url.Values {
+	v := url.Values{}
+	for _, m := range hiddenRE.FindAllStringSubmatch(html, -1) {
+		if m[2] != "" {
+			v.Add(m[1], unescape(m[2]))
+		}
+	}
+	return v
+}

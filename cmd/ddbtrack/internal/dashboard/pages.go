@@ -1,0 +1,468 @@
+package dashboard
+
+import (
+	"errors"
+	"html/template"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ddbtrack/ddbtrack"
+	"github.com/ddbtrack/ddbtrack/cmd/ddbtrack/internal/ops"
+)
+
+// Page sizes a list offers; the first is the default.
+var pageSizes = []int{50, 100, 200, 500}
+
+func (s *Server) funcs() template.FuncMap {
+	return template.FuncMap{
+		"time": ops.FormatTime,
+		"age": func(t, now time.Time) string {
+			if t.IsZero() {
+				return ""
+			}
+			d := now.Sub(t)
+			suffix := " ago"
+			if d < 0 {
+				d, suffix = -d, " from now"
+			}
+			return ops.Age(d) + suffix
+		},
+		"statusName":  func(c ops.Code) string { return s.st.Name(c) },
+		"statusClass": s.statusClass,
+		"firstLine": func(text string, max int) string {
+			line, _, more := strings.Cut(strings.TrimSpace(text), "\n")
+			if r := []rune(line); len(r) > max {
+				return string(r[:max-1]) + "…"
+			}
+			if more {
+				line += " …"
+			}
+			return line
+		},
+		"taskURL": taskURL,
+		"list":    func(v ...string) []string { return v },
+		"px":      func(v float64) string { return strconv.FormatFloat(v, 'f', 1, 64) },
+	}
+}
+
+func taskURL(id string) string {
+	return "/task?" + url.Values{"id": {id}}.Encode()
+}
+
+// statusClass is the CSS class that colours a status by its role.
+func (s *Server) statusClass(c ops.Code) string {
+	if r := s.st.RoleOf(c); r != "" {
+		return "s-" + string(r)
+	}
+	return "s-other"
+}
+
+// statusParam is how URLs name a status: its role, or its number.
+func (s *Server) statusParam(c ops.Code) string {
+	if r := s.st.RoleOf(c); r != "" {
+		return string(r)
+	}
+	return strconv.Itoa(int(c))
+}
+
+type card struct {
+	Name, Role, Class, URL string
+	Value                  int
+	Count                  int64
+}
+
+type overviewPage struct {
+	Counts  ops.Counts
+	Cards   []card
+	Stuck   card
+	Chart   chart
+	Window  string
+	Windows []string
+}
+
+func (s *Server) overview(w http.ResponseWriter, r *http.Request) error {
+	now := s.opts.Now()
+	win := windows[defaultWindow]
+	if name := r.URL.Query().Get("window"); name != "" {
+		i := slices.IndexFunc(windows, func(w window) bool { return w.Name == name })
+		if i < 0 {
+			return badRequest("Unknown chart window %q: use one of %s.", name, windowNames())
+		}
+		win = windows[i]
+	}
+	counts, err := ops.Count(r.Context(), s.tr, s.st, now)
+	if err != nil {
+		return err
+	}
+	c, err := s.buildChart(r.Context(), now, win)
+	if err != nil {
+		return err
+	}
+	p := overviewPage{Counts: counts, Chart: c, Window: win.Name, Windows: windowNames()}
+	for _, sc := range counts.Statuses {
+		p.Cards = append(p.Cards, card{
+			Name: sc.Name, Role: string(sc.Role), Class: s.statusClass(sc.Status), Value: int(sc.Status), Count: sc.Count,
+			URL: "/tasks?" + url.Values{"status": {s.statusParam(sc.Status)}}.Encode(),
+		})
+	}
+	p.Stuck = card{Name: "stuck", Role: "running, lease expired", Class: "s-stuck", Count: int64(counts.Stuck), URL: "/tasks?status=stuck"}
+	s.render(w, r, http.StatusOK, "overview", p)
+	return nil
+}
+
+// listQuery is a task list's filter as it appears in URLs and forms.
+type listQuery struct {
+	// Status is "stuck", "all", or a comma-separated list of roles, names
+	// or values.
+	Status                  string
+	Since, Until, Error, ID string
+	Cursor                  string
+	Limit                   int
+}
+
+// values returns the query without its cursor, for links and hidden fields.
+func (q listQuery) values() url.Values {
+	v := url.Values{"status": {q.Status}}
+	for k, x := range map[string]string{"since": q.Since, "until": q.Until, "error": q.Error, "id": q.ID} {
+		if x != "" {
+			v.Set(k, x)
+		}
+	}
+	if q.Limit != pageSizes[0] {
+		v.Set("limit", strconv.Itoa(q.Limit))
+	}
+	return v
+}
+
+// readList reads a list's filter from a URL query or a form.
+func (s *Server) readList(v url.Values, now time.Time) (listQuery, ops.Filter, error) {
+	q := listQuery{
+		Status: strings.TrimSpace(v.Get("status")),
+		Since:  strings.TrimSpace(v.Get("since")),
+		Until:  strings.TrimSpace(v.Get("until")),
+		Error:  v.Get("error"),
+		ID:     v.Get("id"),
+		Cursor: v.Get("cursor"),
+		Limit:  pageSizes[0],
+	}
+	if q.Status == "" {
+		q.Status = string(ops.Failed)
+	}
+	if l := v.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > pageSizes[len(pageSizes)-1] {
+			return q, ops.Filter{}, badRequest("Page size %q is not a number from 1 to %d.", l, pageSizes[len(pageSizes)-1])
+		}
+		q.Limit = n
+	}
+	f := ops.Filter{ErrorContains: q.Error, IDContains: q.ID}
+	var err error
+	switch q.Status {
+	case "stuck":
+		f.Stuck = true
+	case "all":
+		f.Statuses = s.st.All()
+	default:
+		if f.Statuses, err = s.st.LookupList(q.Status); err != nil {
+			return q, f, badRequest("%s", capitalize(err.Error()))
+		}
+	}
+	if f.Since, err = ops.ParseTime(q.Since, now); err != nil {
+		return q, f, badRequest("From: %v", err)
+	}
+	if f.Until, err = ops.ParseTime(q.Until, now); err != nil {
+		return q, f, badRequest("To: %v", err)
+	}
+	if err := f.Check(); err != nil {
+		return q, f, badRequest("%s", capitalize(err.Error()))
+	}
+	return q, f, nil
+}
+
+func capitalize(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+type tab struct{ Name, Label, URL string }
+
+type tasksPage struct {
+	Query      listQuery
+	Filter     string
+	Tasks      []taskRow
+	NextURL    string
+	FirstURL   string
+	CanRequeue bool
+	ShowLease  bool
+	Tabs       []tab
+	PageSizes  []int
+	Flash      flash
+}
+
+type taskRow struct {
+	*ops.Task
+	Stuck bool
+}
+
+// flash reports the outcome of an action, from the redirect's query. It
+// holds numbers only, so a crafted link cannot put words on the page.
+type flash struct {
+	Requeued       bool
+	Moved, Skipped int
+	Reset          bool
+	Pending        string
+}
+
+func (s *Server) readFlash(v url.Values) flash {
+	f := flash{Pending: s.st.Name(s.st.Of(ops.Pending))}
+	if m, err := strconv.Atoi(v.Get("moved")); err == nil {
+		f.Requeued, f.Moved = true, m
+		f.Skipped, _ = strconv.Atoi(v.Get("skipped"))
+	}
+	f.Reset = v.Get("reset") == "1"
+	return f
+}
+
+// tabs are the lists the header offers, most urgent first.
+func (s *Server) tabs() []tab {
+	out := []tab{}
+	for _, r := range []ops.Role{ops.Failed, ops.Ignored} {
+		out = append(out, tab{string(r), string(r), "/tasks?status=" + string(r)})
+	}
+	out = append(out, tab{"stuck", "stuck", "/tasks?status=stuck"})
+	for _, r := range []ops.Role{ops.Running, ops.Pending, ops.Succeeded} {
+		out = append(out, tab{string(r), string(r), "/tasks?status=" + string(r)})
+	}
+	return append(out, tab{"all", "all", "/tasks?status=all"})
+}
+
+// requeueable reports whether a list's tasks may be requeued: failed,
+// ignored and stuck tasks can be; pending ones need not be, live running
+// ones must not be, and succeeded ones are rerun with reset, one by one.
+func (s *Server) requeueable(f ops.Filter) bool {
+	if f.Stuck {
+		return true
+	}
+	for _, c := range f.Statuses {
+		if c != s.st.Of(ops.Failed) && c != s.st.Of(ops.Ignored) {
+			return false
+		}
+	}
+	return len(f.Statuses) > 0
+}
+
+func (s *Server) tasks(w http.ResponseWriter, r *http.Request) error {
+	// A later page is read as of the time of the first, so that ages such
+	// as "6h" and "stuck" select the same tasks on every page.
+	now := s.opts.Now()
+	pinned, cursor, err := ops.DecodeCursor(r.URL.Query().Get("cursor"))
+	if err != nil {
+		return badRequest("%s", capitalize(err.Error()))
+	}
+	if !pinned.IsZero() {
+		now = pinned
+	}
+	q, f, err := s.readList(r.URL.Query(), now)
+	if err != nil {
+		return err
+	}
+	page, err := s.tr.QueryPage(r.Context(), f.Query(s.st, now, ddbtrack.NewestFirst, q.Limit), cursor)
+	if errors.Is(err, ddbtrack.ErrInvalidCursor) {
+		return badRequest("This page's link no longer fits its filter (%v). Start again from the first page.", err)
+	}
+	if err != nil {
+		return err
+	}
+	p := tasksPage{
+		Query:      q,
+		Filter:     f.Describe(s.st),
+		CanRequeue: !s.opts.ReadOnly && s.requeueable(f),
+		Tabs:       s.tabs(),
+		PageSizes:  pageSizes,
+		Flash:      s.readFlash(r.URL.Query()),
+		FirstURL:   "/tasks?" + q.values().Encode(),
+	}
+	for _, t := range page.Tasks {
+		p.Tasks = append(p.Tasks, taskRow{Task: t, Stuck: s.st.IsStuck(t, now)})
+		p.ShowLease = p.ShowLease || t.LeaseOwner != ""
+	}
+	if page.Cursor != "" {
+		v := q.values()
+		v.Set("cursor", ops.EncodeCursor(now, page.Cursor))
+		p.NextURL = "/tasks?" + v.Encode()
+	}
+	s.render(w, r, http.StatusOK, "tasks", p)
+	return nil
+}
+
+type taskPage struct {
+	T             *ops.Task
+	Status        string
+	Role          string
+	Class         string
+	Stuck         bool
+	Locked        bool
+	Data, Output  string
+	Errors        []ddbtrack.ErrorRecord // newest first
+	CanRequeue    bool
+	RequeueStatus string
+	Flash         flash
+}
+
+func (s *Server) task(w http.ResponseWriter, r *http.Request) error {
+	id := r.URL.Query().Get("id")
+	if id == "" {
+		return badRequest("Which task? Open one from a list, or search for its ID.")
+	}
+	t, err := s.tr.Get(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	now := s.opts.Now()
+	data, output, err := ops.Payloads(t)
+	if err != nil {
+		return err
+	}
+	p := taskPage{
+		T:      t,
+		Status: s.st.Name(t.Status),
+		Role:   string(s.st.RoleOf(t.Status)),
+		Class:  s.statusClass(t.Status),
+		Stuck:  s.st.IsStuck(t, now),
+		Locked: t.IsLocked(now),
+		Data:   data,
+		Output: output,
+		Errors: slices.Clone(t.Errors),
+		Flash:  s.readFlash(r.URL.Query()),
+	}
+	slices.Reverse(p.Errors)
+	if !s.opts.ReadOnly {
+		switch {
+		case p.Stuck:
+			p.CanRequeue, p.RequeueStatus = true, "stuck"
+		case t.Status == s.st.Of(ops.Failed) || t.Status == s.st.Of(ops.Ignored):
+			p.CanRequeue, p.RequeueStatus = true, s.statusParam(t.Status)
+		}
+	}
+	s.render(w, r, http.StatusOK, "task", p)
+	return nil
+}
+
+// search opens the task with the ID searched for, or lists the tasks whose
+// IDs contain it.
+func (s *Server) search(w http.ResponseWriter, r *http.Request) error {
+	q := strings.TrimSpace(r.URL.Query().Get("q"))
+	if q == "" {
+		http.Redirect(w, r, "/tasks?status=all", http.StatusSeeOther)
+		return nil
+	}
+	_, err := s.tr.Get(r.Context(), q)
+	switch {
+	case err == nil:
+		http.Redirect(w, r, taskURL(q), http.StatusSeeOther)
+	case errors.Is(err, ddbtrack.ErrTaskNotFound), errors.Is(err, ddbtrack.ErrInvalidTaskID):
+		http.Redirect(w, r, "/tasks?"+url.Values{"status": {"all"}, "id": {q}}.Encode(), http.StatusSeeOther)
+	default:
+		return err
+	}
+	return nil
+}
+
+type confirmPage struct {
+	Matched   int
+	Filter    string
+	Pending   string
+	Selected  []string
+	Fields    []field
+	CancelURL string
+}
+
+type field struct{ Name, Value string }
+
+// requeue counts the tasks a requeue would move and asks to confirm; the
+// confirmed form moves them and redirects back with the outcome.
+func (s *Server) requeue(w http.ResponseWriter, r *http.Request) error {
+	form := r.PostForm
+	now := s.opts.Now()
+	q, f, err := s.readList(form, now)
+	if err != nil {
+		return err
+	}
+	if !s.requeueable(f) {
+		return badRequest("Only failed, ignored and stuck tasks can be requeued; use Reset on a task to run it again from another status.")
+	}
+	scope := form.Get("scope")
+	switch scope {
+	case "selected":
+		f.IDs = form["ids"]
+		if len(f.IDs) == 0 {
+			return badRequest("No tasks were selected. Tick some tasks, or use “Requeue all matching”.")
+		}
+		if err := f.Check(); err != nil {
+			return badRequest("%s", capitalize(err.Error()))
+		}
+	case "all":
+	default:
+		return badRequest("Unknown requeue scope %q.", scope)
+	}
+	fromTask := form.Get("from_task")
+	back := "/tasks?" + q.values().Encode()
+	if fromTask != "" {
+		back = taskURL(fromTask)
+	}
+
+	if form.Get("confirm") != "yes" {
+		res, err := s.tr.Requeue(r.Context(), f.Requeue(s.st, now, true, nil))
+		if err != nil {
+			return err
+		}
+		// Relative times ("6h") would move between the count and the
+		// confirmation; the confirmation sends the absolute times counted.
+		fields := []field{{"status", q.Status}, {"error", q.Error}, {"id", q.ID}, {"scope", scope}, {"from_task", fromTask}, {"confirm", "yes"}}
+		if !f.Since.IsZero() {
+			fields = append(fields, field{"since", f.Since.UTC().Format(time.RFC3339Nano)})
+		}
+		if !f.Until.IsZero() {
+			fields = append(fields, field{"until", f.Until.UTC().Format(time.RFC3339Nano)})
+		}
+		for _, id := range f.IDs {
+			fields = append(fields, field{"ids", id})
+		}
+		s.render(w, r, http.StatusOK, "confirm", confirmPage{
+			Matched: res.Matched, Filter: f.Describe(s.st), Pending: s.st.Name(s.st.Of(ops.Pending)),
+			Selected: f.IDs, Fields: fields, CancelURL: back,
+		})
+		return nil
+	}
+
+	res, err := s.tr.Requeue(r.Context(), f.Requeue(s.st, now, false, nil))
+	if err != nil {
+		return err
+	}
+	s.log.Info("dashboard requeue", "job", s.job, "filter", f.Describe(s.st), "matched", res.Matched, "moved", res.Moved, "skipped", res.Skipped, "remote", r.RemoteAddr)
+	sep := "&"
+	if !strings.Contains(back, "?") {
+		sep = "?"
+	}
+	http.Redirect(w, r, back+sep+url.Values{"moved": {strconv.Itoa(res.Moved)}, "skipped": {strconv.Itoa(res.Skipped)}}.Encode(), http.StatusSeeOther)
+	return nil
+}
+
+func (s *Server) reset(w http.ResponseWriter, r *http.Request) error {
+	id := r.PostForm.Get("id")
+	if id == "" {
+		return badRequest("Which task? The form named none.")
+	}
+	if err := s.tr.Reset(r.Context(), id); err != nil {
+		return err
+	}
+	s.log.Info("dashboard reset", "job", s.job, "task", id, "remote", r.RemoteAddr)
+	http.Redirect(w, r, taskURL(id)+"&reset=1", http.StatusSeeOther)
+	return nil
+}
