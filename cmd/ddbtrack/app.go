@@ -1,0 +1,434 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/ddbtrack/ddbtrack"
+	"github.com/ddbtrack/ddbtrack/cmd/ddbtrack/internal/ops"
+)
+
+// Exit codes. Scripts can tell "nothing to do" from "broken" from "you
+// typed it wrong" without parsing messages.
+const (
+	exitOK          = 0   // The command did what it was asked.
+	exitFailure     = 1   // DynamoDB, the network or credentials failed.
+	exitUsage       = 2   // Bad flags or arguments; nothing was done.
+	exitNotFound    = 3   // The task or the table does not exist.
+	exitLocked      = 4   // A worker holds the task under a live lease.
+	exitInterrupted = 130 // Interrupted by Ctrl-C or SIGTERM.
+)
+
+// app is one run of the command. Tests build their own, with buffers for
+// output, a map for the environment, a fixed clock and a client for the
+// test server.
+type app struct {
+	stdout, stderr io.Writer
+	getenv         func(string) string
+	now            func() time.Time
+	// terminal says stdout is a terminal, so stats --watch may clear it.
+	terminal bool
+	// progress says stderr is a terminal, so long requeues draw a bar.
+	progress bool
+	// dial overrides how the DynamoDB client is made; tests use it to
+	// reach their shared server. Nil means loadClient.
+	dial func(ctx context.Context, c *common) (ddbtrack.Client, error)
+}
+
+// command is one subcommand. define registers the command's own flags on
+// fs and returns the function that runs it, which reads the parsed flags
+// through the closure.
+type command struct {
+	name  string
+	args  string // the synopsis after the name, e.g. "[flags] TASK"
+	short string // one line for the command list
+	long  string // the rest of `ddbtrack help NAME`
+	// offline commands need no table, job or DynamoDB client.
+	offline bool
+	define  func(fs *flag.FlagSet) runFunc
+}
+
+type runFunc func(ctx context.Context, s *session, args []string) error
+
+// session is what a running command works with.
+type session struct {
+	*app
+	common  *common
+	tracker *ddbtrack.Tracker[ops.Code]
+	st      *ops.Statuses
+}
+
+// commands is the command list in the order help shows it.
+var commands []*command
+
+func init() {
+	commands = []*command{
+		cmdCreateTable, cmdStats, cmdLs, cmdShow, cmdRequeue, cmdReset, cmdDelete, cmdServe,
+		cmdCompletion,
+	}
+}
+
+func findCommand(name string) *command {
+	for _, c := range commands {
+		if c.name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+// usageError is a mistake in the command line. It exits with exitUsage and
+// nothing has been done.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error {
+	return &usageError{fmt.Sprintf(format, args...)}
+}
+
+// run runs the command line and returns the exit code.
+func (a *app) run(ctx context.Context, args []string) int {
+	if len(args) == 0 {
+		a.printUsage(a.stderr)
+		return exitUsage
+	}
+	switch name := args[0]; name {
+	case "help", "-h", "-help", "--help":
+		if len(args) > 1 {
+			return a.help(args[1])
+		}
+		a.printUsage(a.stdout)
+		return exitOK
+	}
+	cmd := findCommand(args[0])
+	if cmd == nil {
+		fmt.Fprintf(a.stderr, "ddbtrack: unknown command %q: run `ddbtrack help` for the list\n", args[0])
+		return exitUsage
+	}
+	return a.report(ctx, cmd, a.runCommand(ctx, cmd, args[1:]))
+}
+
+func (a *app) runCommand(ctx context.Context, cmd *command, args []string) error {
+	fs := flag.NewFlagSet(cmd.name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // Errors are reported once, by report.
+	var c *common
+	if !cmd.offline {
+		c = registerCommon(fs, a.getenv)
+	}
+	runFn := cmd.define(fs)
+	pos, err := parseInterspersed(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		a.printCommandHelp(a.stdout, cmd, fs)
+		return nil
+	}
+	if err != nil {
+		return usagef("%v: run `ddbtrack help %s`", err, cmd.name)
+	}
+	s := &session{app: a, common: c}
+	if !cmd.offline {
+		if err := s.open(ctx); err != nil {
+			return err
+		}
+	}
+	return runFn(ctx, s, pos)
+}
+
+// parseInterspersed parses flags wherever they appear, so that
+// `ddbtrack show TASK --json` works as well as `ddbtrack show --json TASK`.
+// Arguments after "--" are never flags, for task IDs that start with '-'.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if consumed := len(args) - len(rest); consumed > 0 && args[consumed-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+// report prints err, if any, with what to do about it, and returns the
+// exit code.
+func (a *app) report(ctx context.Context, cmd *command, err error) int {
+	if err == nil {
+		return exitOK
+	}
+	var errs multiError
+	if !errors.As(err, &errs) {
+		errs = multiError{err}
+	}
+	for _, e := range errs {
+		fmt.Fprintf(a.stderr, "ddbtrack %s: %s\n", cmd.name, message(e))
+	}
+	return exitCode(ctx, err)
+}
+
+// message says what went wrong in the command's words: the library's
+// hints name Go methods, which mean nothing to someone at a shell.
+func message(err error) string {
+	var te *ddbtrack.TaskError
+	switch {
+	case errors.As(err, &te) && errors.Is(te.Err, ddbtrack.ErrTaskNotFound):
+		return fmt.Sprintf("task %q not found in job %q: check the ID, and --job and --table; `ddbtrack ls --id-contains TEXT` finds IDs", te.TaskID, te.Job)
+	case errors.As(err, &te) && errors.Is(te.Err, ddbtrack.ErrTaskLocked):
+		return fmt.Sprintf("task %q is %s and worker %s holds its lease until %s: wait for the worker to finish, or for the lease to expire",
+			te.TaskID, te.StatusName, te.LeaseOwner, formatTime(te.LeaseExpiresAt))
+	case isTableMissing(err):
+		return strings.TrimPrefix(err.Error(), "ddbtrack: ") +
+			"\n  The table does not exist there: check --table, --region and --endpoint-url, or create it with `ddbtrack create-table`."
+	}
+	return strings.TrimPrefix(err.Error(), "ddbtrack: ")
+}
+
+// multiError holds the failures of a command that goes on after one task
+// fails, such as reset with several IDs. Each is reported on its own line.
+type multiError []error
+
+func (m multiError) Error() string {
+	msgs := make([]string, len(m))
+	for i, e := range m {
+		msgs[i] = e.Error()
+	}
+	return strings.Join(msgs, "\n")
+}
+
+func (m multiError) Unwrap() []error { return m }
+
+// joinErrors returns nil for no errors, and a multiError otherwise.
+func joinErrors(errs []error) error {
+	if len(errs) == 0 {
+		return nil
+	}
+	return multiError(errs)
+}
+
+func exitCode(ctx context.Context, err error) int {
+	var usage *usageError
+	switch {
+	case errors.As(err, &usage), errors.Is(err, ddbtrack.ErrInvalidTaskID), errors.Is(err, ddbtrack.ErrInvalidConfig),
+		errors.Is(err, ddbtrack.ErrInvalidQuery), errors.Is(err, ddbtrack.ErrInvalidCursor):
+		return exitUsage
+	case errors.Is(err, ddbtrack.ErrTaskNotFound), isTableMissing(err):
+		return exitNotFound
+	case errors.Is(err, ddbtrack.ErrTaskLocked):
+		return exitLocked
+	case ctx.Err() != nil && errors.Is(err, context.Canceled):
+		return exitInterrupted
+	}
+	return exitFailure
+}
+
+func isTableMissing(err error) bool {
+	var rnf *types.ResourceNotFoundException
+	return errors.As(err, &rnf)
+}
+
+// open connects to DynamoDB and builds the tracker from the common flags.
+// It makes no request: a wrong table shows up on the first one.
+func (s *session) open(ctx context.Context) error {
+	c := s.common
+	if c.table == "" {
+		return usagef("no table: pass --table NAME or set %s", envTable)
+	}
+	if c.job == "" {
+		return usagef("no job: pass --job NAME or set %s", envJob)
+	}
+	st, err := ops.ParseStatuses(c.statuses)
+	if err != nil {
+		return usagef("--statuses: %v", err)
+	}
+	st.Register()
+	dial := s.dial
+	if dial == nil {
+		dial = loadClient
+	}
+	client, err := dial(ctx, c)
+	if err != nil {
+		return err
+	}
+	s.st = st
+	s.tracker, err = ddbtrack.New(client, ddbtrack.Config[ops.Code]{
+		Table:     c.table,
+		Job:       c.job,
+		Pending:   st.Of(ops.Pending),
+		Running:   st.Of(ops.Running),
+		Failed:    st.Of(ops.Failed),
+		Succeeded: st.Of(ops.Succeeded),
+		Ignored:   st.Of(ops.Ignored),
+		// The command never starts a task; listing the other statuses as
+		// startable only tells the tracker they belong to the job.
+		Startable: st.Extra(),
+		Shards:    c.shards,
+		Logger:    slog.New(slog.NewTextHandler(s.stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Now:       s.now,
+	})
+	return err
+}
+
+// Environment variables that supply defaults for the common flags.
+const (
+	envTable    = "DDBTRACK_TABLE"
+	envJob      = "DDBTRACK_JOB"
+	envStatuses = "DDBTRACK_STATUSES"
+	envShards   = "DDBTRACK_SHARDS"
+)
+
+// common holds the flags every command that touches a table takes.
+type common struct {
+	table, job, statuses string
+	shards               int
+	region, profile      string
+	endpoint             string
+}
+
+func registerCommon(fs *flag.FlagSet, getenv func(string) string) *common {
+	c := &common{}
+	fs.StringVar(&c.table, "table", getenv(envTable), "DynamoDB table `name` ($"+envTable+")")
+	fs.StringVar(&c.job, "job", getenv(envJob), "job `name` ($"+envJob+")")
+	statuses := getenv(envStatuses)
+	if statuses == "" {
+		statuses = ops.DefaultStatuses
+	}
+	fs.StringVar(&c.statuses, "statuses", statuses, "the job's status `list` as role:name=value,... ($"+envStatuses+"; see `ddbtrack help statuses`)")
+	shards, _ := strconv.Atoi(getenv(envShards))
+	if shards <= 0 {
+		shards = ddbtrack.DefaultShards
+	}
+	fs.IntVar(&c.shards, "shards", shards, "status-index shards the job was configured with, Config.Shards ($"+envShards+")")
+	fs.StringVar(&c.region, "region", "", "AWS `region`; defaults to the SDK's ($AWS_REGION, the profile)")
+	fs.StringVar(&c.profile, "profile", "", "AWS shared config `profile`; defaults to $AWS_PROFILE")
+	fs.StringVar(&c.endpoint, "endpoint-url", "", "DynamoDB endpoint `URL`, e.g. http://127.0.0.1:8000; defaults to $AWS_ENDPOINT_URL_DYNAMODB")
+	return c
+}
+
+// commonFlags are shown apart from a command's own flags in its help.
+var commonFlags = map[string]bool{
+	"table": true, "job": true, "statuses": true, "shards": true,
+	"region": true, "profile": true, "endpoint-url": true,
+}
+
+func (a *app) printUsage(w io.Writer) {
+	fmt.Fprint(w, `ddbtrack shows and repairs the tasks of a job tracked in DynamoDB by ddbtrack.
+
+Usage:
+  ddbtrack <command> [flags] [args]
+
+Commands:
+`)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, c := range commands {
+		fmt.Fprintf(tw, "  %s\t%s\n", c.name, c.short)
+	}
+	tw.Flush()
+	fmt.Fprint(w, `
+Every command takes --table and --job (or DDBTRACK_TABLE and DDBTRACK_JOB),
+and uses the AWS SDK's configuration: AWS_PROFILE, AWS_REGION and
+AWS_ENDPOINT_URL_DYNAMODB, or --profile, --region and --endpoint-url.
+
+Run 'ddbtrack help <command>' for a command's flags, 'ddbtrack help statuses'
+for --statuses, and 'ddbtrack help exit-codes' for exit codes.
+`)
+}
+
+func (a *app) help(topic string) int {
+	switch topic {
+	case "statuses":
+		fmt.Fprint(a.stdout, statusesHelp)
+		return exitOK
+	case "exit-codes":
+		fmt.Fprint(a.stdout, exitCodesHelp)
+		return exitOK
+	}
+	cmd := findCommand(topic)
+	if cmd == nil {
+		fmt.Fprintf(a.stderr, "ddbtrack: no help for %q: run `ddbtrack help` for the list of commands\n", topic)
+		return exitUsage
+	}
+	fs := flag.NewFlagSet(cmd.name, flag.ContinueOnError)
+	if !cmd.offline {
+		registerCommon(fs, a.getenv)
+	}
+	cmd.define(fs)
+	a.printCommandHelp(a.stdout, cmd, fs)
+	return exitOK
+}
+
+func (a *app) printCommandHelp(w io.Writer, cmd *command, fs *flag.FlagSet) {
+	fmt.Fprintf(w, "Usage: ddbtrack %s %s\n\n%s\n", cmd.name, cmd.args, cmd.short)
+	if cmd.long != "" {
+		fmt.Fprintf(w, "\n%s\n", strings.TrimSpace(cmd.long))
+	}
+	own, shared := new(strings.Builder), new(strings.Builder)
+	fs.VisitAll(func(f *flag.Flag) {
+		out := own
+		if commonFlags[f.Name] {
+			out = shared
+		}
+		name, usage := flag.UnquoteUsage(f)
+		line := "  --" + f.Name
+		if name != "" {
+			line += " " + name
+		}
+		fmt.Fprintf(out, "%s\n      %s", line, usage)
+		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" {
+			fmt.Fprintf(out, " (default %s)", f.DefValue)
+		}
+		out.WriteString("\n")
+	})
+	if own.Len() > 0 {
+		fmt.Fprintf(w, "\nFlags:\n%s", own)
+	}
+	if shared.Len() > 0 {
+		fmt.Fprintf(w, "\nTable and AWS flags:\n%s", shared)
+	}
+}
+
+const statusesHelp = `The command does not know your job's Go status enum, so --statuses (or
+DDBTRACK_STATUSES) describes it: a comma-separated list of entries, each
+
+  role:name=value   the status that plays a role, with your enum's name for it
+  role=value        the same, when the name is the role itself
+  name=value        a status outside the five roles, e.g. a pipeline step
+
+The roles are pending, running, failed, succeeded and ignored, the five
+fields of ddbtrack.Config. Each must be given once.
+
+The names must be your enum's String() values: resets and requeues store the
+name beside the number (status_name), and a different name would rename the
+status in the table.
+
+The default is the seed notebook's enum, which 'make demo' uses:
+
+  ` + ops.DefaultStatuses + `
+
+Commands accept a status as its role, its name or its number: --status failed,
+--status s06_failed and --status 6 mean the same.
+`
+
+const exitCodesHelp = `Exit codes:
+
+  0    success (a dry run that matched tasks is a success too)
+  1    failure: DynamoDB, the network or credentials
+  2    usage error: bad flags or arguments, nothing was done
+  3    not found: the task or the table does not exist
+  4    locked: a worker holds the task under a lease that has not expired
+  130  interrupted (Ctrl-C, SIGTERM)
+`

@@ -1,0 +1,543 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/ddbtrack/ddbtrack/cmd/ddbtrack/internal/fixture"
+	"github.com/ddbtrack/ddbtrack/cmd/ddbtrack/internal/ops"
+	"github.com/ddbtrack/ddbtrack/internal/ddbtest"
+)
+
+// cursorRE matches a cursor, which encodes the random table name and so
+// differs from run to run.
+var cursorRE = regexp.MustCompile(`(--cursor |"next_cursor": ")[A-Za-z0-9_-]+`)
+
+// transcript shows a run as a terminal would, for golden files.
+func transcript(args []string, r result) string {
+	var b strings.Builder
+	quoted := make([]string, len(args))
+	for i, a := range args {
+		quoted[i] = a
+		if a == "" || strings.ContainsAny(a, " \"'<>$&;|\\\n") {
+			quoted[i] = strconv.Quote(a)
+		}
+	}
+	fmt.Fprintf(&b, "$ ddbtrack %s\n", strings.Join(quoted, " "))
+	b.WriteString(r.stdout)
+	if r.stderr != "" {
+		b.WriteString("--- stderr\n")
+		b.WriteString(r.stderr)
+	}
+	fmt.Fprintf(&b, "--- exit %d\n", r.code)
+	return cursorRE.ReplaceAllString(b.String(), "${1}CURSOR")
+}
+
+// TestGolden runs the commands that read, and the dry runs, against one
+// seeded job and compares their output with testdata/*.golden.
+func TestGolden(t *testing.T) {
+	t.Parallel()
+	fx := fixture.New(t)
+	fx.Seed(t)
+
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+	}{
+		{"stats", []string{"stats"}, exitOK},
+		{"stats-json", []string{"stats", "--json"}, exitOK},
+		{"ls", []string{"ls"}, exitOK},
+		{"ls-failed-json", []string{"ls", "--status", "failed", "--json"}, exitOK},
+		{"ls-stuck", []string{"ls", "--stuck"}, exitOK},
+		{"ls-error", []string{"ls", "--status", "failed,s10_ignore", "--error-contains", "connection reset"}, exitOK},
+		{"ls-since", []string{"ls", "--since", "25m", "--order", "oldest"}, exitOK},
+		{"ls-page", []string{"ls", "--limit", "3"}, exitOK},
+		{"ls-none", []string{"ls", "--status", "pending", "--error-contains", "nothing like this"}, exitOK},
+		{"show", []string{"show", "t-fail-2"}, exitOK},
+		{"show-ok", []string{"show", "t-ok"}, exitOK},
+		{"show-stuck", []string{"show", "t-stuck"}, exitOK},
+		{"show-json", []string{"show", "--json", "t-ok"}, exitOK},
+		{"show-xss", []string{"show", fixture.XSS}, exitOK},
+		{"show-missing", []string{"show", "t-nope"}, exitNotFound},
+		{"requeue-dry-run", []string{"requeue"}, exitOK},
+		{"requeue-dry-run-filter", []string{"requeue", "--error-contains", "connection reset", "--since", "1h"}, exitOK},
+		{"requeue-dry-run-json", []string{"requeue", "--json", "--status", "ignored"}, exitOK},
+		{"delete-dry-run", []string{"delete", "--status", "failed,ignored"}, exitOK},
+		{"reset-locked", []string{"reset", "t-running"}, exitLocked},
+		{"help", []string{"help"}, exitOK},
+		{"help-ls", []string{"ls", "--help"}, exitOK},
+		{"help-requeue", []string{"help", "requeue"}, exitOK},
+		{"help-statuses", []string{"help", "statuses"}, exitOK},
+		{"help-exit-codes", []string{"help", "exit-codes"}, exitOK},
+		{"usage-no-command", nil, exitUsage},
+		{"usage-unknown-command", []string{"lss"}, exitUsage},
+		{"usage-unknown-flag", []string{"ls", "--stat", "failed"}, exitUsage},
+		{"usage-bad-status", []string{"ls", "--status", "broken"}, exitUsage},
+		{"usage-bad-time", []string{"ls", "--since", "yesterday"}, exitUsage},
+		{"usage-bad-cursor", []string{"ls", "--cursor", "xyz"}, exitUsage},
+		{"usage-show-no-task", []string{"show"}, exitUsage},
+		{"usage-stuck-and-status", []string{"requeue", "--stuck", "--status", "failed"}, exitUsage},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c := newCLI(t, fx)
+			if strings.HasPrefix(tc.name, "help") {
+				// Help shows the environment's values as defaults.
+				c.env = nil
+			}
+			r := c.run(tc.args...)
+			require.Equal(t, tc.code, r.code, "stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
+			golden(t, tc.name, transcript(tc.args, r))
+		})
+	}
+}
+
+func TestUsageNeedsTableAndJob(t *testing.T) {
+	t.Parallel()
+	fx := fixture.New(t)
+	c := newCLI(t, fx)
+	delete(c.env, envTable)
+	r := c.run("stats")
+	require.Equal(t, exitUsage, r.code)
+	require.Contains(t, r.stderr, "pass --table NAME or set DDBTRACK_TABLE")
+
+	c.env[envTable] = fx.Table
+	delete(c.env, envJob)
+	r = c.run("stats")
+	require.Equal(t, exitUsage, r.code)
+	require.Contains(t, r.stderr, "pass --job NAME or set DDBTRACK_JOB")
+
+	// Flags override the environment.
+	r = c.run("stats", "--job", fixture.Job, "--table", fx.Table)
+	require.Equal(t, exitOK, r.code, r.stderr)
+}
+
+func TestMissingTableSaysHowToCreateIt(t *testing.T) {
+	t.Parallel()
+	fx := fixture.New(t)
+	c := newCLI(t, fx)
+	c.env[envTable] = "ddbtrack-no-such-table"
+	r := c.run("ls")
+	require.Equal(t, exitNotFound, r.code, r.stderr)
+	require.Contains(t, r.stderr, "ddbtrack create-table")
+}
+
+func TestCreateTable(t *testing.T) {
+	t.Parallel()
+	fx := fixture.New(t)
+	c := newCLI(t, fx)
+	c.env[envTable] = ddbtest.Table(t)
+	for range 2 { // The second run finds the table and leaves it.
+		r := c.run("create-table")
+		require.Equal(t, exitOK, r.code, r.stderr)
+		require.Contains(t, r.stdout, "is ready")
+	}
+	r := c.run("stats", "--json")
+	require.Equal(t, exitOK, r.code, r.stderr)
+}
+
+func TestRequeueMovesMatchingTasks(t *testing.T) {
+	t.Parallel()
+	fx := fixture.New(t)
+	fx.Seed(t)
+	c := newCLI(t, fx)
+
+	args := []string{"requeue", "--error-contains", "connection reset", "--yes"}
+	r := c.run(args...)
+	require.Equal(t, exitOK, r.code, r.stderr)
+	golden(t, "requeue-yes", transcript(args, r))
+	require.Equal(t, "s00_todo", fx.Status(t, "t-fail-1"))
+	require.Equal(t, "s00_todo", fx.Status(t, "t-fail-2"))
+	require.Equal(t, "s06_failed", fx.Status(t, fixture.XSS), "a task whose error does not match stays")
+	require.Equal(t, "s10_ignore", fx.Status(t, "t-ignored"), "a task whose error does not match stays")
+
+	// Nothing is left to move.
+	r = c.run("requeue", "--error-contains", "connection reset", "--yes", "--json")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	require.JSONEq(t, `{"dry_run": false, "matched": 0, "moved": 0, "skipped": 0}`, r.stdout)
+}
+
+func TestRequeueNamedTasks(t *testing.T) {
+	t.Parallel()
+	fx := fixture.New(t)
+	fx.Seed(t)
+	c := newCLI(t, fx)
+
+	// t-ok is not failed or ignored, so naming it moves nothing.
+	r := c.run("requeue", "--yes", "t-ignored", "t-ok", "--", fixture.XSS)
+	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Equal(t, "Requeued 2 tasks to s00_todo.\n", r.stdout)
+	require.Equal(t, "s00_todo", fx.Status(t, "t-ignored"))
+	require.Equal(t, "s00_todo", fx.Status(t, fixture.XSS))
+	require.Equal(t, "s09_success", fx.Status(t, "t-ok"))
+	require.Equal(t, "s06_failed", fx.Status(t, "t-fail-1"))
+}
+
+func TestRequeueStuck(t *testing.T) {
+	t.Parallel()
+	fx := fixture.New(t)
+	fx.Seed(t)
+	c := newCLI(t, fx)
+
+	r := c.run("requeue", "--stuck", "--yes")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Equal(t, "Requeued 1 task to s00_todo.\n", r.stdout)
+	require.Equal(t, "s00_todo", fx.Status(t, "t-stuck"))
+	require.Equal(t, "s03_in_progress", fx.Status(t, "t-running"), "a live lease is left alone")
+}
+
+func TestRequeueDrawsProgressOnATerminal(t *testing.T) {
+	t.Parallel()
+	fx := fixture.New(t)
+	fx.Seed(t)
+	var stdout, stderr strings.Builder
+	c := newCLI(t, fx)
+	a := &app{stdout: &stdout, stderr: &stderr, getenv: c.getenv, now: fx.Clock.Now, progress: true, dial: c.dial}
+	code := a.run(t.Context(), []string{"requeue", "--yes"})
+	require.Equal(t, exitOK, code, stderr.String())
+	require.Contains(t, stderr.String(), "[##############################] 4/4 moved 4, skipped 0\n")
+	require.Equal(t, "Requeued 4 tasks to s00_todo.\n", stdout.String())
+}
+
+func TestReset(t *testing.T) {
+	t.Parallel()
+	fx := fixture.New(t)
+	fx.Seed(t)
+	c := newCLI(t, fx)
+
+	r := c.run("reset", "t-ok", "t-ignored")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Equal(t, "Reset t-ok: it is s00_todo now.\nReset t-ignored: it is s00_todo now.\n", r.stdout)
+	require.Equal(t, "s00_todo", fx.Status(t, "t-ok"))
+	require.Equal(t, "s00_todo", fx.Status(t, "t-ignored"))
+
+	// One missing task fails the command, but the others are still reset.
+	r = c.run("reset", "t-nope", "t-fail-1")
+	require.Equal(t, exitNotFound, r.code)
+	require.Equal(t, "ddbtrack reset: task \"t-nope\" not found in job \"nightly-import\": check the ID, and --job and --table; `ddbtrack ls --id-contains TEXT` finds IDs\n", r.stderr)
+	require.Equal(t, "s00_todo", fx.Status(t, "t-fail-1"))
+
+	r = c.run("reset")
+	require.Equal(t, exitUsage, r.code)
+}
+
+func TestDelete(t *testing.T) {
+	t.Parallel()
+	fx := fixture.New(t)
+	fx.Seed(t)
+	c := newCLI(t, fx)
+
+	r := c.run("delete", "t-ok")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Equal(t, "Deleted t-ok.\n", r.stdout)
+	_, err := fx.Tracker.Get(t.Context(), "t-ok")
+	require.Error(t, err)
+
+	r = c.run("delete", "t-ok")
+	require.Equal(t, exitNotFound, r.code)
+
+	r = c.run("delete", "--status", "failed", "--yes")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Equal(t, "Deleted 3 tasks.\n", r.stdout)
+	n, err := fx.Tracker.Count(t.Context(), fx.Statuses.Of(ops.Failed))
+	require.NoError(t, err)
+	require.Zero(t, n)
+
+	require.Equal(t, exitUsage, c.run("delete").code)
+	require.Equal(t, exitUsage, c.run("delete", "t-x", "--status", "failed").code)
+}
+
+// TestPaging follows the cursors of ls to the end and checks that every
+// task comes exactly once, even when the clock moves between pages: the
+// cursor pins the time the first page was read, so "--since" and "--stuck"
+// mean the same on every page.
+func TestPaging(t *testing.T) {
+	t.Parallel()
+	fx := fixture.New(t)
+	fx.Seed(t)
+	c := newCLI(t, fx)
+
+	all := c.lsIDs(t, "ls", "--limit", "0")
+	require.Len(t, all, 8)
+
+	for _, limit := range []string{"1", "3", "8"} {
+		var got []string
+		cursor := ""
+		for page := 0; ; page++ {
+			require.Less(t, page, 10, "paging does not end")
+			args := []string{"ls", "--limit", limit, "--since", "40m"}
+			if cursor != "" {
+				args = append(args, "--cursor", cursor)
+			}
+			var out struct {
+				Tasks []struct {
+					ID string `json:"id"`
+				} `json:"tasks"`
+				NextCursor string `json:"next_cursor"`
+			}
+			r := c.run(append(args, "--json")...)
+			require.Equal(t, exitOK, r.code, r.stderr)
+			require.NoError(t, json.Unmarshal([]byte(r.stdout), &out))
+			for _, task := range out.Tasks {
+				got = append(got, task.ID)
+			}
+			fx.Clock.Advance(7 * time.Minute) // --since 40m would now cut tasks, were it not pinned.
+			if cursor = out.NextCursor; cursor == "" {
+				break
+			}
+		}
+		fx.Clock.Set(fixture.Now)
+		require.Equal(t, all, got, "limit %s", limit)
+	}
+}
+
+func (c *cli) lsIDs(t *testing.T, args ...string) []string {
+	t.Helper()
+	r := c.run(append(args, "--json")...)
+	require.Equal(t, exitOK, r.code, r.stderr)
+	var out struct {
+		Tasks []struct {
+			ID string `json:"id"`
+		} `json:"tasks"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &out))
+	ids := make([]string, len(out.Tasks))
+	for i, task := range out.Tasks {
+		ids[i] = task.ID
+	}
+	return ids
+}
+
+func TestShowPrintsStacks(t *testing.T) {
+	t.Parallel()
+	fx := fixture.New(t)
+	fx.Panic(t, "t-panic")
+	r := newCLI(t, fx).run("show", "t-panic")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Contains(t, r.stdout, "panic: assignment to entry in nil map")
+	require.Contains(t, r.stdout, "    Stack:\n      goroutine ")
+	require.Contains(t, r.stdout, "fixture.go")
+}
+
+func TestStatsWatchStopsOnInterrupt(t *testing.T) {
+	t.Parallel()
+	fx := fixture.New(t)
+	fx.Seed(t)
+	c := newCLI(t, fx)
+	var stdout, stderr strings.Builder
+	a := &app{stdout: &stdout, stderr: &stderr, getenv: c.getenv, now: fx.Clock.Now, terminal: true, dial: c.dial}
+	ctx, cancel := context.WithTimeout(t.Context(), 1500*time.Millisecond)
+	defer cancel()
+	code := a.run(ctx, []string{"stats", "--watch", "--interval", "1s"})
+	require.Equal(t, exitOK, code, stderr.String())
+	require.Contains(t, stdout.String(), "\x1b[H\x1b[2J", "a terminal is cleared before each refresh")
+	require.Contains(t, stdout.String(), "Job nightly-import in table")
+	require.Contains(t, stdout.String(), "1 task stuck")
+}
+
+// TestCustomStatuses uses another enum, and an extra pipeline status,
+// through DDBTRACK_STATUSES.
+func TestCustomStatuses(t *testing.T) {
+	// Not parallel: the names are process-wide (see ops.Code), and these
+	// give values of the default enum other names.
+	defaults := ops.MustParseStatuses(ops.DefaultStatuses)
+	t.Cleanup(defaults.Register)
+
+	fx := fixture.New(t)
+	c := newCLI(t, fx)
+	c.env[envStatuses] = "pending:todo=1,running:doing=2,failed:broken=3,succeeded:done=4,ignored:skipped=5,exported=20"
+	c.env[envJob] = "custom-job"
+	r := c.run("stats")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Equal(t, `STATUS    VALUE  ROLE       COUNT
+todo      1      pending    0
+doing     2      running    0
+broken    3      failed     0
+done      4      succeeded  0
+skipped   5      ignored    0
+exported  20                0
+total                       0
+`, r.stdout)
+
+	r = c.run("ls", "--status", "exported,broken,4")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Equal(t, "No tasks match (exported or broken or done).\n", r.stdout)
+
+	c.env[envStatuses] = "pending=0,running=3"
+	r = c.run("stats")
+	require.Equal(t, exitUsage, r.code)
+	require.Contains(t, r.stderr, "no status has the failed role")
+}
+
+func TestCompletion(t *testing.T) {
+	t.Parallel()
+	fx := fixture.New(t)
+	r := newCLI(t, fx).run("completion", "bash")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Contains(t, r.stdout, "complete -o default -F _ddbtrack ddbtrack")
+	require.Contains(t, r.stdout, "--error-contains")
+	if bash, err := exec.LookPath("bash"); err == nil {
+		out, err := exec.Command(bash, "-n", "-c", r.stdout).CombinedOutput()
+		require.NoError(t, err, "the script is not valid bash: %s", out)
+	}
+}
+
+// TestEveryCommandHasHelp checks that --help works for every command and
+// documents every flag.
+func TestEveryCommandHasHelp(t *testing.T) {
+	t.Parallel()
+	fx := fixture.New(t)
+	c := newCLI(t, fx)
+	for _, cmd := range commands {
+		r := c.run(cmd.name, "--help")
+		require.Equal(t, exitOK, r.code, "%s --help: %s", cmd.name, r.stderr)
+		require.True(t, strings.HasPrefix(r.stdout, "Usage: ddbtrack "+cmd.name), r.stdout)
+		require.Equal(t, r, c.run("help", cmd.name), "help %s and %s --help differ", cmd.name, cmd.name)
+	}
+}
+
+// TestLoadClient reaches the test server the way a user would: through
+// --endpoint-url and the SDK's own configuration.
+func TestLoadClient(t *testing.T) {
+	t.Parallel()
+	fx := fixture.New(t)
+	fx.Seed(t)
+	endpoint := ddbtest.Endpoint(t)
+	if endpoint == "" {
+		t.Skip("the tests run against real AWS, where --endpoint-url does not apply")
+	}
+	c := newCLI(t, fx)
+	var stdout, stderr strings.Builder
+	a := &app{stdout: &stdout, stderr: &stderr, getenv: c.getenv, now: fx.Clock.Now}
+	code := a.run(t.Context(), []string{"ls", "--status", "ignored", "--endpoint-url", endpoint})
+	require.Equal(t, exitOK, code, stderr.String())
+	require.Contains(t, stdout.String(), "t-ignored")
+}
+
+func TestClean(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ in, line, text string }{
+		{"plain", "plain", "plain"},
+		{"two\nlines", `two\nlines`, "two\nlines"},
+		{"\x1b[31mred\x1b[0m", `\x1b[31mred\x1b[0m`, `\x1b[31mred\x1b[0m`},
+		{"bell\a", `bell\a`, `bell\a`},
+		{"tab\there", "tab here", "tab\there"},
+		{"bidi\u202eevil", `bidi\u202eevil`, `bidi\u202eevil`},
+		{"bad \xff byte", `bad \xff byte`, `bad \xff byte`},
+		{"ünïcødé ✓", "ünïcødé ✓", "ünïcødé ✓"},
+	} {
+		require.Equal(t, tc.line, clean(tc.in, false), "clean(%q, false)", tc.in)
+		require.Equal(t, tc.text, clean(tc.in, true), "clean(%q, true)", tc.in)
+	}
+	require.Equal(t, "first …", cell("first\nsecond", 20))
+	require.Equal(t, "abcd…", cell("abcdefgh", 5))
+}
+
+func TestParseInterspersed(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args []string
+		pos  []string
+		json bool
+	}{
+		{[]string{"t-1"}, []string{"t-1"}, false},
+		{[]string{"t-1", "--json"}, []string{"t-1"}, true},
+		{[]string{"--json", "t-1", "t-2"}, []string{"t-1", "t-2"}, true},
+		{[]string{"t-1", "--", "--json", "-x"}, []string{"t-1", "--json", "-x"}, false},
+	} {
+		fs := newFlagSet()
+		asJSON := fs.Bool("json", false, "")
+		pos, err := parseInterspersed(fs, tc.args)
+		require.NoError(t, err, "%q", tc.args)
+		require.Equal(t, tc.pos, pos, "%q", tc.args)
+		require.Equal(t, tc.json, *asJSON, "%q", tc.args)
+	}
+}
+
+// syncBuffer is a strings.Builder safe for the command's goroutine and
+// the test's to share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestServe starts the dashboard as `ddbtrack serve` does, fetches the
+// overview, and stops it the way Ctrl-C does.
+func TestServe(t *testing.T) {
+	t.Parallel()
+	fx := fixture.New(t)
+	fx.Seed(t)
+	c := newCLI(t, fx)
+	var stdout, stderr syncBuffer
+	a := &app{stdout: &stdout, stderr: &stderr, getenv: c.getenv, now: fx.Clock.Now, dial: c.dial}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan int, 1)
+	go func() { done <- a.run(ctx, []string{"serve", "--addr", "127.0.0.1:0", "--read-only"}) }()
+
+	urlRE := regexp.MustCompile(`http://127\.0\.0\.1:\d+/`)
+	var base string
+	require.Eventually(t, func() bool {
+		base = urlRE.FindString(stdout.String())
+		return base != ""
+	}, 10*time.Second, 10*time.Millisecond, "serve printed no URL; stderr: %s", stderr.String())
+	require.Contains(t, stdout.String(), "Dashboard for job nightly-import in table "+fx.Table+" (read-only): ")
+
+	resp, err := http.Get(base + "tasks?status=stuck")
+	require.NoError(t, err)
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, string(body), "t-stuck")
+	require.Contains(t, string(body), "read-only")
+
+	cancel()
+	select {
+	case code := <-done:
+		require.Equal(t, exitOK, code, stderr.String())
+	case <-time.After(10 * time.Second):
+		t.Fatal("serve did not stop when its context ended")
+	}
+	require.Empty(t, stderr.String(), "binding 127.0.0.1 gives no warning")
+}
+
+func TestServeRefusesBadFlags(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t, fixture.New(t))
+	r := c.run("serve", "--refresh", "1s")
+	require.Equal(t, exitUsage, r.code)
+	require.Contains(t, r.stderr, "--refresh 1s is too short")
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	r = c.run("serve", "--addr", ln.Addr().String())
+	require.Equal(t, exitFailure, r.code)
+	require.Contains(t, r.stderr, "pick another port with --addr")
+}

@@ -1,0 +1,380 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ddbtrack/ddbtrack"
+	"github.com/ddbtrack/ddbtrack/cmd/ddbtrack/internal/ops"
+)
+
+var cmdCreateTable = &command{
+	name:  "create-table",
+	args:  "[flags]",
+	short: "Create the table and its status index, and wait until it is active.",
+	long: `
+A table that already exists with the right schema is left as it is, so
+running it twice is safe. One table holds many jobs.`,
+	define: func(fs *flag.FlagSet) runFunc {
+		return func(ctx context.Context, s *session, args []string) error {
+			if err := noArgs(args); err != nil {
+				return err
+			}
+			if err := s.tracker.CreateTable(ctx); err != nil {
+				return err
+			}
+			fmt.Fprintf(s.stdout, "Table %s is ready, with its index %s.\n", s.common.table, ddbtrack.IndexName)
+			return nil
+		}
+	},
+}
+
+var cmdStats = &command{
+	name:  "stats",
+	args:  "[flags]",
+	short: "Count the job's tasks in each status, and the stuck ones.",
+	long: `
+A stuck task is Running under a lease that has expired: its worker died or
+hung. Another worker takes it over when it next tries to start it; until
+then 'ddbtrack ls --stuck' lists it and 'ddbtrack requeue --stuck' requeues
+it.
+
+Counting reads the whole status index for the job (DynamoDB bills a count
+like a read), so --watch with a short --interval on a large job costs money.`,
+	define: func(fs *flag.FlagSet) runFunc {
+		asJSON := fs.Bool("json", false, "print JSON (one object per refresh with --watch)")
+		watch := fs.Bool("watch", false, "refresh until interrupted")
+		interval := fs.Duration("interval", 5*time.Second, "refresh `interval` for --watch")
+		return func(ctx context.Context, s *session, args []string) error {
+			if err := noArgs(args); err != nil {
+				return err
+			}
+			if *interval < time.Second {
+				return usagef("--interval %v is too short: use at least 1s", *interval)
+			}
+			for {
+				c, err := ops.Count(ctx, s.tracker, s.st, s.now())
+				if err != nil {
+					if *watch && ctx.Err() != nil {
+						return nil // Interrupting --watch is how it ends.
+					}
+					return err
+				}
+				if *watch && s.terminal && !*asJSON {
+					fmt.Fprint(s.stdout, "\x1b[H\x1b[2J") // Home and clear, as watch(1) does.
+				}
+				if *asJSON {
+					err = s.printStatsJSON(c, *watch)
+				} else {
+					err = s.printStats(c, *watch)
+				}
+				if err != nil || !*watch {
+					return err
+				}
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-time.After(*interval):
+				}
+			}
+		}
+	},
+}
+
+func (s *session) printStats(c ops.Counts, watch bool) error {
+	if watch {
+		fmt.Fprintf(s.stdout, "Job %s in table %s at %s (Ctrl-C to stop)\n\n", s.common.job, s.common.table, formatTime(c.At))
+	}
+	rows := make([][]string, 0, len(c.Statuses)+1)
+	for _, sc := range c.Statuses {
+		rows = append(rows, []string{sc.Name, strconv.Itoa(int(sc.Status)), string(sc.Role), strconv.FormatInt(sc.Count, 10)})
+	}
+	rows = append(rows, []string{"total", "", "", strconv.FormatInt(c.Total, 10)})
+	if err := printTable(s.stdout, []string{"STATUS", "VALUE", "ROLE", "COUNT"}, rows); err != nil {
+		return err
+	}
+	if c.Stuck > 0 {
+		fmt.Fprintf(s.stdout, "\n%s stuck: %s with an expired lease. List them with `ddbtrack ls --stuck`.\n",
+			plural(int64(c.Stuck), "task"), s.st.Name(s.st.Of(ops.Running)))
+	}
+	return nil
+}
+
+func (s *session) printStatsJSON(c ops.Counts, compact bool) error {
+	out := struct {
+		Job   string `json:"job"`
+		Table string `json:"table"`
+		ops.Counts
+	}{s.common.job, s.common.table, c}
+	if compact {
+		return json.NewEncoder(s.stdout).Encode(out)
+	}
+	return printJSON(s.stdout, out)
+}
+
+// filterFlags are the flags that select tasks, shared by ls, requeue and
+// delete.
+type filterFlags struct {
+	status, since, until, errorContains, idContains string
+	stuck                                           bool
+	fs                                              *flag.FlagSet
+}
+
+func registerFilter(fs *flag.FlagSet, defaultStatus, statusHelp string) *filterFlags {
+	f := &filterFlags{fs: fs}
+	fs.StringVar(&f.status, "status", defaultStatus, statusHelp)
+	fs.BoolVar(&f.stuck, "stuck", false, "only Running tasks whose lease has expired (their worker died)")
+	fs.StringVar(&f.since, "since", "", "only tasks whose status changed at or after `time`: an age (90m, 6h, 2d) or a UTC time (2025-01-02, 2025-01-02T15:04:05Z)")
+	fs.StringVar(&f.until, "until", "", "only tasks whose status changed before `time`, in the same forms as --since")
+	fs.StringVar(&f.errorContains, "error-contains", "", "only tasks whose last error contains `text` (case-sensitive)")
+	fs.StringVar(&f.idContains, "id-contains", "", "only tasks whose ID contains `text`")
+	return f
+}
+
+// build turns the flags into a filter, reading ages such as "6h" as of now.
+func (f *filterFlags) build(s *session, ids []string, now time.Time) (ops.Filter, error) {
+	var (
+		out ops.Filter
+		err error
+	)
+	if out.Since, err = ops.ParseTime(f.since, now); err != nil {
+		return out, usagef("--since: %v", err)
+	}
+	if out.Until, err = ops.ParseTime(f.until, now); err != nil {
+		return out, usagef("--until: %v", err)
+	}
+	switch {
+	case f.stuck && flagSet(f.fs, "status"):
+		return out, usagef("--stuck selects Running tasks: leave out --status")
+	case f.stuck:
+		out.Stuck = true
+	case f.status == "" || f.status == "all":
+		out.Statuses = s.st.All()
+	default:
+		if out.Statuses, err = s.st.LookupList(f.status); err != nil {
+			return out, usagef("--status: %v", err)
+		}
+	}
+	out.ErrorContains, out.IDContains, out.IDs = f.errorContains, f.idContains, ids
+	if err := out.Check(); err != nil {
+		return out, usagef("%v", err)
+	}
+	return out, nil
+}
+
+var cmdLs = &command{
+	name:  "ls",
+	args:  "[flags]",
+	short: "List tasks by status, time and error, a page at a time.",
+	long: `
+Tasks are read from the status index, newest change first. --since and
+--until bound the index read; --error-contains and --id-contains filter what
+is read, so they narrow the output but not what DynamoDB bills.
+
+When more tasks match, ls prints the command for the next page with
+--cursor. --limit 0 lists every match without paging.
+
+Examples:
+  ddbtrack ls --status failed --since 6h
+  ddbtrack ls --status failed,ignored --error-contains timeout --json
+  ddbtrack ls --stuck`,
+	define: func(fs *flag.FlagSet) runFunc {
+		filter := registerFilter(fs, "all", "statuses to list: `list` of roles, names or numbers, or all")
+		limit := fs.Int("limit", 50, "tasks per page; 0 lists all")
+		cursor := fs.String("cursor", "", "continue after the page that printed this `cursor`")
+		order := fs.String("order", "newest", "newest or oldest change first")
+		asJSON := fs.Bool("json", false, `print {"tasks": [...], "next_cursor": "..."}`)
+		return func(ctx context.Context, s *session, args []string) error {
+			if err := noArgs(args); err != nil {
+				return err
+			}
+			// A later page is read as of the time of the first, so that
+			// ages and "stuck" select the same tasks on every page.
+			now := s.now()
+			pinned, libCursor, err := ops.DecodeCursor(*cursor)
+			if err != nil {
+				return usagef("--cursor: %v", err)
+			}
+			if !pinned.IsZero() {
+				now = pinned
+			}
+			f, err := filter.build(s, nil, now)
+			if err != nil {
+				return err
+			}
+			var ord ddbtrack.Order
+			switch *order {
+			case "newest":
+				ord = ddbtrack.NewestFirst
+			case "oldest":
+				ord = ddbtrack.OldestFirst
+			default:
+				return usagef("--order %q: use newest or oldest", *order)
+			}
+			if *limit < 0 {
+				return usagef("--limit %d: use a positive number, or 0 for all", *limit)
+			}
+			if *limit == 0 && *cursor != "" {
+				return usagef("--cursor pages through results: give a --limit too")
+			}
+			opts := f.Query(s.st, now, ord, *limit)
+			var page ddbtrack.Page[ops.Code]
+			if *limit == 0 {
+				for t, err := range s.tracker.Query(ctx, opts) {
+					if err != nil {
+						return err
+					}
+					page.Tasks = append(page.Tasks, t)
+				}
+			} else if page, err = s.tracker.QueryPage(ctx, opts, libCursor); err != nil {
+				return err
+			}
+			next := ops.EncodeCursor(now, page.Cursor)
+			if *asJSON {
+				tasks := page.Tasks
+				if tasks == nil {
+					tasks = []*ops.Task{}
+				}
+				return printJSON(s.stdout, struct {
+					Tasks      []*ops.Task `json:"tasks"`
+					NextCursor string      `json:"next_cursor,omitempty"`
+				}{tasks, next})
+			}
+			if len(page.Tasks) == 0 {
+				fmt.Fprintf(s.stdout, "No tasks match (%s).\n", f.Describe(s.st))
+				return nil
+			}
+			if err := s.printTasks(page.Tasks, now); err != nil {
+				return err
+			}
+			if next != "" {
+				fmt.Fprintf(s.stderr, "\nMore tasks match: run the same command with --cursor %s for the next page.\n", next)
+			}
+			return nil
+		}
+	},
+}
+
+func (s *session) printTasks(tasks []*ops.Task, now time.Time) error {
+	withLease := false
+	for _, t := range tasks {
+		withLease = withLease || t.LeaseOwner != ""
+	}
+	header := []string{"TASK", "STATUS", "ATTEMPTS", "UPDATED"}
+	if withLease {
+		header = append(header, "LEASE")
+	}
+	header = append(header, "LAST ERROR")
+	rows := make([][]string, len(tasks))
+	for i, t := range tasks {
+		r := []string{cell(t.ID, 40), s.st.Name(t.Status), strconv.Itoa(t.Attempts), formatTime(t.UpdatedAt)}
+		if withLease {
+			r = append(r, formatLease(t, now))
+		}
+		rows[i] = append(r, cell(t.LastError, 60))
+	}
+	return printTable(s.stdout, header, rows)
+}
+
+var cmdShow = &command{
+	name:  "show",
+	args:  "[flags] TASK",
+	short: "Show one task in full: data, output, lease and error history with stacks.",
+	define: func(fs *flag.FlagSet) runFunc {
+		asJSON := fs.Bool("json", false, "print the task as JSON")
+		return func(ctx context.Context, s *session, args []string) error {
+			if len(args) != 1 {
+				return usagef("show takes one task ID, got %d: ddbtrack show TASK", len(args))
+			}
+			t, err := s.tracker.Get(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			if *asJSON {
+				return printJSON(s.stdout, t)
+			}
+			return s.printTask(t)
+		}
+	},
+}
+
+func (s *session) printTask(t *ops.Task) error {
+	now := s.now()
+	data, output, err := ops.Payloads(t)
+	if err != nil {
+		return err
+	}
+	status := fmt.Sprintf("%s (%d)", s.st.Name(t.Status), int(t.Status))
+	if r := s.st.RoleOf(t.Status); r != "" && string(r) != s.st.Name(t.Status) {
+		status = fmt.Sprintf("%s (%d, %s)", s.st.Name(t.Status), int(t.Status), r)
+	}
+	if s.st.IsStuck(t, now) {
+		status += ", STUCK: its lease expired"
+	}
+	lease := "-"
+	if t.LeaseOwner != "" {
+		lease = fmt.Sprintf("%s until %s (%s)", clean(t.LeaseOwner, false), formatTime(t.LeaseExpiresAt),
+			strings.TrimPrefix(formatLease(t, now), clean(t.LeaseOwner, false)+", "))
+	}
+	rows := [][]string{
+		{"Task:", clean(t.ID, false)},
+		{"Job:", clean(t.Job, false)},
+		{"Status:", status},
+		{"Attempts:", strconv.Itoa(t.Attempts)},
+		{"Fence:", strconv.FormatInt(t.Fence, 10)},
+		{"Created:", formatTime(t.CreatedAt)},
+		{"Updated:", formatTime(t.UpdatedAt)},
+		{"Started:", formatTime(t.StartedAt)},
+		{"Succeeded:", formatTime(t.SucceededAt)},
+		{"Lease:", lease},
+	}
+	if t.LastError != "" {
+		rows = append(rows, []string{"Last error:", cell(t.LastError, 200)})
+	}
+	w := s.stdout
+	for _, r := range rows {
+		fmt.Fprintf(w, "%-11s %s\n", r[0], r[1])
+	}
+	section := func(title, body string) {
+		fmt.Fprintf(w, "\n%s\n", title)
+		if body == "" {
+			fmt.Fprintln(w, "  (none)")
+			return
+		}
+		for line := range strings.Lines(clean(body, true)) {
+			fmt.Fprintf(w, "  %s", strings.TrimRight(line, "\n")+"\n")
+		}
+	}
+	section("Data:", data)
+	section("Output:", output)
+	if len(t.Errors) == 0 {
+		fmt.Fprintf(w, "\nError history: none\n")
+		return nil
+	}
+	fmt.Fprintf(w, "\nError history (%d, oldest first):\n", len(t.Errors))
+	for _, e := range t.Errors {
+		fmt.Fprintf(w, "\n  Attempt %d at %s\n", e.Attempt, formatTime(e.At))
+		for line := range strings.Lines(clean(e.Message, true)) {
+			fmt.Fprintf(w, "    %s\n", strings.TrimRight(line, "\n"))
+		}
+		if e.Stack != "" {
+			fmt.Fprintln(w, "    Stack:")
+			for line := range strings.Lines(clean(e.Stack, true)) {
+				fmt.Fprintf(w, "      %s\n", strings.TrimRight(line, "\n"))
+			}
+		}
+	}
+	return nil
+}
+
+func noArgs(args []string) error {
+	if len(args) > 0 {
+		return usagef("unexpected argument %q: this command takes only flags", args[0])
+	}
+	return nil
+}

@@ -1,0 +1,223 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ddbtrack/ddbtrack"
+	"github.com/ddbtrack/ddbtrack/cmd/ddbtrack/internal/ops"
+)
+
+var cmdRequeue = &command{
+	name:  "requeue",
+	args:  "[flags] [TASK...]",
+	short: "Move failed or ignored tasks back to pending, so workers run them again.",
+	long: `
+Without --yes, requeue is a dry run: it counts the tasks that would move and
+changes nothing. With --yes, each matching task moves with one conditional
+write, so a task that changed status or was claimed by a worker since it
+matched is skipped, never overwritten.
+
+Name tasks to requeue only those (at most 100), still only if they are in
+one of the --status statuses.
+
+Examples:
+  ddbtrack requeue --error-contains "connection reset" --since 2h
+  ddbtrack requeue --error-contains "connection reset" --since 2h --yes
+  ddbtrack requeue --stuck --yes
+  ddbtrack requeue --yes t-17 t-42`,
+	define: func(fs *flag.FlagSet) runFunc {
+		filter := registerFilter(fs, "failed,ignored", "statuses to requeue from: `list` of roles, names or numbers")
+		yes := fs.Bool("yes", false, "requeue; without it, only count what would move")
+		asJSON := fs.Bool("json", false, `print {"dry_run", "matched", "moved", "skipped"}`)
+		return func(ctx context.Context, s *session, args []string) error {
+			now := s.now()
+			f, err := filter.build(s, args, now)
+			if err != nil {
+				return err
+			}
+			var bar *progressBar
+			if *yes && s.progress && !*asJSON {
+				// Count first, so the bar knows where it ends.
+				total, err := s.tracker.Requeue(ctx, f.Requeue(s.st, now, true, nil))
+				if err != nil {
+					return err
+				}
+				bar = &progressBar{w: s.stderr, total: total.Matched}
+			}
+			var progress func(ddbtrack.RequeueResult)
+			if bar != nil {
+				progress = bar.update
+			}
+			res, err := s.tracker.Requeue(ctx, f.Requeue(s.st, now, !*yes, progress))
+			if bar != nil {
+				bar.done()
+			}
+			if err != nil {
+				return fmt.Errorf("%w (moved %d of %d matched before the error; rerun to continue)", err, res.Moved, res.Matched)
+			}
+			if *asJSON {
+				return printJSON(s.stdout, struct {
+					DryRun  bool `json:"dry_run"`
+					Matched int  `json:"matched"`
+					Moved   int  `json:"moved"`
+					Skipped int  `json:"skipped"`
+				}{!*yes, res.Matched, res.Moved, res.Skipped})
+			}
+			pending := s.st.Name(s.st.Of(ops.Pending))
+			switch {
+			case res.Matched == 0:
+				fmt.Fprintf(s.stdout, "No tasks match (%s).\n", f.Describe(s.st))
+			case !*yes:
+				fmt.Fprintf(s.stdout, "%s match (%s).\nDry run: nothing changed. Run again with --yes to move them to %s.\n",
+					plural(int64(res.Matched), "task"), f.Describe(s.st), pending)
+			default:
+				fmt.Fprintf(s.stdout, "Requeued %s to %s.\n", plural(int64(res.Moved), "task"), pending)
+				if res.Skipped > 0 {
+					fmt.Fprintf(s.stdout, "Skipped %s that changed status or were claimed by a worker after matching.\n",
+						plural(int64(res.Skipped), "task"))
+				}
+			}
+			return nil
+		}
+	},
+}
+
+// progressBar draws a requeue's progress on a terminal, at most ten times
+// a second.
+type progressBar struct {
+	w     io.Writer
+	total int
+
+	mu    sync.Mutex
+	last  time.Time
+	drawn bool
+	res   ddbtrack.RequeueResult
+}
+
+func (b *progressBar) update(r ddbtrack.RequeueResult) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.res = r
+	if time.Since(b.last) >= 100*time.Millisecond {
+		b.draw()
+	}
+}
+
+func (b *progressBar) draw() {
+	const width = 30
+	done := b.res.Moved + b.res.Skipped
+	total := max(b.total, b.res.Matched, done, 1)
+	n := width * done / total
+	fmt.Fprintf(b.w, "\r[%s%s] %d/%d moved %d, skipped %d", strings.Repeat("#", n), strings.Repeat(".", width-n),
+		done, total, b.res.Moved, b.res.Skipped)
+	b.last, b.drawn = time.Now(), true
+}
+
+func (b *progressBar) done() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.drawn || b.res != (ddbtrack.RequeueResult{}) {
+		b.draw()
+		fmt.Fprintln(b.w)
+	}
+}
+
+var cmdReset = &command{
+	name:  "reset",
+	args:  "[flags] TASK...",
+	short: "Move tasks back to pending with no failed attempts, whatever their status.",
+	long: `
+Reset runs a task again from the start: even a succeeded or ignored task
+becomes pending with its attempt count at zero. Its data, last output and
+error history are kept. A task that a worker holds under a live lease is
+refused (exit code 4); wait for the worker, or for its lease to expire.
+
+To requeue many failed tasks at once, use 'ddbtrack requeue'.`,
+	define: func(fs *flag.FlagSet) runFunc {
+		return func(ctx context.Context, s *session, args []string) error {
+			if len(args) == 0 {
+				return usagef("name the tasks to reset: ddbtrack reset TASK...")
+			}
+			var errs []error
+			for _, id := range args {
+				if err := s.tracker.Reset(ctx, id); err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				fmt.Fprintf(s.stdout, "Reset %s: it is %s now.\n", clean(id, false), s.st.Name(s.st.Of(ops.Pending)))
+			}
+			return joinErrors(errs)
+		}
+	},
+}
+
+var cmdDelete = &command{
+	name:  "delete",
+	args:  "[flags] TASK... | --status LIST [--yes]",
+	short: "Delete tasks by ID, or every task in some statuses.",
+	long: `
+Named tasks are deleted at once. Deleting by --status is a dry run that
+counts the tasks unless --yes is given. A worker still running a deleted
+task finds its lease lost when it tries to record its result, and its result
+is dropped.
+
+Examples:
+  ddbtrack delete t-17 t-42
+  ddbtrack delete --status ignored
+  ddbtrack delete --status ignored --yes`,
+	define: func(fs *flag.FlagSet) runFunc {
+		status := fs.String("status", "", "delete every task in these statuses: `list` of roles, names or numbers")
+		yes := fs.Bool("yes", false, "with --status, delete; without it, only count")
+		return func(ctx context.Context, s *session, args []string) error {
+			switch {
+			case len(args) > 0 && *status != "":
+				return usagef("give task IDs or --status, not both")
+			case len(args) > 0:
+				var errs []error
+				for _, id := range args {
+					if err := s.tracker.Delete(ctx, id); err != nil {
+						errs = append(errs, err)
+						continue
+					}
+					fmt.Fprintf(s.stdout, "Deleted %s.\n", clean(id, false))
+				}
+				return joinErrors(errs)
+			case *status == "":
+				return usagef("name the tasks to delete, or give --status: ddbtrack delete TASK... or ddbtrack delete --status LIST")
+			}
+			statuses, err := s.st.LookupList(*status)
+			if err != nil {
+				return usagef("--status: %v", err)
+			}
+			if *yes {
+				n, err := s.tracker.DeleteByStatus(ctx, statuses...)
+				if err != nil {
+					return fmt.Errorf("%w (deleted %d before the error; rerun to continue)", err, n)
+				}
+				fmt.Fprintf(s.stdout, "Deleted %s.\n", plural(int64(n), "task"))
+				return nil
+			}
+			var (
+				total int64
+				parts []string
+			)
+			for _, c := range statuses {
+				n, err := s.tracker.Count(ctx, c)
+				if err != nil {
+					return err
+				}
+				total += n
+				parts = append(parts, fmt.Sprintf("%s: %d", s.st.Name(c), n))
+			}
+			fmt.Fprintf(s.stdout, "%s would be deleted (%s).\nDry run: nothing changed. Run again with --yes to delete them.\n",
+				plural(total, "task"), strings.Join(parts, ", "))
+			return nil
+		}
+	},
+}

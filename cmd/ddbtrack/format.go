@@ -1,0 +1,107 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/ddbtrack/ddbtrack/cmd/ddbtrack/internal/ops"
+)
+
+// printTable writes rows under a header, in columns two spaces apart.
+func printTable(w io.Writer, header []string, rows [][]string) error {
+	var b strings.Builder
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, strings.Join(header, "\t"))
+	for _, r := range rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	// tabwriter pads an empty last cell; trailing blanks only get in the
+	// way of people copying lines and of diffs.
+	for line := range strings.Lines(b.String()) {
+		if _, err := fmt.Fprintln(w, strings.TrimRight(line, " \n")); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// printJSON writes v as indented JSON.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
+
+// clean makes text from the table safe to print on a terminal: control
+// characters, including the escape that starts a terminal control
+// sequence, are shown as Go escapes rather than sent to the terminal. Task
+// IDs and error messages come from users and their code, so they can hold
+// anything. Newlines are kept only when keepNewlines is set.
+func clean(s string, keepNewlines bool) string {
+	var b strings.Builder
+	for i, r := range s {
+		switch {
+		case r == utf8.RuneError && !strings.HasPrefix(s[i:], "\uFFFD"):
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case r == '\n' && keepNewlines:
+			b.WriteRune(r)
+		case r == '\t':
+			if keepNewlines {
+				b.WriteRune(r)
+			} else {
+				b.WriteString(" ")
+			}
+		case unicode.IsControl(r) || r == '\u2028' || r == '\u2029' || unicode.Is(unicode.Bidi_Control, r):
+			q := fmt.Sprintf("%+q", string(r))
+			b.WriteString(q[1 : len(q)-1])
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// cell fits text into one table cell: the first line, cleaned, cut to max
+// runes with an ellipsis.
+func cell(s string, max int) string {
+	line, _, more := strings.Cut(s, "\n")
+	line = clean(strings.TrimSpace(line), false)
+	if utf8.RuneCountInString(line) > max {
+		line = string([]rune(line)[:max-1]) + "…"
+	} else if more {
+		line += " …"
+	}
+	return line
+}
+
+// formatTime shows a time in UTC, or "-" for the zero time.
+func formatTime(t time.Time) string { return ops.FormatTime(t) }
+
+// formatLease describes a task's lease relative to now.
+func formatLease(t *ops.Task, now time.Time) string {
+	if t.LeaseOwner == "" {
+		return "-"
+	}
+	if now.Before(t.LeaseExpiresAt) {
+		return fmt.Sprintf("%s, expires in %s", clean(t.LeaseOwner, false), ops.Age(t.LeaseExpiresAt.Sub(now)))
+	}
+	return fmt.Sprintf("%s, expired %s ago", clean(t.LeaseOwner, false), ops.Age(now.Sub(t.LeaseExpiresAt)))
+}
+
+// plural returns "1 task" or "3 tasks".
+func plural(n int64, word string) string {
+	if n == 1 {
+		return fmt.Sprintf("1 %s", word)
+	}
+	return fmt.Sprintf("%d %ss", n, word)
+}
