@@ -76,7 +76,7 @@ vet: ## Run go vet on every module.
 	@$(call run_go,vet ./...)
 
 .PHONY: test
-test: deps vet ## Run all tests with -race against dynalite, then against moto if it is installed.
+test: deps vet browser-deps ## Run all tests with -race against dynalite, then against moto if it is installed.
 	@if [ -n "$${AWS_ENDPOINT_URL_DYNAMODB:-}" ]; then \
 		echo "==> AWS_ENDPOINT_URL_DYNAMODB is set: testing against $$AWS_ENDPOINT_URL_DYNAMODB only"; \
 		$(call run_go,test $(TEST_FLAGS) $(TEST_PKGS)); \
@@ -96,6 +96,40 @@ test: deps vet ## Run all tests with -race against dynalite, then against moto i
 .PHONY: demo
 demo: deps ## Run the quick-start example against a local dynalite.
 	$(GO) run ./examples/quickstart
+
+# The dashboard's browser test (cmd/ddbtrack) drives headless Chromium. It
+# fails, rather than skips, without one, so `make test` installs Debian's
+# package first when no Chromium is on PATH. DDBTRACK_CHROMIUM points the
+# test at another Chromium or Chrome binary instead.
+.PHONY: browser-deps
+browser-deps: ## Install Chromium for the dashboard's browser test, unless one is on PATH.
+	@if [ -n "$${DDBTRACK_CHROMIUM:-}" ] || command -v chromium >/dev/null || command -v chromium-browser >/dev/null \
+		|| command -v google-chrome >/dev/null || command -v google-chrome-stable >/dev/null; then exit 0; fi; \
+	if ! command -v apt-get >/dev/null; then \
+		echo "No Chromium on PATH and no apt-get to install it: install Chromium or Chrome, or set DDBTRACK_CHROMIUM to one"; exit 1; \
+	fi; \
+	sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	echo "==> Installing Debian's chromium for the dashboard's browser test"; \
+	$$sudo apt-get update && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
+
+# dashboard keeps a dynalite running on DASHBOARD_DDB_PORT, loads the demo
+# into it, and serves the dashboard on it until Ctrl-C, which stops both.
+# DDBTRACK_TABLE and DDBTRACK_JOB, as the demo reads them, choose the job.
+DASHBOARD_ADDR ?= 127.0.0.1:8080
+DASHBOARD_DDB_PORT ?= 8765
+
+.PHONY: dashboard
+dashboard: deps ## Run the demo against a local dynalite and open the dashboard (ddbtrack serve) on its table.
+	@if (exec 3<>/dev/tcp/127.0.0.1/$(DASHBOARD_DDB_PORT)) 2>/dev/null; then \
+		echo "Port $(DASHBOARD_DDB_PORT) is taken: pick another with DASHBOARD_DDB_PORT=..."; exit 1; \
+	fi; \
+	node_modules/.bin/dynalite --host 127.0.0.1 --port $(DASHBOARD_DDB_PORT) --createTableMs 0 --deleteTableMs 0 --updateTableMs 0 & \
+	trap "kill $$! 2>/dev/null" EXIT; \
+	for i in $$(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$(DASHBOARD_DDB_PORT)) 2>/dev/null && break; sleep 0.1; done; \
+	export AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:$(DASHBOARD_DDB_PORT) \
+		DDBTRACK_TABLE=$${DDBTRACK_TABLE:-ddbtrack-quickstart} DDBTRACK_JOB=$${DDBTRACK_JOB:-test-job}; \
+	$(GO) run ./examples/quickstart >/dev/null; \
+	cd cmd/ddbtrack && $(GO) run . serve --addr $(DASHBOARD_ADDR)
 
 .PHONY: bench
 bench: deps ## Run the benchmarks in BENCH_ROUNDS interleaved rounds; write bench/raw.txt and the summary bench/summary.md.
