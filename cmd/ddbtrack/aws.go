@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 
@@ -63,15 +62,7 @@ func loadClient(ctx context.Context, c *common) (ddbtrack.Client, error) {
 // isLoopback reports whether endpoint is a URL on this machine.
 func isLoopback(endpoint string) bool {
 	u, err := url.Parse(endpoint)
-	if err != nil || u.Host == "" {
-		return false
-	}
-	host := u.Hostname()
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	return err == nil && u.Host != "" && isLoopbackHost(u.Hostname())
 }
 
 // credentialsInEnv reports whether the environment points the SDK at real

@@ -227,33 +227,6 @@ func (s *Statuses) LookupList(list string) ([]Code, error) {
 	return out, nil
 }
 
-// Label names a status for people: its name, and its role when the name
-// does not already say it.
-func (s *Statuses) Label(c Code) string {
-	n := s.Name(c)
-	if r := s.roles[c]; r != "" && string(r) != n {
-		return n + " (" + string(r) + ")"
-	}
-	return n
-}
-
-// Spec returns the statuses in the form ParseStatuses reads.
-func (s *Statuses) Spec() string {
-	var parts []string
-	for _, c := range s.All() {
-		r, n := s.roles[c], s.names[c]
-		switch {
-		case r == "":
-			parts = append(parts, fmt.Sprintf("%s=%d", n, c))
-		case string(r) == n:
-			parts = append(parts, fmt.Sprintf("%s=%d", r, c))
-		default:
-			parts = append(parts, fmt.Sprintf("%s:%s=%d", r, n, c))
-		}
-	}
-	return strings.Join(parts, ",")
-}
-
 func roleWords() []string {
 	out := make([]string, len(Roles))
 	for i, r := range Roles {
