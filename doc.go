@@ -39,6 +39,33 @@
 // the claim and the outcome. Each write that changes a status also moves
 // the task's index entry, which the index bills as a delete and a put.
 //
+// # Queries and their cost
+//
+// [Tracker.Query], [Tracker.QueryPage], [Tracker.Unfinished], [Tracker.Count],
+// [Tracker.Stats], [Tracker.Requeue] and [Tracker.DeleteByStatus] read the
+// status index, never the table. Each status is read as Config.Shards
+// streams, one per index partition, and the streams are merged on update
+// time and then task ID, so a query over s statuses sends at least
+// s × Shards requests, plus one for each further page a stream supplies.
+// Index reads are eventually consistent and cost half a read unit per 4 KB
+// of items read, summed and rounded up per request. A filter saves no read
+// units, because DynamoDB applies it after the read. A query with a Limit
+// and no filter reads at most Limit+1 items per stream, so its cost does
+// not grow with the job. Count and Stats read every item they count
+// (Select=COUNT saves the transfer, not the read): about one read unit per
+// 8 KB of the counted tasks, one request per partition per 1 MB, and a
+// latency that grows with the largest partition, as the partitions are
+// read at most 16 at a time. Keep them off hot paths of big jobs;
+// BENCHMARKS.md has measured figures.
+//
+// Writes cost one unit per KB of item, rounded up, on the table and again
+// on the index, which holds a full copy of each item. A status change also
+// changes the index key (status_key and updated_at), so the index deletes
+// the old entry and puts the new one: one table write and two index writes.
+// A write that leaves the key alone costs one index write, and a create or
+// a delete one. A task's normal path, create, claim and outcome, thus costs
+// three table writes and five index writes.
+//
 // # Guarantees
 //
 // A claim succeeds only if the task is startable or its lease has expired,

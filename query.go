@@ -133,9 +133,10 @@ func (t *Tracker[S]) Query(ctx context.Context, opts QueryOptions[S]) iter.Seq2[
 }
 
 // Unfinished returns the tasks that still have to run: those in Pending,
-// Failed or one of Config.Startable, and those in Running whose lease has
-// expired at Config.Now(), which are stuck because their worker died. It
-// ignores opts.Statuses and honours every other option.
+// Failed or one of Config.Startable, and those in Running whose lease had
+// expired at Config.Now() when Unfinished was called, which are stuck
+// because their worker died. It ignores opts.Statuses and honours every
+// other option.
 func (t *Tracker[S]) Unfinished(ctx context.Context, opts QueryOptions[S]) iter.Seq2[*Task[S], error] {
 	statuses := []S{t.cfg.Pending, t.cfg.Failed, t.cfg.Running}
 	statuses = append(statuses, t.cfg.Startable...)

@@ -29,7 +29,13 @@ func TestRequeue(t *testing.T) {
 	cfg := config(t)
 	cfg.Now = clk.Now
 	tr := newTracker(t, cfg)
-	tasks := qGenerate(1000, clk.Now())
+	// Moto reads every item of the table for each query, so it gets a
+	// smaller job; 400 tasks still fill several batches of 100 moves.
+	n := 1000
+	if ddbtest.Kind() == "moto" {
+		n = 400
+	}
+	tasks := qGenerate(n, clk.Now())
 	qSeed(t, ddbtest.Client(t), cfg.Table, cfg.Job, tr.Config().Shards, tasks)
 	clk.Advance(time.Minute)
 	truth := map[string]qTask{}
@@ -102,9 +108,9 @@ func TestRequeue(t *testing.T) {
 	res, err = tr.Requeue(ctx, ddbtrack.RequeueOptions[Step]{Statuses: []Step{InProgress}})
 	require.NoError(t, err)
 	require.Equal(t, ddbtrack.RequeueResult{Matched: len(expired), Moved: len(expired)}, res)
-	n, err := tr.Count(ctx, InProgress)
+	running, err := tr.Count(ctx, InProgress)
 	require.NoError(t, err)
-	require.Equal(t, before[InProgress]-int64(len(expired)), n)
+	require.Equal(t, before[InProgress]-int64(len(expired)), running)
 	for _, id := range expired {
 		task := get(t, tr, id)
 		require.Empty(t, task.LeaseOwner)
