@@ -36,13 +36,20 @@ TEST_FLAGS ?= -race -count=1 -timeout $(TEST_TIMEOUT)
 # module, so pair it with GO_MODULES: make test GO_MODULES=. TEST_PKGS=./internal/...
 TEST_PKGS ?= ./...
 # make bench builds the root package's test binary once and runs it
-# BENCH_ROUNDS times. Each round runs every benchmark once, so ddbtrack and
-# its raw-SDK baseline are always measured close together in time, and the
-# summary quotes medians over the rounds: the machine is shared, so single
-# runs mean little. BENCH narrows the benchmarks (a -test.bench pattern).
+# BENCH_ROUNDS times. Each round runs each of its benchmarks once, so
+# ddbtrack and its raw-SDK baseline are always measured close together in
+# time, and the summary quotes medians over the rounds: the machine is
+# shared, so single runs mean little. Per round, BenchmarkThroughput
+# processes BENCH_TASKS tasks with each implementation (alternating in
+# chunks), BenchmarkContention races once, BenchmarkRequests checks the
+# request budget once, and BenchmarkLifecycle runs for BENCH_TIME each.
+# BENCH_QUERIES=1 also runs the query benchmarks (BenchmarkQuery and
+# BenchmarkStats, which load up to 100,000 tasks) once, 5 counts.
 # benchstat is pinned; `go run` fetches it through the module proxy once.
-BENCH ?= .
 BENCH_ROUNDS ?= 6
+BENCH_TASKS ?= 240
+BENCH_TIME ?= 2s
+BENCH_QUERIES ?= 0
 BENCH_DIR ?= bench
 BENCHSTAT ?= $(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
 
@@ -133,14 +140,22 @@ dashboard: deps ## Run the demo against a local dynalite and open the dashboard 
 
 .PHONY: bench
 bench: deps ## Run the benchmarks in BENCH_ROUNDS interleaved rounds; write bench/raw.txt and the summary bench/summary.md.
-	@mkdir -p $(BENCH_DIR); rm -f $(BENCH_DIR)/raw.txt
+	@mkdir -p $(BENCH_DIR); rm -f $(BENCH_DIR)/raw.txt $(BENCH_DIR)/raw-queries.txt
 	@$(GO) test -c -o $(BENCH_DIR)/ddbtrack.test .
 	@load_before="$$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || uptime)"; \
+	bench() { DDBTRACK_SERVER=dynalite $(BENCH_DIR)/ddbtrack.test -test.run '^$$' -test.benchmem -test.count 1 -test.timeout 30m "$$@" \
+		| tee -a $(BENCH_DIR)/raw.txt; }; \
 	for r in $$(seq 1 $(BENCH_ROUNDS)); do \
 		echo "==> Round $$r of $(BENCH_ROUNDS) (dynalite)"; \
-		DDBTRACK_SERVER=dynalite DDBTRACK_BENCH_ROUND=$$r $(BENCH_DIR)/ddbtrack.test -test.run '^$$' \
-			-test.bench '$(BENCH)' -test.benchmem -test.count 1 -test.timeout 30m | tee -a $(BENCH_DIR)/raw.txt; \
+		bench -test.bench '^BenchmarkThroughput$$' -test.benchtime $(BENCH_TASKS)x; \
+		bench -test.bench '^Benchmark(Contention|Requests)$$' -test.benchtime 1x; \
+		bench -test.bench '^BenchmarkLifecycle$$' -test.benchtime $(BENCH_TIME); \
 	done; \
+	if [ "$(BENCH_QUERIES)" = 1 ]; then \
+		echo "==> Query benchmarks (dynalite)"; \
+		DDBTRACK_SERVER=dynalite $(BENCH_DIR)/ddbtrack.test -test.run '^$$' -test.bench 'BenchmarkQuery$$|BenchmarkStats$$' \
+			-test.count 5 -test.timeout 60m | tee $(BENCH_DIR)/raw-queries.txt; \
+	fi; \
 	load_after="$$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || uptime)"; \
 	requests() { DDBTRACK_SERVER=$$1 $(BENCH_DIR)/ddbtrack.test -test.run '^TestRequestsPerLifecycle$$' -test.v -test.count 1 \
 		| sed -n 's/^ *\(|.*|\) *$$/\1/p'; }; \
@@ -151,7 +166,7 @@ bench: deps ## Run the benchmarks in BENCH_ROUNDS interleaved rounds; write benc
 		echo "- Machine: $$(uname -sm), $$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ *//'), $$(nproc 2>/dev/null) cores"; \
 		echo "- Load average (1, 5, 15 min) before: $$load_before; after: $$load_after"; \
 		echo "- $$($(GO) version); node $$(node --version); dynalite $$(node -p 'require("./node_modules/dynalite/package.json").version')"; \
-		echo "- Command: make bench BENCH='$(BENCH)' BENCH_ROUNDS=$(BENCH_ROUNDS)"; \
+		echo "- Command: make bench BENCH_ROUNDS=$(BENCH_ROUNDS) BENCH_TASKS=$(BENCH_TASKS) BENCH_TIME=$(BENCH_TIME) BENCH_QUERIES=$(BENCH_QUERIES)"; \
 		echo; echo "## Requests per step (dynalite)"; echo; requests dynalite; \
 		if $(PYTHON) -I -c 'import moto.server' 2>/dev/null; then \
 			echo; echo "## Requests per step (moto $$($(PYTHON) -I -c 'import moto; print(moto.__version__)'))"; echo; requests moto; \
@@ -161,6 +176,10 @@ bench: deps ## Run the benchmarks in BENCH_ROUNDS interleaved rounds; write benc
 		if grep -q '^BenchmarkLifecycle/' $(BENCH_DIR)/raw.txt; then \
 			echo; echo "## Library overhead against the in-memory stub: ddbtrack vs the raw-SDK baseline"; \
 			echo; echo '```text'; $(BENCHSTAT) -filter '.name:Lifecycle' -col /impl $(BENCH_DIR)/raw.txt; echo '```'; \
+		fi; \
+		if [ -s $(BENCH_DIR)/raw-queries.txt ]; then \
+			echo; echo "## Queries (one process, 5 counts)"; \
+			echo; echo '```text'; $(BENCHSTAT) $(BENCH_DIR)/raw-queries.txt; echo '```'; \
 		fi; \
 	} > $(BENCH_DIR)/summary.md
 	@echo "==> Wrote $(BENCH_DIR)/summary.md and $(BENCH_DIR)/raw.txt"
