@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -384,9 +385,10 @@ func (t *Tracker[S]) release(ctx context.Context, task *Task[S]) error {
 // heartbeat renews a lease while fn runs. Its goroutine ends before stop
 // returns, so nothing of an attempt outlives Start.
 type heartbeat struct {
-	stopc  chan struct{}
-	done   chan struct{}
-	cancel context.CancelFunc
+	stopc    chan struct{}
+	done     chan struct{}
+	cancel   context.CancelFunc
+	stopOnce sync.Once
 	// lost is why the lease is gone, or nil; confirmed says that a
 	// renewal was refused, so the token can never be ours again. Both are
 	// written before done is closed.
@@ -455,8 +457,11 @@ func (t *Tracker[S]) beat(ctx context.Context, task *Task[S], lease time.Duratio
 // stop ends the heartbeat, cutting short a renewal in flight, and waits
 // for its goroutine. A renewal cut short may still land; it is harmless,
 // because the outcome write that follows removes the token it is fenced on.
+// It may be called more than once.
 func (h *heartbeat) stop() {
-	close(h.stopc)
-	h.cancel()
+	h.stopOnce.Do(func() {
+		close(h.stopc)
+		h.cancel()
+	})
 	<-h.done
 }

@@ -413,6 +413,10 @@ func (t *Tracker[S]) attempt(ctx context.Context, taskID string, opts StartOptio
 	fnCtx, cancelFn := context.WithCancelCause(ctx)
 	defer cancelFn(nil)
 	hb := t.beat(ctx, task, opts.Lease, cancelFn)
+	// The deferred stop covers an fn that never returns normally, such as
+	// one calling runtime.Goexit (t.FailNow in a test): without it the
+	// heartbeat would keep the dead attempt's lease alive.
+	defer hb.stop()
 	fnErr, panicked, stack := run(fnCtx, task, fn)
 	hb.stop()
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -525,3 +526,30 @@ func TestCreateTableChecksSchema(t *testing.T) {
 }
 
 func strPtr(s string) *string { return &s }
+
+// TestGoexitInFnStopsHeartbeat: an fn that never returns normally (here
+// runtime.Goexit, as t.FailNow does) must not leave its heartbeat renewing
+// a dead attempt's lease; the task has to become claimable again.
+func TestGoexitInFnStopsHeartbeat(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cfg := config(t)
+	cfg.Lease = 300 * time.Millisecond
+	tr := newTracker(t, cfg)
+	require.NoError(t, tr.Create(ctx, "t", nil))
+
+	exited := make(chan struct{})
+	go func() {
+		defer close(exited)
+		_ = tr.Start(ctx, "t", func(context.Context, *ddbtrack.Task[Step]) error {
+			runtime.Goexit()
+			return nil
+		})
+	}()
+	<-exited
+	// Three lease lengths: a live heartbeat would have renewed it by now.
+	time.Sleep(3 * cfg.Lease)
+	task := get(t, tr, "t")
+	require.False(t, task.IsLocked(time.Now()), "lease still renewed after fn's goroutine exited")
+	require.NoError(t, worker(t, cfg, "rescuer").Start(ctx, "t", ok))
+}
