@@ -93,7 +93,7 @@ func (t *Tracker[S]) claim(ctx context.Context, taskID string, lease time.Durati
 	// Apply the claim to the old item rather than ask for the new one: the
 	// result is the same, and the old one is what told us about takeovers.
 	task.claimedFrom = task.Status
-	task.Status = t.cfg.Running
+	task.Status, task.StatusName = t.cfg.Running, statusName[S](int(t.cfg.Running))
 	task.Attempts++
 	task.Fence++
 	task.StartedAt, task.UpdatedAt = time.UnixMilli(now.UnixMilli()), time.UnixMilli(now.UnixMilli())
@@ -420,9 +420,14 @@ func (t *Tracker[S]) beat(ctx context.Context, task *Task[S], lease time.Duratio
 				return
 			case <-timer.C:
 			}
-			// A renewal that takes longer than a beat is no use; the next
-			// try is a fresh request.
-			cctx, ccancel := context.WithTimeout(rctx, interval)
+			// A renewal may take as long as the lease has left, for a slow
+			// answer is as good as a fast one until then; at least a beat,
+			// as the injected clock may not move with real time.
+			timeout := interval
+			if left := expires.Sub(t.cfg.Now()); left > timeout {
+				timeout = min(left, lease)
+			}
+			cctx, ccancel := context.WithTimeout(rctx, timeout)
 			next, err := t.renew(cctx, id, token, lease)
 			ccancel()
 			switch {

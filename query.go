@@ -93,7 +93,9 @@ type QueryOptions[S Status] struct {
 
 	// PageSize is how many items each request to DynamoDB reads. It trades
 	// the number of requests against the work wasted when the caller stops
-	// early. Defaults to 100.
+	// early. A query with no filter and a Limit of at most PageSize reads
+	// Limit+1 items per request instead: the extra one shows where the
+	// last update time ends. Defaults to 100.
 	PageSize int32
 }
 
@@ -160,7 +162,10 @@ func (t *Tracker[S]) Unfinished(ctx context.Context, opts QueryOptions[S]) iter.
 // stays valid for as long as the caller keeps it. A task updated between two
 // pages moves to its new place in the order: it may be returned again
 // later, or not at all if its new place is behind the cursor. A cursor made
-// for other options is refused with an error matching ErrInvalidCursor.
+// for other options is refused with an error matching ErrInvalidCursor;
+// that includes time bounds, so a caller whose bounds are relative to now
+// ("the last six hours") must fix them when it reads the first page and
+// pass the same absolute times with every later page.
 func (t *Tracker[S]) QueryPage(ctx context.Context, opts QueryOptions[S], cursor string) (Page[S], error) {
 	if opts.Limit <= 0 {
 		return Page[S]{}, queryError("QueryOptions.Limit", fmt.Sprintf("is %d", opts.Limit), "QueryPage returns Limit tasks per page: set it to the page size, such as 50")
@@ -534,14 +539,15 @@ func (p *plan[S]) input(part partition, after *position) (*dynamodb.QueryInput, 
 		return nil, false, fmt.Errorf("%w: build the query of partition %d/%d: %w", ErrInvalidQuery, part.status, part.shard, err)
 	}
 	limit := p.pageSize
-	if p.limit > 0 && !filter.IsSet() {
+	if p.limit > 0 && p.limit <= int(p.pageSize) && !filter.IsSet() {
 		// Without a filter every item read is returned, so no stream needs
 		// more than the limit, plus one: a stream holds back its last
-		// update time until it has seen the next one. A resumed stream may
-		// skip a few items of the cursor's millisecond and then need one
-		// more page; a filter hides how many items a page will keep, so
-		// filtered streams read full pages.
-		limit = int32(min(int(limit), p.limit+1))
+		// update time until it has seen the next one, so the extra item
+		// saves a second request when one stream supplies the whole limit.
+		// A resumed stream may skip a few items of the cursor's millisecond
+		// and then need one more page; a filter hides how many items a page
+		// will keep, so filtered streams read full pages.
+		limit = int32(p.limit + 1)
 	}
 	return &dynamodb.QueryInput{
 		TableName:                 aws.String(p.t.cfg.Table),

@@ -49,13 +49,13 @@ type RequeueOptions[S Status] struct {
 // RequeueResult says what [Tracker.Requeue] did.
 type RequeueResult struct {
 	// Matched counts the tasks the query found.
-	Matched int
+	Matched int `json:"matched"`
 	// Moved counts the tasks moved to Pending. It is zero in a dry run.
-	Moved int
+	Moved int `json:"moved"`
 	// Skipped counts the matched tasks left as they were because they
 	// changed between the read and the write: a worker claimed them, or
 	// they were reset, requeued or deleted meanwhile.
-	Skipped int
+	Skipped int `json:"skipped"`
 }
 
 // requeueBatch is how many tasks Requeue and DeleteByStatus read before

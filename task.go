@@ -21,6 +21,10 @@ type Task[S Status] struct {
 	// also stored beside the number so that the record reads well in the
 	// DynamoDB console.
 	Status S
+	// StatusName is the name stored with the status, which is what
+	// Status.String() returned for the tracker that wrote it. Tools that
+	// do not know a job's enum, such as the ddbtrack command, show it.
+	StatusName string
 	// Attempts counts consecutive attempts that did not succeed. A claim
 	// counts the attempt it starts, so inside Start's function Attempts is
 	// the number of the current attempt (1 for the first). A success resets
@@ -142,6 +146,7 @@ func decodeTask[S Status](item map[string]types.AttributeValue) (*Task[S], error
 		Job:            str(item, "job"),
 		ID:             str(item, "task_id"),
 		Status:         S(num(item, "status")),
+		StatusName:     str(item, "status_name"),
 		Attempts:       int(num(item, "attempts")),
 		Fence:          num(item, "fence"),
 		CreatedAt:      millis(item, "created_at"),

@@ -42,6 +42,7 @@ func TestSeedFlow(t *testing.T) {
 	// Success: the data and output set inside fn are stored with the success.
 	err := tr.Start(ctx, "t-1", func(ctx context.Context, task *ddbtrack.Task[Step]) error {
 		require.Equal(t, InProgress, task.Status)
+		require.Equal(t, "s03_in_progress", task.StatusName)
 		require.Equal(t, 1, task.Attempts)
 		require.Equal(t, int64(1), task.Fence)
 		during := get(t, tr, "t-1")
@@ -57,6 +58,7 @@ func TestSeedFlow(t *testing.T) {
 	require.NoError(t, err)
 	after := get(t, tr, "t-1")
 	require.Equal(t, Success, after.Status)
+	require.Equal(t, "s09_success", after.StatusName)
 	require.False(t, after.IsLocked(clk.Now()))
 	require.Empty(t, after.LeaseOwner)
 	require.Equal(t, 0, after.Attempts)
