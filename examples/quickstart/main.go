@@ -76,7 +76,7 @@ func run(ctx context.Context) error {
 		Ignored:     Ignore,
 		MaxAttempts: 3,
 		Lease:       15 * time.Minute,
-		Logger:      logger(),
+		Logger:      logger(slog.LevelDebug),
 	})
 	if err != nil {
 		return err
@@ -162,6 +162,60 @@ func run(ctx context.Context) error {
 		return err
 	}
 	fmt.Println("   " + string(out))
+
+	step("7. A batch: 40 tasks through a pool of 4 workers; every fifth one can never succeed")
+	return batch(ctx, client, tracker.Config())
+}
+
+// batch runs a small job through Process and prints its counts, which also
+// leaves the table with something to look at in the dashboard (make
+// dashboard).
+func batch(ctx context.Context, client ddbtrack.Client, cfg ddbtrack.Config[StatusEnum]) error {
+	// Forty tasks' lifecycles at Debug would bury the point; log only the
+	// tasks that end ignored.
+	cfg.Logger = logger(slog.LevelError)
+	tracker, err := ddbtrack.New(client, cfg)
+	if err != nil {
+		return err
+	}
+	tasks := make([]ddbtrack.NewTask, 40)
+	for i := range tasks {
+		tasks[i] = ddbtrack.NewTask{ID: fmt.Sprintf("batch-%02d", i), Data: map[string]int{"n": i}}
+	}
+	for _, nt := range tasks {
+		if err := tracker.Delete(ctx, nt.ID); err != nil && !errors.Is(err, ddbtrack.ErrTaskNotFound) {
+			return err
+		}
+	}
+	if _, err = tracker.CreateMany(ctx, tasks); err != nil {
+		return err
+	}
+	res, err := tracker.Process(ctx, func(ctx context.Context, task *ddbtrack.Task[StatusEnum]) error {
+		var data map[string]int
+		if err := task.UnmarshalData(&data); err != nil {
+			return err
+		}
+		switch n := data["n"]; {
+		case n%5 == 0:
+			return fmt.Errorf("record %d: invalid date %q", n, "2026-02-30")
+		case n%7 == 3 && task.Attempts == 1:
+			return errors.New("upstream timeout; a retry will do")
+		}
+		return task.SetOutput(map[string]int{"square": data["n"] * data["n"]})
+	}, ddbtrack.ProcessOptions[StatusEnum]{Concurrency: 4, PollInterval: 50 * time.Millisecond})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("   attempts: %d claimed, %d succeeded, %d failed and retried, %d ignored\n",
+		res.Claimed, res.Succeeded, res.Failed, res.Ignored)
+	stats, err := tracker.Stats(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Println("   the job's status counts, t-1 included (Stats: COUNT queries on the status index):")
+	for _, s := range []StatusEnum{Todo, InProgress, Failed, Success, Ignore} {
+		fmt.Printf("     %-16s %d\n", s, stats[s])
+	}
 	return nil
 }
 
@@ -189,9 +243,9 @@ func step(title string) { fmt.Printf("\n== %s\n", title) }
 // logger prints ddbtrack's lifecycle log lines in logfmt without
 // timestamps, indented under the step that caused them, so the demo reads
 // like the notebook.
-func logger() *slog.Logger {
+func logger(level slog.Level) *slog.Logger {
 	return slog.New(slog.NewTextHandler(prefixWriter{os.Stdout, []byte("   log: ")}, &slog.HandlerOptions{
-		Level: slog.LevelDebug,
+		Level: level,
 		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
 			if a.Key == slog.TimeKey && len(groups) == 0 {
 				return slog.Attr{}
