@@ -188,7 +188,7 @@ func (t *Tracker[S]) finishOp(ctx context.Context, op string, task *Task[S], e *
 	case err != nil:
 		return t.writeError(op, task.ID, err)
 	}
-	task.Status = to
+	task.Status, task.StatusName = to, statusName[S](int(to))
 	task.LeaseOwner, task.LeaseExpiresAt = "", time.Time{}
 	return nil
 }

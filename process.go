@@ -295,6 +295,12 @@ type dispatch struct {
 	at      time.Time
 }
 
+// candidateTTL is how long the feeder keeps a page of candidates that it
+// has no free worker for, at least, before it reads afresh: long enough
+// not to reread a busy partition for every task, short enough that other
+// machines have not taken most of it meanwhile.
+const candidateTTL = time.Second
+
 // forgetAfter is how long a dispatched version is remembered. The status
 // index lags the table by well under a second in normal operation.
 const forgetAfter = time.Minute
@@ -432,8 +438,8 @@ func (p *pool[S]) sweep(ctx context.Context, thorough bool) (started, skipped in
 				return started, skipped, err
 			}
 			// Candidates go stale as other workers claim them; after a
-			// poll interval the next sweep reads the partition afresh.
-			stale := time.NewTimer(p.opts.PollInterval)
+			// while the next sweep reads the partition afresh.
+			stale := time.NewTimer(max(p.opts.PollInterval, candidateTTL))
 			rand.Shuffle(len(cands), func(i, j int) { cands[i], cands[j] = cands[j], cands[i] })
 			pg := new(page)
 			held := true

@@ -16,10 +16,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -300,10 +302,13 @@ func (p *Proxy) forward(r *http.Request, body []byte) (*response, error) {
 // awsError writes an error in DynamoDB's JSON protocol, which the SDK
 // decodes into its typed errors.
 func awsError(w http.ResponseWriter, status int, code, msg string) {
+	body := fmt.Appendf(nil, `{"__type":"com.amazonaws.dynamodb.v20120810#%s","message":%q}`, code, msg)
 	w.Header().Set("Content-Type", "application/x-amz-json-1.0")
 	w.Header().Set("X-Amzn-Errortype", code)
+	// DynamoDB signs every body with its CRC32, and the SDK checks it.
+	w.Header().Set("X-Amz-Crc32", strconv.FormatUint(uint64(crc32.ChecksumIEEE(body)), 10))
 	w.WriteHeader(status)
-	_, _ = fmt.Fprintf(w, `{"__type":"com.amazonaws.dynamodb.v20120810#%s","message":%q}`, code, msg)
+	_, _ = w.Write(body)
 }
 
 // cut closes the client's connection without an answer.

@@ -1,0 +1,230 @@
+// Command batch runs a batch job with ddbtrack's worker pool: 5,000 tasks,
+// 8 workers, failures injected at random. It shows a live progress line,
+// then the count of tasks in each status and the errors of the tasks that
+// failed for good, and finally reruns those once their "bug" is fixed.
+//
+// It starts dynalite itself unless AWS_ENDPOINT_URL_DYNAMODB points at a
+// server:
+//
+//	go run ./examples/batch
+//	go run ./examples/batch -tasks 500 -workers 4
+//
+// Interrupt it with Ctrl-C to see a graceful shutdown: no new claims, the
+// tasks in flight finish, and a second run carries on where it stopped.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"os/signal"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/ddbtrack/ddbtrack"
+	"github.com/ddbtrack/ddbtrack/internal/ddblocal"
+)
+
+// Status is the job's own enum: an image thumbnailing job.
+type Status int
+
+const (
+	Queued Status = iota
+	Resizing
+	Retrying
+	Done
+	GaveUp
+)
+
+func (s Status) String() string {
+	switch s {
+	case Queued:
+		return "queued"
+	case Resizing:
+		return "resizing"
+	case Retrying:
+		return "retrying"
+	case Done:
+		return "done"
+	case GaveUp:
+		return "gave-up"
+	}
+	return fmt.Sprintf("status(%d)", int(s))
+}
+
+// Image is a task's data.
+type Image struct {
+	Key   string `dynamodbav:"key"`
+	Bytes int    `dynamodbav:"bytes"`
+}
+
+func main() {
+	tasks := flag.Int("tasks", 5000, "number of tasks")
+	workers := flag.Int("workers", 8, "concurrent workers")
+	flakiness := flag.Float64("flaky", 0.05, "share of attempts that fail with a transient error")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := run(ctx, *tasks, *workers, *flakiness); err != nil {
+		fmt.Fprintln(os.Stderr, "batch:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, n, workers int, flakiness float64) error {
+	client, stopServer, err := ddblocal.Connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer stopServer()
+
+	tracker, err := ddbtrack.New(client, ddbtrack.Config[Status]{
+		Table:       fmt.Sprintf("batch-example-%08x", rand.Uint32()),
+		Job:         "thumbnails",
+		Pending:     Queued,
+		Running:     Resizing,
+		Failed:      Retrying,
+		Succeeded:   Done,
+		Ignored:     GaveUp,
+		MaxAttempts: 3,
+		Lease:       30 * time.Second,
+		// Warnings and errors only: the pool logs every failure, which
+		// would drown the progress line.
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		return err
+	}
+	if err := tracker.CreateTable(ctx); err != nil {
+		return err
+	}
+
+	fmt.Printf("Creating %d tasks... ", n)
+	began := time.Now()
+	newTasks := make([]ddbtrack.NewTask, n)
+	for i := range newTasks {
+		key := fmt.Sprintf("photos/%05d.jpg", i)
+		newTasks[i] = ddbtrack.NewTask{ID: key, Data: Image{Key: key, Bytes: 50_000 + rand.IntN(5_000_000)}}
+	}
+	if _, err := tracker.CreateMany(ctx, newTasks); err != nil {
+		return err
+	}
+	fmt.Printf("done in %v.\n\n", time.Since(began).Round(time.Millisecond))
+
+	// The "bug": about one image in a hundred is in a format the resizer
+	// does not handle, so it fails on every attempt until it is fixed.
+	fixed := false
+	resize := func(ctx context.Context, task *ddbtrack.Task[Status]) error {
+		var img Image
+		if err := task.UnmarshalData(&img); err != nil {
+			return err
+		}
+		select { // The work: a millisecond or two.
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Duration(500+rand.IntN(1500)) * time.Microsecond):
+		}
+		if !fixed && unsupported(img.Key) {
+			return fmt.Errorf("decode %s: unsupported color profile %q", img.Key, "CMYK")
+		}
+		if rand.Float64() < flakiness {
+			return errors.New("upload thumbnail: connection reset by peer")
+		}
+		return task.SetOutput(map[string]any{"thumbnail": strings.TrimSuffix(img.Key, ".jpg") + "_200.jpg"})
+	}
+
+	fmt.Printf("Processing with %d workers (Ctrl-C stops claiming; tasks in flight finish):\n", workers)
+	began = time.Now()
+	res, err := process(ctx, tracker, resize, workers)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("\n\nThis run took %v: %d attempts, %d succeeded, %d failed and were retried, %d gave up, %d claims lost to other workers.\n",
+		time.Since(began).Round(time.Millisecond), res.Claimed, res.Succeeded, res.Failed, res.Ignored, res.Refused)
+	if err := statusTable(ctx, tracker); err != nil {
+		return err
+	}
+
+	fmt.Println("\nTasks that gave up, and why:")
+	shown := 0
+	for task, err := range tracker.Query(ctx, ddbtrack.QueryOptions[Status]{Statuses: []Status{GaveUp}, Limit: 10}) {
+		if err != nil {
+			return err
+		}
+		fmt.Printf("  %-18s after %d attempts: %s\n", task.ID, task.Attempts, task.LastError)
+		shown++
+	}
+	if shown == 0 {
+		fmt.Println("  none")
+		return nil
+	}
+
+	fmt.Println("\nThe resizer now handles CMYK. Requeueing the tasks that gave up, and running them again:")
+	fixed = true
+	moved, err := tracker.Requeue(ctx, ddbtrack.RequeueOptions[Status]{Statuses: []Status{GaveUp}})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("Requeued %d tasks.\n", moved.Moved)
+	if _, err := process(ctx, tracker, resize, workers); err != nil {
+		return err
+	}
+	fmt.Println()
+	return statusTable(ctx, tracker)
+}
+
+// process runs the pool with a live progress line.
+func process(ctx context.Context, tracker *ddbtrack.Tracker[Status], fn func(context.Context, *ddbtrack.Task[Status]) error, workers int) (ddbtrack.ProcessResult, error) {
+	res, err := tracker.Process(ctx, fn, ddbtrack.ProcessOptions[Status]{
+		Concurrency:      workers,
+		PollInterval:     100 * time.Millisecond,
+		// Each report counts every status with COUNT queries, which read
+		// every task they count: once a second is plenty for a person.
+		ProgressInterval: time.Second,
+		Progress: func(p ddbtrack.Progress) {
+			total := p.Succeeded + p.Ignored + p.Remaining
+			eta := "?"
+			if p.ETA > 0 {
+				eta = p.ETA.Round(time.Second).String()
+			}
+			fmt.Printf("\r  %5d/%d done · %4d to retry · %3d gave up · %4d running · %6.0f tasks/s · ETA %-6s",
+				p.Succeeded, total, p.Failed, p.Ignored, p.Running, p.Rate, eta)
+		},
+	})
+	if errors.Is(err, context.Canceled) {
+		fmt.Println("\n\nInterrupted: no new claims were made, and the tasks in flight finished. Run again to carry on.")
+		return res, nil
+	}
+	return res, err
+}
+
+// statusTable prints the count of tasks in each status.
+func statusTable(ctx context.Context, tracker *ddbtrack.Tracker[Status]) error {
+	counts, err := tracker.Stats(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Println()
+	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(w, "status\ttasks\t")
+	for _, s := range []Status{Queued, Resizing, Retrying, Done, GaveUp} {
+		fmt.Fprintf(w, "%s\t%d\t\n", s, counts[s])
+	}
+	return w.Flush()
+}
+
+// unsupported decides, the same way on every run, which images the
+// resizer cannot handle.
+func unsupported(key string) bool {
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	return h.Sum32()%100 == 0
+}
