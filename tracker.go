@@ -63,10 +63,13 @@ type Config[S Status] struct {
 	// counts as failed. Defaults to 3.
 	MaxAttempts int
 
-	// Lease is how long a claim holds a task. Another worker may take over
-	// the task once the lease has expired, so it must be longer than the
-	// task runs plus the largest clock skew between workers. Defaults to
-	// 15 minutes, the seed's LOCK_EXPIRE_SECONDS.
+	// Lease is how long a claim holds a task without renewal. Start renews
+	// it every Lease/3 while fn runs, and another worker may take over the
+	// task once it has expired, so it must be longer than the longest pause
+	// a worker may suffer (GC, a suspended VM, a network outage) plus the
+	// largest clock skew between workers. It is also how long a dead
+	// worker's task waits before it is taken over. Defaults to 15 minutes,
+	// the seed's LOCK_EXPIRE_SECONDS.
 	Lease time.Duration
 
 	// ErrorHistory is how many failures a task keeps in its error history;
