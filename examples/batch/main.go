@@ -184,8 +184,8 @@ func run(ctx context.Context, n, workers int, flakiness float64) error {
 // process runs the pool with a live progress line.
 func process(ctx context.Context, tracker *ddbtrack.Tracker[Status], fn func(context.Context, *ddbtrack.Task[Status]) error, workers int) (ddbtrack.ProcessResult, error) {
 	res, err := tracker.Process(ctx, fn, ddbtrack.ProcessOptions[Status]{
-		Concurrency:      workers,
-		PollInterval:     100 * time.Millisecond,
+		Concurrency:  workers,
+		PollInterval: 100 * time.Millisecond,
 		// Each report counts every status with COUNT queries, which read
 		// every task they count: once a second is plenty for a person.
 		ProgressInterval: time.Second,
