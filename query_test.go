@@ -515,6 +515,25 @@ func TestQueryStopsWhenTheLoopDoes(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, page.Tasks, 10)
 	require.LessOrEqual(t, counter.queries.Load(), 2*streams, "a page reads what it shows, and a little more")
+
+	// When one stream supplies the whole limit, it asks for one item more
+	// than the limit, to see where the last update time ends, rather than
+	// read a second page for it. A tracker with one shard reads only the
+	// partition of shard 0 of the four the tasks were stored under.
+	one := cfg
+	one.Shards = 1
+	single, err := ddbtrack.New(counter, one)
+	require.NoError(t, err)
+	var shard0 []string
+	for _, task := range tasks {
+		if task.Status == Todo && qShard(task.ID, ddbtrack.DefaultShards) == 0 {
+			shard0 = append(shard0, task.ID)
+		}
+	}
+	require.Greater(t, len(shard0), 5)
+	counter.queries.Store(0)
+	require.Equal(t, shard0[:5], qIDs(t, single.Query(ctx, ddbtrack.QueryOptions[Step]{Statuses: []Step{Todo}, Limit: 5, PageSize: 5})))
+	require.Equal(t, int64(1), counter.queries.Load(), "a limit one stream fills costs one request")
 }
 
 func TestQueryRejectsBadOptions(t *testing.T) {
