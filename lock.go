@@ -28,6 +28,43 @@ import (
 // refusal (where the server supports ReturnValuesOnConditionCheckFailure)
 // it tells why, without another read.
 func (t *Tracker[S]) claim(ctx context.Context, taskID string, lease time.Duration) (*Task[S], error) {
+	for try := 1; ; try++ {
+		task, err := t.claimOnce(ctx, taskID, lease)
+		var again *claimAgain
+		if !errors.As(err, &again) {
+			return task, err
+		}
+		if try == maxClaimTries {
+			// The task keeps changing hands between our refusals and our
+			// reads: it is busy, which is what locked means to a caller.
+			e := t.refusal("start", taskID, again.item, again.cause)
+			e.Err = ErrTaskLocked
+			return nil, e
+		}
+	}
+}
+
+// maxClaimTries bounds the claims one Start makes when each refusal is
+// contradicted by the read that follows it.
+const maxClaimTries = 3
+
+// claimAgain reports a refusal that the read made to explain it
+// contradicts: the task is claimable now.
+type claimAgain struct {
+	item  map[string]types.AttributeValue
+	cause error
+}
+
+func (c *claimAgain) Error() string { return "ddbtrack: claim refused but the task is claimable now" }
+
+// claimable reports whether a claim at time now would be accepted by item.
+func (t *Tracker[S]) claimable(item map[string]types.AttributeValue, now time.Time) bool {
+	s := S(num(item, "status"))
+	return t.isStart[s] || (s == t.cfg.Running && num(item, "lease_expires_at") < now.UnixMilli())
+}
+
+// claimOnce sends one claim.
+func (t *Tracker[S]) claimOnce(ctx context.Context, taskID string, lease time.Duration) (*Task[S], error) {
 	now := t.cfg.Now()
 	token := newToken()
 	var e ddbexpr.Expr
@@ -67,6 +104,14 @@ func (t *Tracker[S]) claim(ctx context.Context, taskID string, lease time.Durati
 				task.claimedFrom = t.cfg.Failed
 			}
 			return task, nil
+		}
+		if len(ccf.Item) == 0 && item != nil && t.claimable(item, t.cfg.Now()) {
+			// Without the item in the refusal (dynalite), the read comes
+			// after it, and here it shows a task that can be claimed: the
+			// worker that held it finished or released it in between.
+			// Reporting ErrTaskNotReady for a startable task would be
+			// wrong; claiming again is right.
+			return nil, &claimAgain{item: item, cause: err}
 		}
 		return nil, t.refusal("start", taskID, item, err)
 	case err != nil:
