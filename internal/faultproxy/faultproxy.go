@@ -24,6 +24,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -114,6 +115,9 @@ type Proxy struct {
 	srv       *http.Server
 	transport *http.Transport
 
+	// forwarding counts requests on their way to the server and back.
+	forwarding atomic.Int64
+
 	mu       sync.Mutex
 	rng      *rand.Rand
 	rules    []*rule
@@ -165,6 +169,23 @@ func (p *Proxy) Set(rules ...Rule) {
 	for _, r := range rules {
 		p.rules = append(p.rules, &rule{Rule: r})
 	}
+}
+
+// WaitIdle waits until no request is on its way to the server, or ctx
+// ends. With a rule that cuts every request in force, it leaves the server
+// quiet, so it can be stopped between writes: a local server stopped in the
+// middle of a write may leave its indexes out of step with its items
+// (dynalite updates an item and its index entries in separate steps), which
+// DynamoDB never does.
+func (p *Proxy) WaitIdle(ctx context.Context) error {
+	for p.forwarding.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return nil
 }
 
 // Injected returns how many times each fault has been injected so far.
@@ -248,7 +269,9 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	p.forwarding.Add(1)
 	resp, err := p.forward(r, body)
+	p.forwarding.Add(-1)
 	if err != nil {
 		// The server is down or restarting: say so the way a load
 		// balancer would, which the SDK retries.
