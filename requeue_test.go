@@ -227,7 +227,6 @@ func TestRequeueWithWorkersRacing(t *testing.T) {
 	var client ddbtrack.Client = ddbtest.Client(t)
 	if ddbtest.Kind() == "moto" {
 		n, pause = 30, 200*time.Millisecond
-		client = &rqSerial{Client: client}
 	}
 	newWorker := func(owner string) *ddbtrack.Tracker[Step] {
 		c := cfg
@@ -245,9 +244,9 @@ func TestRequeueWithWorkersRacing(t *testing.T) {
 
 	var (
 		runs, holdViolations, leaseLost atomic.Int64
-		unexpected                                     = make(chan error, 100)
-		stop                                           = make(chan struct{})
-		wg                                             sync.WaitGroup
+		unexpected                      = make(chan error, 100)
+		stop                            = make(chan struct{})
+		wg                              sync.WaitGroup
 	)
 	report := func(err error) {
 		select {
@@ -368,48 +367,6 @@ func TestRequeueWithWorkersRacing(t *testing.T) {
 		require.Contains(t, []Step{Todo, Failed, Success, Ignore}, task.Status, "task %s", nt.ID)
 		require.LessOrEqual(t, task.Attempts, tr.Config().MaxAttempts, "task %s", nt.ID)
 	}
-}
-
-// rqSerial sends one request at a time. Moto's server handles requests on
-// threads and does not lock an item between checking a condition and
-// writing, so two conditional writes to one item can both pass their
-// conditions: two claims of one task both succeed. DynamoDB and dynalite
-// apply each conditional write atomically. Serialising the requests gives
-// moto that guarantee back, so that the race under test is between the
-// library's requests, as it would be on DynamoDB.
-type rqSerial struct {
-	ddbtrack.Client
-	mu sync.Mutex
-}
-
-func (c *rqSerial) GetItem(ctx context.Context, in *dynamodb.GetItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.Client.GetItem(ctx, in, opts...)
-}
-
-func (c *rqSerial) PutItem(ctx context.Context, in *dynamodb.PutItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.Client.PutItem(ctx, in, opts...)
-}
-
-func (c *rqSerial) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.Client.UpdateItem(ctx, in, opts...)
-}
-
-func (c *rqSerial) DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.Client.DeleteItem(ctx, in, opts...)
-}
-
-func (c *rqSerial) Query(ctx context.Context, in *dynamodb.QueryInput, opts ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.Client.Query(ctx, in, opts...)
 }
 
 // TestDeleteByStatus deletes by status through the index, and leaves a
