@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -537,6 +538,9 @@ func NewClient(ctx context.Context, endpoint string) (*dynamodb.Client, error) {
 	if cfg.Region == "" {
 		cfg.Region = "us-east-1"
 	}
+	if kind, _ := KindFromEnv(); kind == Moto {
+		cfg.HTTPClient = &serialHTTP{next: cfg.HTTPClient}
+	}
 	return dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) {
 		if endpoint != "" {
 			o.BaseEndpoint = aws.String(endpoint)
@@ -616,4 +620,34 @@ func Connect(ctx context.Context) (client *dynamodb.Client, stop func(), err err
 	// A stop error means the server died early; the caller's own requests
 	// will have reported that already, so there is nothing useful to do here.
 	return client, func() { _ = srv.Stop() }, nil
+}
+
+// motoLock makes every client this process builds for moto send one request
+// at a time. moto's server handles requests on threads and its DynamoDB
+// backend takes no lock between checking a condition and writing, so racing
+// conditional writes can all succeed: four of sixteen racing claims of one
+// task did. DynamoDB and dynalite apply each item's writes one at a time.
+// Serialising the requests keeps the race tests meaningful on moto: they
+// still interleave ddbtrack's requests in every order, but each is applied
+// atomically, as on DynamoDB. The lock is global because tests race several
+// clients (one per simulated process) against each other.
+var motoLock sync.Mutex
+
+type serialHTTP struct {
+	next aws.HTTPClient
+}
+
+func (s *serialHTTP) Do(req *http.Request) (*http.Response, error) {
+	motoLock.Lock()
+	defer motoLock.Unlock()
+	resp, err := s.next.Do(req)
+	if err != nil {
+		return resp, err
+	}
+	// The SDK reads the body after Do returns; read it here so that the
+	// next request waits until this one is over.
+	body, rerr := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	return resp, rerr
 }

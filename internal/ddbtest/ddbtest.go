@@ -22,13 +22,10 @@
 package ddbtest
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
-	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -65,9 +62,6 @@ func connect() (*dynamodb.Client, error) {
 		if err != nil {
 			shared.err = fmt.Errorf("ddbtest: no DynamoDB server for the tests: %w", err)
 			return
-		}
-		if kind, _ := ddblocal.KindFromEnv(); kind == ddblocal.Moto {
-			client = serialize(client)
 		}
 		shared.client, shared.stop = client, stop
 		shared.endpoint = aws.ToString(client.Options().BaseEndpoint)
@@ -175,38 +169,4 @@ func Main(m *testing.M) {
 		shared.stop()
 	}
 	os.Exit(code)
-}
-
-// serialize returns a client that sends one request at a time. moto's
-// server handles requests on threads and its DynamoDB backend takes no
-// lock, so racing conditional writes can all succeed: in
-// TestContentionOneTask, four of sixteen claims of one task did. DynamoDB
-// and dynalite apply each item's writes one at a time. Serialising the
-// requests keeps the race tests meaningful on moto: they still interleave
-// ddbtrack's requests in every order, but each is applied atomically, as
-// on DynamoDB.
-func serialize(client *dynamodb.Client) *dynamodb.Client {
-	return dynamodb.New(client.Options(), func(o *dynamodb.Options) {
-		o.HTTPClient = &serialHTTP{next: o.HTTPClient}
-	})
-}
-
-type serialHTTP struct {
-	mu   sync.Mutex
-	next dynamodb.HTTPClient
-}
-
-func (s *serialHTTP) Do(req *http.Request) (*http.Response, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	resp, err := s.next.Do(req)
-	if err != nil {
-		return resp, err
-	}
-	// The response body is read after Do returns; read it here so that
-	// the next request waits for this one to be over.
-	body, rerr := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	resp.Body = io.NopCloser(bytes.NewReader(body))
-	return resp, rerr
 }
