@@ -32,7 +32,7 @@ GO_MODULES ?= $(sort $(patsubst ./%,%,$(patsubst %/go.mod,%,$(shell find . -name
 # catches a hang.
 TEST_TIMEOUT ?= 10m
 TEST_FLAGS ?= -race -count=1 -timeout $(TEST_TIMEOUT)
-# TEST_PKGS narrows test, bench and cover. Patterns are relative to each
+# TEST_PKGS narrows test and cover. Patterns are relative to each
 # module, so pair it with GO_MODULES: make test GO_MODULES=. TEST_PKGS=./internal/...
 TEST_PKGS ?= ./...
 # make bench builds the root package's test binary once and runs it
