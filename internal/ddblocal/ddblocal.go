@@ -17,8 +17,10 @@ package ddblocal
 import (
 	"bytes"
 	"context"
+	_ "embed"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"net"
 	"net/http"
@@ -338,7 +340,11 @@ func (s *Server) command() (*exec.Cmd, error) {
 		if s.opts.Path != "" {
 			args = append(args, "--path", s.opts.Path)
 		}
-		return exec.Command(bin, args...), nil
+		guard, err := writeGuard()
+		if err != nil {
+			return nil, err
+		}
+		return exec.Command("node", append([]string{"--require", guard, bin}, args...)...), nil
 	case Moto:
 		python, err := findPython()
 		if err != nil {
@@ -650,4 +656,37 @@ func (s *serialHTTP) Do(req *http.Request) (*http.Response, error) {
 	resp.Body.Close()
 	resp.Body = io.NopCloser(bytes.NewReader(body))
 	return resp, rerr
+}
+
+// dynaliteGuard keeps dynalite alive when a client aborts a request; see
+// the script's own comment.
+//
+//go:embed dynalite-guard.cjs
+var dynaliteGuard []byte
+
+// writeGuard writes the guard script where node can load it, once per
+// content: the file name carries a hash, so concurrent test binaries
+// share it and a changed script gets a new file.
+func writeGuard() (string, error) {
+	path := filepath.Join(os.TempDir(), fmt.Sprintf("ddbtrack-dynalite-guard-%08x.cjs", crc32.ChecksumIEEE(dynaliteGuard)))
+	if b, err := os.ReadFile(path); err == nil && bytes.Equal(b, dynaliteGuard) {
+		return path, nil
+	}
+	// Write to a temporary name and rename, so a concurrent reader never
+	// loads half a script.
+	tmp, err := os.CreateTemp(filepath.Dir(path), "ddbtrack-dynalite-guard-*.tmp")
+	if err != nil {
+		return "", fmt.Errorf("ddblocal: write dynalite guard script: %w", err)
+	}
+	_, werr := tmp.Write(dynaliteGuard)
+	cerr := tmp.Close()
+	if err := errors.Join(werr, cerr); err != nil {
+		os.Remove(tmp.Name())
+		return "", fmt.Errorf("ddblocal: write dynalite guard script: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		os.Remove(tmp.Name())
+		return "", fmt.Errorf("ddblocal: write dynalite guard script: %w", err)
+	}
+	return path, nil
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -274,4 +275,33 @@ func (b *syncBuffer) String() string {
 // this the waiter gives up after one look at a CREATING table.
 func pollQuickly(o *dynamodb.TableExistsWaiterOptions) {
 	o.MinDelay, o.MaxDelay = 10*time.Millisecond, 100*time.Millisecond
+}
+
+// TestDynaliteSurvivesAbortedRequest: a client that gives up on a request
+// halfway through its body (a cancelled context does that) must not take
+// the server down. Unguarded, dynalite 4.0.0 rethrows the socket error and
+// exits.
+func TestDynaliteSurvivesAbortedRequest(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	srv, err := ddblocal.Start(ctx, ddblocal.Options{})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = srv.Stop() })
+
+	for range 3 {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(srv.Endpoint, "http://"))
+		require.NoError(t, err)
+		_, err = conn.Write([]byte("POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-amz-json-1.0\r\n" +
+			"X-Amz-Target: DynamoDB_20120810.ListTables\r\nContent-Length: 1000\r\n\r\n{\"Limit\""))
+		require.NoError(t, err)
+		time.Sleep(50 * time.Millisecond)
+		require.NoError(t, conn.(*net.TCPConn).SetLinger(0)) // close with a reset
+		require.NoError(t, conn.Close())
+	}
+	time.Sleep(200 * time.Millisecond)
+
+	client, err := ddblocal.NewClient(ctx, srv.Endpoint)
+	require.NoError(t, err)
+	_, err = client.ListTables(ctx, &dynamodb.ListTablesInput{})
+	require.NoError(t, err, "the server died after an aborted request")
 }
