@@ -93,7 +93,6 @@ func failsOn(id string, attempt int) bool {
 // correctly, and no result is lost.
 func TestProcessUnderFaults(t *testing.T) {
 	t.Parallel()
-	needsAtomicWrites(t)
 	ctx := context.Background()
 	cfg := config(t)
 	cfg.Lease = 2 * time.Second

@@ -40,19 +40,6 @@ func scaled(n int) int {
 	return n
 }
 
-// needsAtomicWrites skips a test that races workers of different trackers
-// for the same tasks when the server is moto. Its server applies
-// concurrent conditional writes to one item without isolation: two claims
-// of the same version can both pass their condition (both workers then run
-// the task, and the fence shows one claim too few). DynamoDB and dynalite
-// apply them one at a time, which is what a lease relies on.
-func needsAtomicWrites(t *testing.T) {
-	t.Helper()
-	if ddbtest.Kind() == "moto" {
-		t.Skip("moto does not isolate concurrent conditional writes to one item, so racing workers can both win a claim there; run this test on dynalite or DynamoDB")
-	}
-}
-
 // TestProcessBatch: a batch run with failures that succeed on retry ends
 // with every task Succeeded, each run once per attempt, and hooks that
 // agree with the result.
@@ -351,9 +338,6 @@ func TestProcessWastedClaims(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			if tc.pools > 1 {
-				needsAtomicWrites(t)
-			}
 			ctx := context.Background()
 			cfg := config(t)
 			tr := newTracker(t, cfg)
