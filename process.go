@@ -443,6 +443,12 @@ func (p *pool[S]) sweep(ctx context.Context, thorough bool) (started, skipped in
 			rand.Shuffle(len(cands), func(i, j int) { cands[i], cands[j] = cands[j], cands[i] })
 			pg := new(page)
 			held := true
+			// Take only part of a page before reading another partition:
+			// two machines that read the same page collide more the deeper
+			// they go into it.
+			if take := max(p.opts.Concurrency, len(cands)/4); len(cands) > take {
+				cands = cands[:take]
+			}
 			for _, cand := range cands {
 				if pg.refused.Load() > 0 {
 					// Another machine is working through this page too.
@@ -494,55 +500,76 @@ type span struct{ lo, hi int64 }
 // that it finds a task if the partition has one.
 func (p *pool[S]) read(ctx context.Context, status S, shard int, thorough bool) ([]*Task[S], error) {
 	cfg := p.t.cfg
+	none := expression.ConditionBuilder{}
 	if status == cfg.Running {
 		// Only tasks whose lease expired, of which there are few.
 		expired := expression.Name("lease_expires_at").LessThan(expression.Value(cfg.Now().UnixMilli()))
-		return p.pick(ctx, status, shard, rand.IntN(2) == 0, time.Time{}, expired)
+		return p.pick(ctx, status, shard, rand.IntN(2) == 0, time.Time{}, p.opts.PageSize, expired)
 	}
 	key := partitionKey{int(status), shard}
 	p.mu.Lock()
 	sp, known := p.spans[key]
 	p.mu.Unlock()
 	if !thorough && known && sp.lo < sp.hi && rand.IntN(4) != 0 {
-		pivot := sp.lo + rand.Int64N(sp.hi-sp.lo+1)
-		cands, err := p.pick(ctx, status, shard, false, time.UnixMilli(pivot), expression.ConditionBuilder{})
-		if err == nil && len(cands) == 0 {
-			// Nothing from the pivot on: the newest task is older.
-			p.mu.Lock()
-			p.spans[key] = span{sp.lo, pivot}
-			p.mu.Unlock()
-		}
-		return cands, err
+		return p.pivot(ctx, key, sp)
 	}
 	newest := rand.IntN(2) == 0
-	cands, err := p.pick(ctx, status, shard, newest, time.Time{}, expression.ConditionBuilder{})
-	if err != nil {
-		return nil, err
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	switch {
-	case len(cands) == 0:
+	cands, err := p.pick(ctx, status, shard, newest, time.Time{}, p.opts.PageSize, none)
+	if err != nil || len(cands) == 0 {
+		p.mu.Lock()
 		delete(p.spans, key)
-	case !known:
-		first, last := cands[0].UpdatedAt.UnixMilli(), cands[len(cands)-1].UpdatedAt.UnixMilli()
-		p.spans[key] = span{min(first, last), max(first, last)}
-	case newest:
-		p.spans[key] = span{sp.lo, max(sp.lo, cands[0].UpdatedAt.UnixMilli())}
-	default:
-		p.spans[key] = span{min(sp.hi, cands[0].UpdatedAt.UnixMilli()), sp.hi}
+		p.mu.Unlock()
+		return cands, err
 	}
-	return cands, nil
+	if len(cands) < p.opts.PageSize {
+		return cands, nil // The whole partition: nothing to spread over.
+	}
+	// A full page from one end, which every other machine reads too. The
+	// other end's first task gives the partition's span, and a page from a
+	// random point within it is much less likely to be anyone else's.
+	other, err := p.pick(ctx, status, shard, !newest, time.Time{}, 1, none)
+	if err != nil || len(other) == 0 {
+		return cands, err
+	}
+	a, b := cands[0].UpdatedAt.UnixMilli(), other[0].UpdatedAt.UnixMilli()
+	sp = span{min(a, b), max(a, b)}
+	p.mu.Lock()
+	p.spans[key] = sp
+	p.mu.Unlock()
+	if sp.lo == sp.hi {
+		return cands, nil
+	}
+	spread, err := p.pivot(ctx, key, sp)
+	if err != nil || len(spread) == 0 {
+		// Keep the end's page: a thorough read must not come back empty
+		// from a partition that has tasks.
+		return cands, err
+	}
+	return spread, nil
 }
 
-// pick reads up to PageSize tasks of one index partition, from the oldest
-// or newest end, or from since on if it is set.
-func (p *pool[S]) pick(ctx context.Context, status S, shard int, newest bool, since time.Time, filter expression.ConditionBuilder) ([]*Task[S], error) {
-	opts := QueryOptions[S]{Since: since, Limit: p.opts.PageSize, PageSize: int32(p.opts.PageSize), Filter: filter}
+// pivot reads a page from a random update time within the partition's
+// span on.
+func (p *pool[S]) pivot(ctx context.Context, key partitionKey, sp span) ([]*Task[S], error) {
+	at := sp.lo + rand.Int64N(sp.hi-sp.lo+1)
+	cands, err := p.pick(ctx, S(key.status), key.shard, false, time.UnixMilli(at), p.opts.PageSize, expression.ConditionBuilder{})
+	if err == nil && len(cands) == 0 {
+		// Nothing from the pivot on: the newest task is older.
+		p.mu.Lock()
+		p.spans[key] = span{sp.lo, at}
+		p.mu.Unlock()
+	}
+	return cands, err
+}
+
+// pick reads up to limit tasks of one index partition, from the oldest or
+// newest end, or from since on if it is set.
+func (p *pool[S]) pick(ctx context.Context, status S, shard int, newest bool, since time.Time, limit int, filter expression.ConditionBuilder) ([]*Task[S], error) {
+	opts := QueryOptions[S]{Since: since, Limit: limit, PageSize: int32(limit), Filter: filter}
 	if newest {
 		opts.Order = NewestFirst
 	}
-	cands := make([]*Task[S], 0, p.opts.PageSize)
+	cands := make([]*Task[S], 0, limit)
 	for task, err := range p.t.queryShard(ctx, status, shard, opts) {
 		if err != nil {
 			return nil, err
