@@ -81,13 +81,11 @@ func (t *Tracker[S]) claimOnce(ctx context.Context, taskID string, lease time.Du
 	}
 	out, err := t.update(ctx, taskID, &e, types.ReturnValueAllOld)
 
-	var ccf *types.ConditionalCheckFailedException
+	item, refused, rerr := t.refused(ctx, taskID, err)
 	switch {
-	case errors.As(err, &ccf):
-		item, gerr := t.refusingItem(ctx, taskID, ccf)
-		if gerr != nil {
-			return nil, errors.Join(gerr, err)
-		}
+	case rerr != nil:
+		return nil, rerr
+	case refused:
 		if item != nil && str(item, "lease_token") == token {
 			// The claim was applied, but its response was lost and the
 			// SDK's retry was refused by our own write. The task is ours.
@@ -105,11 +103,12 @@ func (t *Tracker[S]) claimOnce(ctx context.Context, taskID string, lease time.Du
 			}
 			return task, nil
 		}
-		if len(ccf.Item) == 0 && item != nil && t.claimable(item, t.cfg.Now()) {
-			// Without the item in the refusal (dynalite), the read comes
-			// after it, and here it shows a task that can be claimed: the
-			// worker that held it finished or released it in between.
-			// Reporting ErrTaskNotReady for a startable task would be
+		if item != nil && t.claimable(item, t.cfg.Now()) {
+			// The item shows a task that can be claimed now. Without the
+			// item in the refusal (dynalite), the read comes after it, and
+			// the worker that held the task finished or released it in
+			// between; with it, the lease has expired since the claim's
+			// :now. Reporting ErrTaskNotReady for a startable task would be
 			// wrong; claiming again is right.
 			return nil, &claimAgain{item: item, cause: err}
 		}
@@ -218,13 +217,11 @@ func (t *Tracker[S]) finishOp(ctx context.Context, op string, task *Task[S], e *
 		Where("#lease_token = :token").
 		Value("token", strAV(task.leaseToken))
 	_, err := t.update(ctx, task.ID, e, types.ReturnValueNone)
-	var ccf *types.ConditionalCheckFailedException
+	item, refused, rerr := t.refused(ctx, task.ID, err)
 	switch {
-	case errors.As(err, &ccf):
-		item, gerr := t.refusingItem(ctx, task.ID, ccf)
-		if gerr != nil {
-			return errors.Join(gerr, err)
-		}
+	case rerr != nil:
+		return rerr
+	case refused:
 		if !landed(item, task.Fence, int(to)) {
 			return t.refusal(op, task.ID, item, err)
 		}
@@ -277,15 +274,24 @@ func (t *Tracker[S]) update(ctx context.Context, taskID string, e *ddbexpr.Expr,
 	})
 }
 
-// refusingItem returns the item that refused a conditional write: the one
-// DynamoDB sent back with the refusal, or, from servers that do not send it
-// (dynalite), one strongly consistent read. It returns nil if the task does
-// not exist.
-func (t *Tracker[S]) refusingItem(ctx context.Context, taskID string, ccf *types.ConditionalCheckFailedException) (map[string]types.AttributeValue, error) {
-	if len(ccf.Item) > 0 {
-		return ccf.Item, nil
+// refused reports whether err is DynamoDB refusing a conditional write and,
+// if so, returns the item that refused it: the one DynamoDB sent back with
+// the refusal, or, from servers that do not send it (dynalite), one
+// strongly consistent read. The item is nil if the task does not exist. If
+// that read fails, the returned error joins its error with err.
+func (t *Tracker[S]) refused(ctx context.Context, taskID string, err error) (item map[string]types.AttributeValue, ok bool, _ error) {
+	var ccf *types.ConditionalCheckFailedException
+	if !errors.As(err, &ccf) {
+		return nil, false, nil
 	}
-	return t.getItem(ctx, taskID)
+	if len(ccf.Item) > 0 {
+		return ccf.Item, true, nil
+	}
+	item, gerr := t.getItem(ctx, taskID)
+	if gerr != nil {
+		return nil, true, errors.Join(gerr, err)
+	}
+	return item, true, nil
 }
 
 // refusal explains why a task refused a write, from the refusing item.
@@ -349,13 +355,11 @@ func (t *Tracker[S]) Reset(ctx context.Context, taskID string) error {
 		Remove("lease_owner", "lease_token", "lease_expires_at", "last_error").
 		Where("attribute_exists(#pk) AND NOT (#lease_expires_at > :now)")
 	_, err := t.update(ctx, taskID, &e, types.ReturnValueNone)
-	var ccf *types.ConditionalCheckFailedException
+	item, refused, rerr := t.refused(ctx, taskID, err)
 	switch {
-	case errors.As(err, &ccf):
-		item, gerr := t.refusingItem(ctx, taskID, ccf)
-		if gerr != nil {
-			return errors.Join(gerr, err)
-		}
+	case rerr != nil:
+		return rerr
+	case refused:
 		return t.refusal("reset", taskID, item, err)
 	case err != nil:
 		return t.writeError("reset", taskID, err)
@@ -378,13 +382,11 @@ func (t *Tracker[S]) renew(ctx context.Context, taskID, token string, lease time
 		Where("#lease_token = :token").
 		Value("token", strAV(token))
 	_, err := t.update(ctx, taskID, &e, types.ReturnValueNone)
-	var ccf *types.ConditionalCheckFailedException
+	item, refused, rerr := t.refused(ctx, taskID, err)
 	switch {
-	case errors.As(err, &ccf):
-		item, gerr := t.refusingItem(ctx, taskID, ccf)
-		if gerr != nil {
-			return time.Time{}, errors.Join(gerr, err)
-		}
+	case rerr != nil:
+		return time.Time{}, rerr
+	case refused:
 		if item != nil && str(item, "lease_token") == token {
 			// Not refused by a lost lease after all; whichever renewal
 			// landed last set this expiry.

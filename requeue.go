@@ -2,7 +2,6 @@ package ddbtrack
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"sync/atomic"
@@ -167,13 +166,11 @@ func (t *Tracker[S]) requeueOne(ctx context.Context, task *Task[S]) (bool, error
 		Value("was_updated", numAV(task.UpdatedAt.UnixMilli())).
 		Value("was_fence", numAV(task.Fence))
 	_, err := t.update(ctx, task.ID, &e, types.ReturnValueNone)
-	var ccf *types.ConditionalCheckFailedException
+	item, refused, rerr := t.refused(ctx, task.ID, err)
 	switch {
-	case errors.As(err, &ccf):
-		item, gerr := t.refusingItem(ctx, task.ID, ccf)
-		if gerr != nil {
-			return false, errors.Join(gerr, err)
-		}
+	case rerr != nil:
+		return false, rerr
+	case refused:
 		// The move may have been applied, its response lost, and the
 		// SDK's retry refused by the move itself: the task is then Pending
 		// at this write's time, with the fence it was read with.
@@ -270,13 +267,11 @@ func (t *Tracker[S]) deleteIfIdle(ctx context.Context, task *Task[S]) (gone, hel
 		ExpressionAttributeValues:           b.Values,
 		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
 	})
-	var ccf *types.ConditionalCheckFailedException
+	item, refused, rerr := t.refused(ctx, task.ID, err)
 	switch {
-	case errors.As(err, &ccf):
-		item, gerr := t.refusingItem(ctx, task.ID, ccf)
-		if gerr != nil {
-			return false, false, errors.Join(gerr, err)
-		}
+	case rerr != nil:
+		return false, false, rerr
+	case refused:
 		if item == nil {
 			// Deleted already: by this delete, whose response was lost and
 			// whose retry was refused, or by someone else. Either way the
