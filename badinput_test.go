@@ -30,6 +30,8 @@ func TestConfigErrors(t *testing.T) {
 		{"negative attempts", func(c *ddbtrack.Config[Step]) { c.MaxAttempts = -1 }, "Config.MaxAttempts is -1: use a positive number, or 0 for the default (3)"},
 		{"negative lease", func(c *ddbtrack.Config[Step]) { c.Lease = -time.Second }, "Config.Lease is -1s"},
 		{"sub-millisecond lease", func(c *ddbtrack.Config[Step]) { c.Lease = time.Microsecond }, "use at least 1ms"},
+		{"negative retention", func(c *ddbtrack.Config[Step]) { c.Retention = -time.Hour }, "Config.Retention is -1h0m0s: use a positive duration, or 0 to keep tasks forever"},
+		{"sub-second retention", func(c *ddbtrack.Config[Step]) { c.Retention = 500 * time.Millisecond }, "whole seconds: use at least 1s"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -31,7 +31,9 @@
 //
 // Other attributes: job, task_id, status, status_name, attempts, fence,
 // data, output, errors (the bounded history), last_error, created_at,
-// started_at, succeeded_at, lease_owner, lease_token and lease_expires_at.
+// started_at, succeeded_at, lease_owner, lease_token and lease_expires_at,
+// and, with [Config].Retention set, expires_at: a succeeded task's expiry for
+// DynamoDB's time to live, in epoch seconds, the one unit it reads.
 //
 // # Cost
 //

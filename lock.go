@@ -142,6 +142,7 @@ func (t *Tracker[S]) claimOnce(ctx context.Context, taskID string, lease time.Du
 	task.Fence++
 	task.StartedAt, task.UpdatedAt = time.UnixMilli(now.UnixMilli()), time.UnixMilli(now.UnixMilli())
 	task.LeaseOwner, task.LeaseExpiresAt, task.leaseToken = t.cfg.Owner, time.UnixMilli(now.Add(lease).UnixMilli()), token
+	task.ExpiresAt = time.Time{}
 	return task, nil
 }
 
@@ -243,17 +244,34 @@ func landed(item map[string]types.AttributeValue, fence int64, status int) bool 
 	return item != nil && num(item, "fence") == fence && str(item, "lease_token") == "" && int(num(item, "status")) == status
 }
 
-// setStatusExpr adds the status, its name, its index key and the update
-// time to e, and now as the value :now. Every write that changes a status
-// goes through it, so the three attributes never disagree.
+// setStatusExpr adds the status, its name, its index key, the update time
+// and the expiry to e, and now as the value :now. Every write that changes
+// a status goes through it, so those attributes never disagree. The expiry
+// is removed on every other status change, so that time to live deletes
+// only a task that is still Succeeded.
 func (t *Tracker[S]) setStatusExpr(e *ddbexpr.Expr, taskID string, s S, now time.Time) *ddbexpr.Expr {
 	item := make(map[string]types.AttributeValue, 3)
 	t.setStatus(item, taskID, s)
+	if exp := t.expiresAt(s, now); !exp.IsZero() {
+		e.Set(expiresAttr, numAV(exp.Unix()))
+	} else {
+		e.Remove(expiresAttr)
+	}
 	return e.Set("status", item["status"]).
 		Set("status_name", item["status_name"]).
 		Set("status_key", item["status_key"]).
 		SetExpr("#updated_at = :now").
 		Value("now", numAV(now.UnixMilli()))
+}
+
+// expiresAt returns when a task that moves to status s at now may be
+// deleted by time to live, or the zero time if it is to be kept. It is
+// whole seconds, the only unit time to live reads.
+func (t *Tracker[S]) expiresAt(s S, now time.Time) time.Time {
+	if s != t.cfg.Succeeded || t.cfg.Retention <= 0 {
+		return time.Time{}
+	}
+	return time.Unix(now.Add(t.cfg.Retention).Unix(), 0)
 }
 
 // update sends one conditional UpdateItem.

@@ -9,6 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/smithy-go"
 )
 
 // IndexName is the name of the status index, the global secondary index
@@ -46,7 +47,8 @@ func (t *Tracker[S]) CreateTableInput() *dynamodb.CreateTableInput {
 // CreateTable creates the table and its status index, and waits until the
 // table is active. A table that already exists with the right schema is
 // left as it is; one with another schema gives an error matching
-// ErrTableSchema.
+// ErrTableSchema. With Config.Retention set, it also turns time to live on
+// for "expires_at", on a new table or an existing one.
 func (t *Tracker[S]) CreateTable(ctx context.Context) error {
 	in := t.CreateTableInput()
 	_, err := t.client.CreateTable(ctx, in)
@@ -71,8 +73,63 @@ func (t *Tracker[S]) CreateTable(ctx context.Context) error {
 	if err := w.Wait(ctx, &dynamodb.DescribeTableInput{TableName: in.TableName}, 5*time.Minute); err != nil {
 		return fmt.Errorf("ddbtrack: wait for table %q to become active: %w", t.cfg.Table, err)
 	}
+	if t.cfg.Retention > 0 {
+		if err := t.enableTTL(ctx); err != nil {
+			return err
+		}
+	}
 	t.log.Info("table ready", "table", t.cfg.Table)
 	return nil
+}
+
+// expiresAttr is the attribute time to live reads; see Config.Retention.
+const expiresAttr = "expires_at"
+
+// enableTTL turns time to live on for expiresAttr. A server without time
+// to live, such as dynalite, gets a warning rather than an error: tasks
+// still carry their expiry, and are kept until someone deletes them, which
+// is what a local test server should do anyway.
+func (t *Tracker[S]) enableTTL(ctx context.Context) error {
+	name := aws.String(t.cfg.Table)
+	out, err := t.client.DescribeTimeToLive(ctx, &dynamodb.DescribeTimeToLiveInput{TableName: name})
+	switch {
+	case unsupported(err):
+	case err != nil:
+		return fmt.Errorf("ddbtrack: describe time to live of table %q: %w", t.cfg.Table, err)
+	case out.TimeToLiveDescription != nil:
+		d := out.TimeToLiveDescription
+		if d.TimeToLiveStatus != types.TimeToLiveStatusEnabled && d.TimeToLiveStatus != types.TimeToLiveStatusEnabling {
+			break
+		}
+		if got := aws.ToString(d.AttributeName); got != expiresAttr {
+			return fmt.Errorf("%w: table %q expires items by attribute %q, but Config.Retention writes %q and a table has only one: "+
+				"turn its time to live off, or set Retention to 0 and expire tasks yourself", ErrTableSchema, t.cfg.Table, got, expiresAttr)
+		}
+		return nil
+	}
+	_, err = t.client.UpdateTimeToLive(ctx, &dynamodb.UpdateTimeToLiveInput{
+		TableName: name,
+		TimeToLiveSpecification: &types.TimeToLiveSpecification{
+			AttributeName: aws.String(expiresAttr),
+			Enabled:       aws.Bool(true),
+		},
+	})
+	switch {
+	case unsupported(err):
+		t.log.Warn("the server has no time to live; succeeded tasks are kept beyond Config.Retention", "table", t.cfg.Table)
+		return nil
+	case err != nil:
+		return fmt.Errorf("ddbtrack: turn on time to live for table %q, which Config.Retention needs: %w", t.cfg.Table, err)
+	}
+	t.log.Info("time to live on", "table", t.cfg.Table, "attribute", expiresAttr, "retention", t.cfg.Retention)
+	return nil
+}
+
+// unsupported reports whether err is a server saying it does not know the
+// operation, as DynamoDB-compatible servers do for what they leave out.
+func unsupported(err error) bool {
+	var api smithy.APIError
+	return errors.As(err, &api) && api.ErrorCode() == "UnknownOperationException"
 }
 
 // checkSchema compares an existing table with the one CreateTableInput

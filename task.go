@@ -42,6 +42,10 @@ type Task[S Status] struct {
 	// running the task. Both are empty when no worker holds it.
 	LeaseOwner     string
 	LeaseExpiresAt time.Time
+	// ExpiresAt is when DynamoDB's time to live may delete the task:
+	// Config.Retention after it succeeded, in whole seconds. It is zero for
+	// a task that is kept.
+	ExpiresAt time.Time
 	// LastError is the message of the latest failure, kept as a top-level
 	// string so that query filters such as contains(last_error, "timeout")
 	// can reach it. A success clears it.
@@ -155,6 +159,7 @@ func decodeTask[S Status](item map[string]types.AttributeValue) (*Task[S], error
 		SucceededAt:    millis(item, "succeeded_at"),
 		LeaseOwner:     str(item, "lease_owner"),
 		LeaseExpiresAt: millis(item, "lease_expires_at"),
+		ExpiresAt:      seconds(item, expiresAttr),
 		LastError:      str(item, "last_error"),
 		data:           item["data"],
 		output:         item["output"],
@@ -246,6 +251,14 @@ func millis(item map[string]types.AttributeValue, name string) time.Time {
 	return time.Time{}
 }
 
+// seconds reads an epoch-seconds attribute, the unit time to live needs.
+func seconds(item map[string]types.AttributeValue, name string) time.Time {
+	if s := num(item, name); s != 0 {
+		return time.Unix(s, 0)
+	}
+	return time.Time{}
+}
+
 func numAV(n int64) types.AttributeValue {
 	return &types.AttributeValueMemberN{Value: strconv.FormatInt(n, 10)}
 }
@@ -274,6 +287,7 @@ func (t *Task[S]) MarshalJSON() ([]byte, error) {
 		SucceededAt    *time.Time    `json:"succeeded_at,omitempty"`
 		LeaseOwner     string        `json:"lease_owner,omitempty"`
 		LeaseExpiresAt *time.Time    `json:"lease_expires_at,omitempty"`
+		ExpiresAt      *time.Time    `json:"expires_at,omitempty"`
 	}
 	return json.Marshal(record{
 		Job: t.Job, ID: t.ID, Status: int(t.Status), StatusName: statusName[S](int(t.Status)),
@@ -283,6 +297,7 @@ func (t *Task[S]) MarshalJSON() ([]byte, error) {
 		CreatedAt: timePtr(t.CreatedAt), UpdatedAt: timePtr(t.UpdatedAt),
 		StartedAt: timePtr(t.StartedAt), SucceededAt: timePtr(t.SucceededAt),
 		LeaseOwner: t.LeaseOwner, LeaseExpiresAt: timePtr(t.LeaseExpiresAt),
+		ExpiresAt: timePtr(t.ExpiresAt),
 	})
 }
 

@@ -31,6 +31,8 @@ type Client interface {
 	Query(ctx context.Context, in *dynamodb.QueryInput, optFns ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error)
 	CreateTable(ctx context.Context, in *dynamodb.CreateTableInput, optFns ...func(*dynamodb.Options)) (*dynamodb.CreateTableOutput, error)
 	DescribeTable(ctx context.Context, in *dynamodb.DescribeTableInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DescribeTableOutput, error)
+	DescribeTimeToLive(ctx context.Context, in *dynamodb.DescribeTimeToLiveInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DescribeTimeToLiveOutput, error)
+	UpdateTimeToLive(ctx context.Context, in *dynamodb.UpdateTimeToLiveInput, optFns ...func(*dynamodb.Options)) (*dynamodb.UpdateTimeToLiveOutput, error)
 }
 
 var _ Client = (*dynamodb.Client)(nil)
@@ -83,6 +85,17 @@ type Config[S Status] struct {
 	// job: a task is indexed under the shard count in force when its status
 	// last changed. Defaults to 4.
 	Shards int
+
+	// Retention is how long a task is kept once it has succeeded. When it
+	// is positive, every success stores "expires_at", the time DynamoDB's
+	// time to live may delete the task from, and [Tracker.CreateTable]
+	// turns time to live on for that attribute. DynamoDB deletes expired
+	// items within days rather than at once, and queries return them until
+	// it does. A task that leaves Succeeded (requeued, reset, or claimed by
+	// a pipeline's next step) loses its expiry, so only finished work ever
+	// expires. Failed and Ignored tasks are kept: they need a person.
+	// Defaults to 0, which keeps every task.
+	Retention time.Duration
 
 	// Owner identifies this worker in leases and logs. Defaults to
 	// "hostname:pid:random".
@@ -208,6 +221,12 @@ func defaults[S Status](cfg *Config[S]) error {
 		case *f.v < time.Millisecond:
 			return configError(f.name, fmt.Sprintf("is %v", *f.v), "times are stored in milliseconds: use at least 1ms")
 		}
+	}
+	switch {
+	case cfg.Retention < 0:
+		return configError("Retention", fmt.Sprintf("is %v", cfg.Retention), "use a positive duration, or 0 to keep tasks forever")
+	case cfg.Retention > 0 && cfg.Retention < time.Second:
+		return configError("Retention", fmt.Sprintf("is %v", cfg.Retention), "time to live counts in whole seconds: use at least 1s, or 0 to keep tasks forever")
 	}
 	if cfg.Owner == "" {
 		host, _ := os.Hostname()

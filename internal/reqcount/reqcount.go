@@ -25,13 +25,15 @@ import (
 
 // Operation names, as DynamoDB's API spells them.
 const (
-	GetItem       = "GetItem"
-	PutItem       = "PutItem"
-	UpdateItem    = "UpdateItem"
-	DeleteItem    = "DeleteItem"
-	Query         = "Query"
-	CreateTable   = "CreateTable"
-	DescribeTable = "DescribeTable"
+	GetItem            = "GetItem"
+	PutItem            = "PutItem"
+	UpdateItem         = "UpdateItem"
+	DeleteItem         = "DeleteItem"
+	Query              = "Query"
+	CreateTable        = "CreateTable"
+	DescribeTable      = "DescribeTable"
+	DescribeTimeToLive = "DescribeTimeToLive"
+	UpdateTimeToLive   = "UpdateTimeToLive"
 )
 
 // Counts maps an operation name to a number of calls. A missing operation
@@ -242,4 +244,14 @@ func (c *Client) CreateTable(ctx context.Context, in *dynamodb.CreateTableInput,
 func (c *Client) DescribeTable(ctx context.Context, in *dynamodb.DescribeTableInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DescribeTableOutput, error) {
 	c.count(DescribeTable)
 	return c.Client.DescribeTable(ctx, in, optFns...)
+}
+
+func (c *Client) DescribeTimeToLive(ctx context.Context, in *dynamodb.DescribeTimeToLiveInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DescribeTimeToLiveOutput, error) {
+	c.count(DescribeTimeToLive)
+	return c.Client.DescribeTimeToLive(ctx, in, optFns...)
+}
+
+func (c *Client) UpdateTimeToLive(ctx context.Context, in *dynamodb.UpdateTimeToLiveInput, optFns ...func(*dynamodb.Options)) (*dynamodb.UpdateTimeToLiveOutput, error) {
+	c.count(UpdateTimeToLive)
+	return c.Client.UpdateTimeToLive(ctx, in, optFns...)
 }
