@@ -333,6 +333,9 @@ func (s *session) printTask(t *ops.Task) error {
 		{"Succeeded:", formatTime(t.SucceededAt)},
 		{"Lease:", lease},
 	}
+	if !t.ExpiresAt.IsZero() {
+		rows = append(rows, []string{"Expires:", formatTime(t.ExpiresAt) + " (time to live may delete it from then)"})
+	}
 	if t.LastError != "" {
 		rows = append(rows, []string{"Last error:", cell(t.LastError, 200)})
 	}

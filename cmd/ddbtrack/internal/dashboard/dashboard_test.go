@@ -262,6 +262,7 @@ func TestTaskPage(t *testing.T) {
 	p = s.get("/task?id=t-ok")
 	require.Contains(t, p.body, `&#34;rows&#34;: 1234567890123`, "large numbers keep every digit")
 	require.NotContains(t, p.body, `id="requeue"`, "a succeeded task is not requeued")
+	require.Contains(t, p.body, "<dt>Expires</dt><dd>2025-04-02 03:07:00Z</dd>")
 
 	p = s.get("/task?id=t-panic")
 	require.Contains(t, p.body, "panic: assignment to entry in nil map")
