@@ -127,7 +127,7 @@ func (t *Tracker[S]) claimOnce(ctx context.Context, taskID string, lease time.Du
 		// what became of it. The entry is written with this attempt's result.
 		task.abandonedEntry = &ErrorRecord{
 			Attempt: task.Attempts,
-			At:      now,
+			At:      time.UnixMilli(now.UnixMilli()),
 			Message: fmt.Sprintf("abandoned: the lease of worker %s expired at %s before it recorded a result",
 				task.LeaseOwner, task.LeaseExpiresAt.UTC().Format(time.RFC3339Nano)),
 		}
@@ -148,12 +148,16 @@ func (t *Tracker[S]) claimOnce(ctx context.Context, taskID string, lease time.Du
 
 // succeed records the attempt's success with the data and output fn set.
 func (t *Tracker[S]) succeed(ctx context.Context, task *Task[S]) error {
+	now := t.cfg.Now()
 	var e ddbexpr.Expr
-	t.setStatusExpr(&e, task.ID, t.cfg.Succeeded, t.cfg.Now()).
+	t.setStatusExpr(&e, task.ID, t.cfg.Succeeded, now).
 		SetExpr("#succeeded_at = :now").
 		Set("attempts", numAV(0)).
 		Remove("last_error")
-	if task.outputSet && task.output != nil {
+	if !task.outputSet {
+		task.output = nil
+	}
+	if task.output != nil {
 		e.Set("output", task.output)
 	} else {
 		e.Remove("output")
@@ -165,10 +169,16 @@ func (t *Tracker[S]) succeed(ctx context.Context, task *Task[S]) error {
 			e.Remove("data")
 		}
 	}
+	errs := task.Errors
 	if task.abandonedEntry != nil {
-		e.Set("errors", encodeErrors(appendBounded(task.Errors, t.cfg.ErrorHistory, *task.abandonedEntry)))
+		errs = appendBounded(task.Errors, t.cfg.ErrorHistory, *task.abandonedEntry)
+		e.Set("errors", encodeErrors(errs))
 	}
-	return t.finish(ctx, task, &e, t.cfg.Succeeded)
+	if err := t.finish(ctx, task, &e, t.cfg.Succeeded, now); err != nil {
+		return err
+	}
+	task.SucceededAt, task.Attempts, task.LastError, task.Errors = time.UnixMilli(now.UnixMilli()), 0, "", errs
+	return nil
 }
 
 // fail records the attempt's failure: the task becomes Failed, or Ignored
@@ -190,13 +200,15 @@ func (t *Tracker[S]) fail(ctx context.Context, task *Task[S], msg, stack string)
 	if task.abandonedEntry != nil {
 		entries = []ErrorRecord{*task.abandonedEntry, rec}
 	}
+	errs := appendBounded(task.Errors, t.cfg.ErrorHistory, entries...)
 	var e ddbexpr.Expr
 	t.setStatusExpr(&e, task.ID, to, now).
-		Set("errors", encodeErrors(appendBounded(task.Errors, t.cfg.ErrorHistory, entries...))).
+		Set("errors", encodeErrors(errs)).
 		Set("last_error", strAV(rec.Message))
-	if err := t.finish(ctx, task, &e, to); err != nil {
+	if err := t.finish(ctx, task, &e, to, now); err != nil {
 		return err
 	}
+	task.Errors, task.LastError = errs, rec.Message
 	log := t.log.With("task", task.ID, "attempt", task.Attempts, "status", to.String(), "error", rec.Message)
 	if to == t.cfg.Ignored {
 		log.Error("task ignored", "max_attempts", task.maxAttempts)
@@ -208,12 +220,14 @@ func (t *Tracker[S]) fail(ctx context.Context, task *Task[S], msg, stack string)
 
 // finish writes the attempt's outcome and releases the lease, fenced by the
 // lease token so that a worker whose lease was lost changes nothing. Once
-// the outcome is recorded, task shows the status it was recorded with.
-func (t *Tracker[S]) finish(ctx context.Context, task *Task[S], e *ddbexpr.Expr, to S) error {
-	return t.finishOp(ctx, "record result of", task, e, to)
+// the outcome is recorded, task shows the status, update time and expiry it
+// was recorded with, and no lease; the caller updates the fields that are
+// its own.
+func (t *Tracker[S]) finish(ctx context.Context, task *Task[S], e *ddbexpr.Expr, to S, now time.Time) error {
+	return t.finishOp(ctx, "record result of", task, e, to, now)
 }
 
-func (t *Tracker[S]) finishOp(ctx context.Context, op string, task *Task[S], e *ddbexpr.Expr, to S) error {
+func (t *Tracker[S]) finishOp(ctx context.Context, op string, task *Task[S], e *ddbexpr.Expr, to S, now time.Time) error {
 	e.Remove("lease_owner", "lease_token", "lease_expires_at").
 		Where("#lease_token = :token").
 		Value("token", strAV(task.leaseToken))
@@ -232,7 +246,8 @@ func (t *Tracker[S]) finishOp(ctx context.Context, op string, task *Task[S], e *
 		return t.writeError(op, task.ID, err)
 	}
 	task.Status, task.StatusName = to, statusName[S](int(to))
-	task.LeaseOwner, task.LeaseExpiresAt = "", time.Time{}
+	task.UpdatedAt, task.ExpiresAt = time.UnixMilli(now.UnixMilli()), t.expiresAt(to, now)
+	task.LeaseOwner, task.LeaseExpiresAt, task.leaseToken = "", time.Time{}, ""
 	return nil
 }
 
@@ -430,19 +445,21 @@ func (t *Tracker[S]) release(ctx context.Context, task *Task[S]) error {
 	to := task.claimedFrom
 	now := t.cfg.Now()
 	var e ddbexpr.Expr
+	errs, lastErr := task.Errors, task.LastError
 	if task.abandonedEntry != nil {
 		to = t.cfg.Failed
 		if task.Attempts-1 >= task.maxAttempts {
 			to = t.cfg.Ignored
 		}
-		e.Set("errors", encodeErrors(appendBounded(task.Errors, t.cfg.ErrorHistory, *task.abandonedEntry))).
-			Set("last_error", strAV(task.abandonedEntry.Message))
+		errs, lastErr = appendBounded(task.Errors, t.cfg.ErrorHistory, *task.abandonedEntry), task.abandonedEntry.Message
+		e.Set("errors", encodeErrors(errs)).Set("last_error", strAV(lastErr))
 	}
 	t.setStatusExpr(&e, task.ID, to, now).Add("attempts", numAV(-1))
-	if err := t.finishOp(ctx, "release", task, &e, to); err != nil {
+	if err := t.finishOp(ctx, "release", task, &e, to, now); err != nil {
 		return err
 	}
 	task.Attempts--
+	task.Errors, task.LastError = errs, lastErr
 	t.log.Info("task released", "task", task.ID, "status", to.String(), "attempts", task.Attempts)
 	return nil
 }

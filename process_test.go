@@ -2,6 +2,7 @@ package ddbtrack_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -384,4 +385,60 @@ func TestProcessWastedClaims(t *testing.T) {
 			require.Less(t, ratio, 1.0)
 		})
 	}
+}
+
+// TestEventTaskIsTheRecordedTask: the task a hook receives is the task as
+// stored once the outcome is recorded, not as it was claimed: status,
+// times, attempts, error history and expiry all agree with a fresh read.
+func TestEventTaskIsTheRecordedTask(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	clk := newClock()
+	cfg := config(t)
+	cfg.MaxAttempts = 2
+	cfg.Retention = time.Hour
+	cfg.Now = clk.Now
+	tr := newTracker(t, cfg)
+	for _, id := range []string{"flaky", "poison", "fine"} {
+		require.NoError(t, tr.Create(ctx, id, map[string]any{"id": id}))
+	}
+	// The previous output is what a success without SetOutput removes.
+	require.NoError(t, tr.Start(ctx, "fine", func(_ context.Context, task *ddbtrack.Task[Step]) error {
+		return task.SetOutput("old")
+	}))
+	_, err := tr.Requeue(ctx, ddbtrack.RequeueOptions[Step]{Statuses: []Step{Success}})
+	require.NoError(t, err)
+
+	var flakyRuns atomic.Int32
+	seen := map[string]int{}
+	check := func(e ddbtrack.Event[Step]) {
+		clk.Advance(time.Second) // A read that raced the write would show the old times.
+		got, err := json.Marshal(e.Task)
+		require.NoError(t, err)
+		want, err := json.Marshal(get(t, tr, e.Task.ID))
+		require.NoError(t, err)
+		require.JSONEq(t, string(want), string(got), "the event's task differs from the stored one")
+		seen[e.Task.Status.String()]++
+	}
+	_, err = tr.Process(ctx, func(_ context.Context, task *ddbtrack.Task[Step]) error {
+		clk.Advance(time.Second)
+		switch task.ID {
+		case "poison":
+			return errors.New("poison")
+		case "flaky":
+			if flakyRuns.Add(1) == 1 {
+				return errors.New("flaky")
+			}
+			return task.SetOutput(map[string]int{"rows": 3})
+		}
+		return nil
+	}, ddbtrack.ProcessOptions[Step]{
+		// One worker: nobody claims a task between its hook and the read.
+		Concurrency: 1,
+		OnSuccess:   check,
+		OnFailure:   check,
+		OnIgnored:   check,
+	})
+	require.NoError(t, err)
+	require.Equal(t, map[string]int{"s09_success": 2, "s06_failed": 2, "s10_ignore": 1}, seen)
 }
