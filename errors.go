@@ -44,6 +44,9 @@ var (
 	// without counting the attempt, for a task that cannot run yet, such as
 	// one waiting on a dependency. It is never recorded as a failure.
 	ErrRelease = errors.New("ddbtrack: release the task without counting the attempt")
+	// ErrUnavailable means Process gave up after DynamoDB requests kept
+	// failing for ProcessOptions.MaxOutage. The error wraps the last one.
+	ErrUnavailable = errors.New("ddbtrack: DynamoDB unavailable")
 	// ErrTableSchema means CreateTable found an existing table whose keys or
 	// status index differ from the ones ddbtrack needs.
 	ErrTableSchema = errors.New("ddbtrack: existing table has a different schema")

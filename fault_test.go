@@ -8,12 +8,14 @@ import (
 	"hash/fnv"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/stretchr/testify/require"
 
 	"github.com/ddbtrack/ddbtrack"
@@ -429,4 +431,46 @@ func TestServerRestartMidRun(t *testing.T) {
 		task := get(t, tr, fmt.Sprintf("task-%04d", i))
 		require.Equal(t, Success, task.Status, task.ID)
 	}
+}
+
+// TestProcessGivesUpAfterMaxOutage: a Batch run against a server that
+// fails every request ends with ErrUnavailable, wrapping the server's
+// error, instead of backing off forever; nothing is lost, and a run after
+// the outage finishes the job.
+func TestProcessGivesUpAfterMaxOutage(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	proxy := newProxy(t, 9)
+	cfg := config(t)
+	tr, err := ddbtrack.New(faultClient(t, proxy.URL), cfg)
+	require.NoError(t, err)
+	require.NoError(t, tr.CreateTable(ctx))
+	ids := pendingTasks(t, tr, 5)
+
+	proxy.Set(faultproxy.Rule{Fault: faultproxy.ServerError})
+	const maxOutage = time.Second
+	began := time.Now()
+	var errs atomic.Int32
+	// The deadline turns a pool that would back off forever into a failure.
+	pctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	res, err := tr.Process(pctx, ok, ddbtrack.ProcessOptions[Step]{
+		MaxBackoff: 200 * time.Millisecond,
+		MaxOutage:  maxOutage,
+		OnError:    func(error) { errs.Add(1) },
+	})
+	took := time.Since(began)
+	require.ErrorIs(t, err, ddbtrack.ErrUnavailable)
+	var ise *types.InternalServerError
+	require.ErrorAs(t, err, &ise, "the last error is wrapped")
+	require.ErrorContains(t, err, "ProcessOptions.MaxOutage (1s)")
+	require.GreaterOrEqual(t, took, maxOutage)
+	require.Less(t, took, 30*time.Second)
+	require.Zero(t, res.Claimed)
+	require.Positive(t, errs.Load())
+
+	proxy.Set()
+	res, err = tr.Process(ctx, ok, ddbtrack.ProcessOptions[Step]{})
+	require.NoError(t, err)
+	require.Equal(t, len(ids), res.Succeeded)
 }

@@ -51,6 +51,17 @@ type ProcessOptions[S Status] struct {
 	// row. Defaults to 10 seconds.
 	MaxBackoff time.Duration
 
+	// MaxOutage is how long errors from DynamoDB may go on, with no
+	// successful read of the job's tasks in between, before Process gives
+	// up. It then stops claiming, lets the tasks in flight end, and returns
+	// an error matching ErrUnavailable that wraps the last error. Tasks
+	// whose outcome could not be written stay Running until their lease
+	// expires and are claimable again then. Defaults to 15 minutes in Batch
+	// mode, so that a job run from a scheduler ends rather than hangs, and
+	// to no limit in Service mode, which should outlive an outage. A
+	// negative value means no limit.
+	MaxOutage time.Duration
+
 	// Start holds the options of every attempt: lease and attempt limit.
 	// Its ReleaseOnCancel is set by ReleaseOnShutdown.
 	Start StartOptions
@@ -157,6 +168,7 @@ const (
 	DefaultConcurrency      = 4
 	DefaultPollInterval     = time.Second
 	DefaultMaxBackoff       = 10 * time.Second
+	DefaultBatchMaxOutage   = 15 * time.Minute
 	DefaultProgressInterval = 5 * time.Second
 )
 
@@ -178,7 +190,8 @@ const (
 // Errors from DynamoDB (throttling beyond the SDK's retries, a server
 // that is down) are reported to OnError and make the pool back off; they
 // never fail a task. Errors that no retry can fix, such as a missing table
-// or denied access, end Process with that error.
+// or denied access, end Process with that error, and so does an outage
+// longer than [ProcessOptions].MaxOutage, with one matching ErrUnavailable.
 //
 // When ctx is cancelled, the pool stops claiming. Tasks in flight run to
 // the end, or are released with [ProcessOptions].ReleaseOnShutdown.
@@ -207,7 +220,7 @@ func (t *Tracker[S]) Process(ctx context.Context, fn func(ctx context.Context, t
 		wake:       make(chan struct{}, 1),
 		slots:      make(chan struct{}, opts.Concurrency),
 	}
-	p.backoff.max = opts.MaxBackoff
+	p.backoff.max, p.maxOutage = opts.MaxBackoff, opts.MaxOutage
 	return p.run(ctx)
 }
 
@@ -223,6 +236,12 @@ func (t *Tracker[S]) processOptions(opts ProcessOptions[S]) (ProcessOptions[S], 
 	}
 	if opts.Mode != Batch && opts.Mode != Service {
 		return opts, bad("Mode", fmt.Sprintf("is %d", opts.Mode), "use Batch or Service")
+	}
+	switch {
+	case opts.MaxOutage < 0:
+		opts.MaxOutage = 0 // No limit.
+	case opts.MaxOutage == 0 && opts.Mode == Batch:
+		opts.MaxOutage = DefaultBatchMaxOutage
 	}
 	for _, f := range []struct {
 		name string
@@ -281,6 +300,8 @@ type pool[S Status] struct {
 	panicValue any
 
 	backoff backoff
+	// maxOutage is ProcessOptions.MaxOutage with its default, 0 for none.
+	maxOutage time.Duration
 	// start runs a candidate in a new worker goroutine; the caller holds a
 	// slot for it.
 	start func(cand *Task[S], pg *page)
@@ -360,6 +381,9 @@ func (p *pool[S]) feed(ctx context.Context) error {
 	thorough := true // Whether the next sweep reads every partition from an end.
 	for {
 		if err := p.backoff.wait(ctx); err != nil {
+			return err
+		}
+		if err := p.unavailable(); err != nil {
 			return err
 		}
 		started, skipped, err := p.sweep(ctx, thorough)
@@ -748,7 +772,7 @@ func (p *pool[S]) count(f func(*ProcessResult)) {
 // problem reports an error from DynamoDB and makes the feeder back off.
 func (p *pool[S]) problem(err error) {
 	p.count(func(r *ProcessResult) { r.Errors++ })
-	p.backoff.fail()
+	p.backoff.fail(err)
 	p.t.log.Warn("worker pool: backing off after an error", "error", err)
 	if p.opts.OnError != nil {
 		p.opts.OnError(err)
@@ -773,19 +797,41 @@ func permanent(err error) bool {
 	return false
 }
 
+// unavailable returns an error matching ErrUnavailable once errors have
+// gone on for MaxOutage since the feeder last read the task list.
+func (p *pool[S]) unavailable() error {
+	since, last := p.backoff.outage()
+	if p.maxOutage <= 0 || last == nil {
+		return nil
+	}
+	if d := time.Since(since); d >= p.maxOutage {
+		return fmt.Errorf("%w: requests have failed for %v without a successful read of the task list, "+
+			"longer than ProcessOptions.MaxOutage (%v); tasks whose outcome was not written are claimable once their leases expire. Last error: %w",
+			ErrUnavailable, d.Round(time.Millisecond), p.maxOutage, last)
+	}
+	return nil
+}
+
 // backoff is the pause the feeder takes after errors: 100ms, doubling with
 // each error in a row up to max, with full jitter so that many workers
-// hitting the same throttled table do not come back in step.
+// hitting the same throttled table do not come back in step. It also
+// remembers when the errors began, and the last one.
 type backoff struct {
 	mu    sync.Mutex
 	max   time.Duration
 	delay time.Duration
 	until time.Time
+	since time.Time
+	last  error
 }
 
-func (b *backoff) fail() {
+func (b *backoff) fail(err error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.last == nil {
+		b.since = time.Now()
+	}
+	b.last = err
 	b.delay = min(max(2*b.delay, 100*time.Millisecond), b.max)
 	until := time.Now().Add(b.delay/2 + rand.N(b.delay/2+1))
 	if until.After(b.until) {
@@ -796,7 +842,15 @@ func (b *backoff) fail() {
 func (b *backoff) ok() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.delay = 0
+	b.delay, b.last = 0, nil
+}
+
+// outage returns when the current run of errors began and its last error,
+// or a nil error if the last read succeeded.
+func (b *backoff) outage() (since time.Time, last error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.since, b.last
 }
 
 func (b *backoff) wait(ctx context.Context) error {

@@ -307,6 +307,7 @@ func TestProcessRejectsBadOptions(t *testing.T) {
 		{PollInterval: -time.Second},
 		{Mode: 7},
 		{Start: ddbtrack.StartOptions{Lease: time.Millisecond}},
+		{MaxBackoff: -time.Second},
 	} {
 		_, err := tr.Process(context.Background(), ok, opts)
 		require.ErrorIs(t, err, ddbtrack.ErrInvalidConfig)
