@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"github.com/ddbtrack/ddbtrack"
+	"github.com/ddbtrack/ddbtrack/internal/localaws"
 )
 
 // loadClient builds a DynamoDB client the way the AWS SDK and CLI do:
@@ -33,14 +34,8 @@ func loadClient(ctx context.Context, c *common) (ddbtrack.Client, error) {
 	if endpoint == "" {
 		endpoint = os.Getenv("AWS_ENDPOINT_URL_DYNAMODB")
 	}
-	if isLoopback(endpoint) && c.profile == "" && !credentialsInEnv() {
-		// A local server accepts any credentials, and without these the
-		// SDK would search for real ones and wait for the EC2 metadata
-		// service to time out.
-		opts = append(opts, config.WithCredentialsProvider(aws.NewCredentialsCache(aws.CredentialsProviderFunc(
-			func(context.Context) (aws.Credentials, error) {
-				return aws.Credentials{AccessKeyID: "local", SecretAccessKey: "local", Source: "ddbtrack-local"}, nil
-			}))))
+	if isLoopback(endpoint) && c.profile == "" && !localaws.CredentialsInEnv() {
+		opts = append(opts, config.WithCredentialsProvider(localaws.Credentials("ddbtrack-local")))
 	}
 	cfg, err := config.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
@@ -63,22 +58,4 @@ func loadClient(ctx context.Context, c *common) (ddbtrack.Client, error) {
 func isLoopback(endpoint string) bool {
 	u, err := url.Parse(endpoint)
 	return err == nil && u.Host != "" && isLoopbackHost(u.Hostname())
-}
-
-// credentialsInEnv reports whether the environment points the SDK at real
-// credentials, which are then used even for a local server. The SDK reads
-// the process environment itself, so this does too.
-func credentialsInEnv() bool {
-	for _, name := range []string{
-		"AWS_ACCESS_KEY_ID",
-		"AWS_PROFILE",
-		"AWS_WEB_IDENTITY_TOKEN_FILE",
-		"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-		"AWS_CONTAINER_CREDENTIALS_FULL_URI",
-	} {
-		if os.Getenv(name) != "" {
-			return true
-		}
-	}
-	return false
 }

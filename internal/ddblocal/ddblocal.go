@@ -36,6 +36,8 @@ import (
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+
+	"github.com/ddbtrack/ddbtrack/internal/localaws"
 )
 
 // Kind names a local server implementation.
@@ -531,11 +533,8 @@ func NewClient(ctx context.Context, endpoint string) (*dynamodb.Client, error) {
 	loadOpts := []func(*config.LoadOptions) error{
 		config.WithHTTPClient(awshttp.NewBuildableClient()),
 	}
-	if (endpoint != "" || os.Getenv(EnvEndpoint) != "") && !credentialsInEnv() {
-		loadOpts = append(loadOpts, config.WithCredentialsProvider(aws.CredentialsProviderFunc(
-			func(context.Context) (aws.Credentials, error) {
-				return aws.Credentials{AccessKeyID: "local", SecretAccessKey: "local", Source: "ddblocal"}, nil
-			})))
+	if (endpoint != "" || os.Getenv(EnvEndpoint) != "") && !localaws.CredentialsInEnv() {
+		loadOpts = append(loadOpts, config.WithCredentialsProvider(localaws.Credentials("ddblocal")))
 	}
 	cfg, err := config.LoadDefaultConfig(ctx, loadOpts...)
 	if err != nil {
@@ -552,23 +551,6 @@ func NewClient(ctx context.Context, endpoint string) (*dynamodb.Client, error) {
 			o.BaseEndpoint = aws.String(endpoint)
 		}
 	}), nil
-}
-
-// credentialsInEnv reports whether the environment points the SDK at
-// credentials, in which case they are used even for a local server.
-func credentialsInEnv() bool {
-	for _, name := range []string{
-		"AWS_ACCESS_KEY_ID",
-		"AWS_PROFILE",
-		"AWS_WEB_IDENTITY_TOKEN_FILE",
-		"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-		"AWS_CONTAINER_CREDENTIALS_FULL_URI",
-	} {
-		if os.Getenv(name) != "" {
-			return true
-		}
-	}
-	return false
 }
 
 // KindFromEnv reports which server the environment selects: [External] when
