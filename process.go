@@ -217,6 +217,7 @@ func (t *Tracker[S]) Process(ctx context.Context, fn func(ctx context.Context, t
 		inflight:   map[string]bool{},
 		dispatched: map[string]dispatch{},
 		spans:      map[partitionKey]span{},
+		empty:      map[partitionKey]time.Time{},
 		wake:       make(chan struct{}, 1),
 		slots:      make(chan struct{}, opts.Concurrency),
 	}
@@ -296,6 +297,9 @@ type pool[S Status] struct {
 	dispatched map[string]dispatch
 	spans      map[partitionKey]span
 	pruned     time.Time
+	// empty is when the feeder last found each empty partition empty. Only
+	// the feeder uses it.
+	empty      map[partitionKey]time.Time
 	panicked   bool
 	panicValue any
 
@@ -451,6 +455,15 @@ func (p *pool[S]) sweep(ctx context.Context, thorough bool) (started, skipped in
 	statuses = append(statuses, cfg.Failed)
 	for _, shard := range rand.Perm(cfg.Shards) {
 		for _, status := range statuses {
+			key := partitionKey{int(status), shard}
+			if emptyAt, ok := p.empty[key]; ok && !thorough && time.Since(emptyAt) < p.opts.PollInterval {
+				// Found empty a moment ago. A busy pool sweeps many times
+				// a PollInterval, and rereading the partitions that are
+				// usually empty (Failed, expired leases) each time would
+				// cost more queries than its tasks; an idle pool would
+				// not look again before PollInterval either.
+				continue
+			}
 			// Hold a slot before reading, so that candidates are read
 			// only when a worker is free to take one at once.
 			if err := p.acquire(ctx, nil); err != nil {
@@ -460,6 +473,11 @@ func (p *pool[S]) sweep(ctx context.Context, thorough bool) (started, skipped in
 			if err != nil {
 				<-p.slots
 				return started, skipped, err
+			}
+			if len(cands) == 0 {
+				p.empty[key] = time.Now()
+			} else {
+				delete(p.empty, key)
 			}
 			// Candidates go stale as other workers claim them; after a
 			// while the next sweep reads the partition afresh.
@@ -587,11 +605,16 @@ func (p *pool[S]) pivot(ctx context.Context, key partitionKey, sp span) ([]*Task
 }
 
 // pick reads up to limit tasks of one index partition, from the oldest or
-// newest end, or from since on if it is set.
+// newest end, or from since on if it is set. Without a filter it reads one
+// page: candidates need no exact order. A filtered read goes on until it
+// has limit tasks or the partition ends, so that it misses none.
 func (p *pool[S]) pick(ctx context.Context, status S, shard int, newest bool, since time.Time, limit int, filter expression.ConditionBuilder) ([]*Task[S], error) {
 	opts := QueryOptions[S]{Since: since, Limit: limit, PageSize: int32(limit), Filter: filter}
 	if newest {
 		opts.Order = NewestFirst
+	}
+	if !filter.IsSet() {
+		return p.t.sampleShard(ctx, status, shard, opts)
 	}
 	cands := make([]*Task[S], 0, limit)
 	for task, err := range p.t.queryShard(ctx, status, shard, opts) {

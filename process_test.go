@@ -15,6 +15,7 @@ import (
 
 	"github.com/ddbtrack/ddbtrack"
 	"github.com/ddbtrack/ddbtrack/internal/ddbtest"
+	"github.com/ddbtrack/ddbtrack/internal/reqcount"
 )
 
 // pendingTasks creates n Pending tasks named task-0000 onwards.
@@ -442,4 +443,30 @@ func TestEventTaskIsTheRecordedTask(t *testing.T) {
 	})
 	require.NoError(t, err)
 	require.Equal(t, map[string]int{"s09_success": 2, "s06_failed": 2, "s10_ignore": 1}, seen)
+}
+
+// TestProcessQueriesPerTask bounds the index reads the pool spends finding
+// work, with every task created in the same millisecond, as CreateMany
+// makes them: a read that had to see the end of a run of equal update
+// times would read whole partitions in small pages.
+func TestProcessQueriesPerTask(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cfg := config(t)
+	cfg.Now = newClock().Now // Frozen: every task has the same update time.
+	tr := newTracker(t, cfg)
+	const n = 400
+	pendingTasks(t, tr, n)
+	counted := reqcount.New(ddbtest.Client(t))
+	pt, err := ddbtrack.New(counted, cfg)
+	require.NoError(t, err)
+	res, err := pt.Process(ctx, ok, ddbtrack.ProcessOptions[Step]{Concurrency: 4})
+	require.NoError(t, err)
+	require.Equal(t, n, res.Succeeded)
+	queries := counted.Counts()[reqcount.Query]
+	t.Logf("%d tasks: %d queries, %.2f per task", n, queries, float64(queries)/n)
+	// About 0.4 on dynalite and 0.5 on the slower moto, where a sweep
+	// outlasts PollInterval more often; reading runs of equal update
+	// times to their end made it 3.9.
+	require.LessOrEqual(t, float64(queries)/n, 1.0)
 }

@@ -218,6 +218,43 @@ func (t *Tracker[S]) queryShard(ctx context.Context, status S, shard int, opts Q
 	return p.seq(ctx, nil)
 }
 
+// sampleShard reads one page of at most opts.Limit tasks from one index
+// partition, in index order, with one request. It is for callers that need
+// some tasks of a partition, not a resumable order: unlike queryShard it
+// does not read on to complete a run of tasks updated in the same
+// millisecond, which tasks created together form, and which would
+// otherwise cost a request for every opts.Limit of them. opts.Filter must
+// be unset, because a filtered page can come back empty from a partition
+// that has matching tasks.
+func (t *Tracker[S]) sampleShard(ctx context.Context, status S, shard int, opts QueryOptions[S]) ([]*Task[S], error) {
+	if opts.Filter.IsSet() || opts.Limit <= 0 {
+		return nil, fmt.Errorf("%w: sampleShard needs a limit and no filter", ErrInvalidQuery)
+	}
+	part := partition{status: int(status), shard: shard}
+	p, err := t.newPlan(opts, []partition{part}, "QueryOptions")
+	if err != nil {
+		return nil, err
+	}
+	in, _, err := p.input(part, nil)
+	if err != nil {
+		return nil, err
+	}
+	in.Limit = aws.Int32(int32(opts.Limit))
+	out, err := t.client.Query(ctx, in)
+	if err != nil {
+		return nil, fmt.Errorf("ddbtrack: query index %s, partition %s: %w", IndexName, part.key(t.cfg.Job), err)
+	}
+	tasks := make([]*Task[S], 0, len(out.Items))
+	for _, item := range out.Items {
+		task, err := decodeTask[S](item)
+		if err != nil {
+			return nil, err
+		}
+		tasks = append(tasks, task)
+	}
+	return tasks, nil
+}
+
 func errSeq[S Status](err error) iter.Seq2[*Task[S], error] {
 	return func(yield func(*Task[S], error) bool) { yield(nil, err) }
 }
