@@ -487,8 +487,10 @@ func (p *pool[S]) sweep(ctx context.Context, thorough bool) (started, skipped in
 			held := true
 			// Take only part of a page before reading another partition:
 			// two machines that read the same page collide more the deeper
-			// they go into it.
-			if take := max(p.opts.Concurrency, len(cands)/4); len(cands) > take {
+			// they go into it. But take at least minTake: a short page is
+			// a whole partition, which a second read would only return
+			// again, at the price of a query per task.
+			if take := max(p.opts.Concurrency, len(cands)/4, minTake); len(cands) > take {
 				cands = cands[:take]
 			}
 			for _, cand := range cands {
@@ -523,6 +525,10 @@ func (p *pool[S]) sweep(ctx context.Context, thorough bool) (started, skipped in
 	}
 	return started, skipped, nil
 }
+
+// minTake is the fewest candidates a sweep takes from a page, when it has
+// them: a quarter of the smallest page.
+const minTake = 8
 
 var errStale = errors.New("ddbtrack: candidates are stale")
 
