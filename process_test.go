@@ -458,13 +458,15 @@ func TestProcessQueriesPerTask(t *testing.T) {
 	const n = 400
 	pendingTasks(t, tr, n)
 	counted := reqcount.New(ddbtest.Client(t))
+	counted.MeasureCapacity = true
 	pt, err := ddbtrack.New(counted, cfg)
 	require.NoError(t, err)
 	res, err := pt.Process(ctx, ok, ddbtrack.ProcessOptions[Step]{Concurrency: 4})
 	require.NoError(t, err)
 	require.Equal(t, n, res.Succeeded)
 	queries := counted.Counts()[reqcount.Query]
-	t.Logf("%d tasks: %d queries, %.2f per task", n, queries, float64(queries)/n)
+	t.Logf("%d tasks: %d queries, %.2f per task, %.2f read units per task", n, queries, float64(queries)/n,
+		counted.CapacityUnits()[reqcount.Query]/n)
 	// About 0.4 on dynalite and 0.5 on the slower moto, where a sweep
 	// outlasts PollInterval more often; reading runs of equal update
 	// times to their end made it 3.9.
