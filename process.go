@@ -221,7 +221,7 @@ func (t *Tracker[S]) Process(ctx context.Context, fn func(ctx context.Context, t
 		wake:       make(chan struct{}, 1),
 		slots:      make(chan struct{}, opts.Concurrency),
 	}
-	p.backoff.max, p.maxOutage = opts.MaxBackoff, opts.MaxOutage
+	p.backoff.max = opts.MaxBackoff
 	return p.run(ctx)
 }
 
@@ -240,7 +240,7 @@ func (t *Tracker[S]) processOptions(opts ProcessOptions[S]) (ProcessOptions[S], 
 	}
 	switch {
 	case opts.MaxOutage < 0:
-		opts.MaxOutage = 0 // No limit.
+		opts.MaxOutage = 0 // From here on, 0 means no limit.
 	case opts.MaxOutage == 0 && opts.Mode == Batch:
 		opts.MaxOutage = DefaultBatchMaxOutage
 	}
@@ -304,8 +304,6 @@ type pool[S Status] struct {
 	panicValue any
 
 	backoff backoff
-	// maxOutage is ProcessOptions.MaxOutage with its default, 0 for none.
-	maxOutage time.Duration
 	// start runs a candidate in a new worker goroutine; the caller holds a
 	// slot for it.
 	start func(cand *Task[S], pg *page)
@@ -830,13 +828,13 @@ func permanent(err error) bool {
 // gone on for MaxOutage since the feeder last read the task list.
 func (p *pool[S]) unavailable() error {
 	since, last := p.backoff.outage()
-	if p.maxOutage <= 0 || last == nil {
+	if p.opts.MaxOutage <= 0 || last == nil {
 		return nil
 	}
-	if d := time.Since(since); d >= p.maxOutage {
+	if d := time.Since(since); d >= p.opts.MaxOutage {
 		return fmt.Errorf("%w: requests have failed for %v without a successful read of the task list, "+
 			"longer than ProcessOptions.MaxOutage (%v); tasks whose outcome was not written are claimable once their leases expire. Last error: %w",
-			ErrUnavailable, d.Round(time.Millisecond), p.maxOutage, last)
+			ErrUnavailable, d.Round(time.Millisecond), p.opts.MaxOutage, last)
 	}
 	return nil
 }
