@@ -465,8 +465,12 @@ func (t *Tracker[S]) release(ctx context.Context, task *Task[S]) error {
 }
 
 // heartbeat renews a lease while fn runs. Its goroutine ends before stop
-// returns, so nothing of an attempt outlives Start.
+// returns, so nothing of an attempt outlives Start. The goroutine starts
+// only when the first renewal is due, from a timer, so that the many tasks
+// that end within a third of their lease never start one: starting a
+// goroutine per task was the largest single cost of Start in the profile.
 type heartbeat struct {
+	first    *time.Timer
 	stopc    chan struct{}
 	done     chan struct{}
 	cancel   context.CancelFunc
@@ -492,15 +496,14 @@ func (t *Tracker[S]) beat(ctx context.Context, task *Task[S], lease time.Duratio
 	// Copy what the goroutine needs: fn owns the task while it runs.
 	id, token, expires := task.ID, task.leaseToken, task.LeaseExpiresAt
 	interval := max(lease/3, time.Millisecond)
-	go func() {
+	h.first = time.AfterFunc(interval, func() {
 		defer close(h.done)
-		timer := time.NewTimer(interval)
-		defer timer.Stop()
+		var timer *time.Timer
 		for {
 			select {
 			case <-h.stopc:
 				return
-			case <-timer.C:
+			default:
 			}
 			// A renewal may take as long as the lease has left, for a slow
 			// answer is as good as a fast one until then; at least a beat,
@@ -512,11 +515,10 @@ func (t *Tracker[S]) beat(ctx context.Context, task *Task[S], lease time.Duratio
 			cctx, ccancel := context.WithTimeout(rctx, timeout)
 			next, err := t.renew(cctx, id, token, lease)
 			ccancel()
+			wait := interval
 			switch {
 			case err == nil:
 				expires = next
-				timer.Reset(interval)
-				continue
 			case errors.Is(err, ErrLeaseLost):
 				h.lost, h.confirmed = err, true
 			default:
@@ -527,17 +529,30 @@ func (t *Tracker[S]) beat(ctx context.Context, task *Task[S], lease time.Duratio
 				}
 				if t.cfg.Now().Before(expires) {
 					t.log.Warn("lease renewal failed; retrying", "task", id, "lease_expires_at", expires, "error", err)
-					timer.Reset(max(interval/4, time.Millisecond))
-					continue
+					wait = max(interval/4, time.Millisecond)
+					break
 				}
 				h.lost = fmt.Errorf("%w: could not renew the lease of task %q before it expired at %s: %w",
 					ErrLeaseLost, id, expires.UTC().Format(time.RFC3339Nano), err)
 			}
-			t.log.Warn("lease lost while the task ran; cancelling it", "task", id, "error", h.lost)
-			cancel(h.lost)
-			return
+			if h.lost != nil {
+				t.log.Warn("lease lost while the task ran; cancelling it", "task", id, "error", h.lost)
+				cancel(h.lost)
+				return
+			}
+			if timer == nil {
+				timer = time.NewTimer(wait)
+				defer timer.Stop()
+			} else {
+				timer.Reset(wait)
+			}
+			select {
+			case <-h.stopc:
+				return
+			case <-timer.C:
+			}
 		}
-	}()
+	})
 	return h
 }
 
@@ -549,6 +564,10 @@ func (h *heartbeat) stop() {
 	h.stopOnce.Do(func() {
 		close(h.stopc)
 		h.cancel()
+		if h.first.Stop() {
+			// The first renewal was not due yet, so no goroutine ran.
+			close(h.done)
+		}
 	})
 	<-h.done
 }

@@ -11,6 +11,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ddbtrack/ddbtrack"
+	"github.com/ddbtrack/ddbtrack/internal/ddbtest"
+	"github.com/ddbtrack/ddbtrack/internal/reqcount"
 )
 
 // TestHeartbeatKeepsLongTaskLocked: a task that runs for three times its
@@ -193,7 +195,10 @@ func TestHeartbeatStopsBeforeStartReturns(t *testing.T) {
 	// A lease long enough that a heartbeat left running would still be
 	// waiting for its first beat when the check looks for it.
 	cfg.Lease = 3 * time.Second
-	tr := newTracker(t, cfg)
+	counted := reqcount.New(ddbtest.Client(t))
+	tr, err := ddbtrack.New(counted, cfg)
+	require.NoError(t, err)
+	require.NoError(t, tr.CreateTable(ctx))
 	b := worker(t, cfg, "worker-b")
 
 	pause := func(ctx context.Context) error {
@@ -229,13 +234,18 @@ func TestHeartbeatStopsBeforeStartReturns(t *testing.T) {
 	}
 	require.ErrorIs(t, tr.Start(ctx, "success", ok), ddbtrack.ErrTaskSucceeded)
 	require.Zero(t, heartbeatsAfterExit())
+	// A heartbeat starts its goroutine only when its first renewal is due,
+	// so one that Start failed to stop would show only then, by renewing.
+	before := counted.Counts()
+	time.Sleep(cfg.Lease/3 + 200*time.Millisecond)
+	require.Equal(t, before, counted.Counts(), "a request was sent after Start returned")
 }
 
 // heartbeatsAfterExit counts heartbeat goroutines once those that have
 // finished have had time to exit. Start waits for the heartbeat to close
 // its done channel, but the goroutine is still on the stack for a moment
 // after that, long enough for a loaded CI machine to see it. A leaked
-// heartbeat waits a full beat (a second here) before it does anything, so
+// heartbeat renews every beat (a second here) until its lease is lost, so
 // a quarter of a second of grace cannot hide one.
 func heartbeatsAfterExit() int {
 	deadline := time.Now().Add(250 * time.Millisecond)
