@@ -631,7 +631,7 @@ func TestShardOfTaskIDIsStable(t *testing.T) {
 		require.NoError(t, tr.Create(ctx, id, nil))
 		out, err := ddbtest.Client(t).GetItem(ctx, &dynamodb.GetItemInput{
 			TableName: aws.String(cfg.Table),
-			Key:       map[string]types.AttributeValue{"pk": &types.AttributeValueMemberS{Value: cfg.Job + "#" + id}},
+			Key:       keyOf(cfg.Job, id),
 		})
 		require.NoError(t, err)
 		require.Equal(t, &types.AttributeValueMemberS{Value: fmt.Sprintf("%s#%d#%d", cfg.Job, Todo, shard)}, out.Item["status_key"], "task %s", id)

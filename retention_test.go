@@ -144,7 +144,7 @@ func rawAttr(t testing.TB, client ddbtrack.Client, cfg ddbtrack.Config[Step], id
 	t.Helper()
 	out, err := client.GetItem(context.Background(), &dynamodb.GetItemInput{
 		TableName:      aws.String(cfg.Table),
-		Key:            map[string]types.AttributeValue{"pk": &types.AttributeValueMemberS{Value: cfg.Job + "#" + id}},
+		Key:            keyOf(cfg.Job, id),
 		ConsistentRead: aws.Bool(true),
 	})
 	require.NoError(t, err)
