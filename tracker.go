@@ -93,7 +93,10 @@ type Config[S Status] struct {
 	// items within days rather than at once, and queries return them until
 	// it does. A task that leaves Succeeded (requeued, reset, or claimed by
 	// a pipeline's next step) loses its expiry, so only finished work ever
-	// expires. Failed and Ignored tasks are kept: they need a person.
+	// expires. Failed and Ignored tasks are kept: they need a person. In a
+	// pipeline, set it on the last step's tracker only: a task that
+	// succeeded in an earlier step is the next step's to start, and would
+	// be deleted if that step had not claimed it within Retention.
 	// Defaults to 0, which keeps every task.
 	Retention time.Duration
 
