@@ -382,9 +382,12 @@ func TestProcessWastedClaims(t *testing.T) {
 				require.Zero(t, total.Refused)
 			}
 			// Measured on dynalite: about 0.04 at 4 machines and 0.25 at 16
-			// for 200 tasks; 0.03 and 0.15 for 2,000. The bound only
-			// catches a pool whose machines all chase the same tasks.
-			require.Less(t, ratio, 1.0)
+			// for 200 tasks; 0.03 to 0.05 and 0.12 to 0.2 for 2,000. On moto
+			// the job is 50 tasks, and 16 machines racing over so few
+			// refuse 0.7 to 1 claim per task. The bound only catches
+			// machines that all chase the same tasks, which refuse about 13
+			// claims per task at 16 workers (BenchmarkContention, listed).
+			require.Less(t, ratio, 3.0)
 		})
 	}
 }
