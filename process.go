@@ -451,21 +451,7 @@ func (p *pool[S]) sweep(ctx context.Context, thorough bool) (started, skipped in
 	// which gives a failing task a moment before its retry.
 	statuses := append([]S{cfg.Running, cfg.Pending}, cfg.Startable...)
 	statuses = append(statuses, cfg.Failed)
-	shards := rand.Perm(cfg.Shards)
-	// With no task in flight every slot is free, so nothing is gained by
-	// reading one partition at a time; this is the first sweep of a run and
-	// the last ones, which find out that a Batch job is done, and reading
-	// their partitions together saves a round trip per partition. The
-	// pages read early serve only until the sweep starts a task: then time
-	// passes while workers run, other machines claim what the pages hold,
-	// and the rest are read afresh, as a sweep normally reads them.
-	var early map[partitionKey][]*Task[S]
-	if thorough && p.busy() == 0 {
-		if early, err = p.readAll(ctx, shards, statuses); err != nil {
-			return 0, 0, err
-		}
-	}
-	for _, shard := range shards {
+	for _, shard := range rand.Perm(cfg.Shards) {
 		for _, status := range statuses {
 			key := partitionKey{int(status), shard}
 			if emptyAt, ok := p.empty[key]; ok && !thorough && time.Since(emptyAt) < p.opts.PollInterval {
@@ -481,13 +467,10 @@ func (p *pool[S]) sweep(ctx context.Context, thorough bool) (started, skipped in
 			if err := p.acquire(ctx, nil); err != nil {
 				return started, skipped, err
 			}
-			cands, ok := early[key]
-			if !ok || started > 0 {
-				cands, err = p.read(ctx, status, shard, thorough)
-				if err != nil {
-					<-p.slots
-					return started, skipped, err
-				}
+			cands, err := p.read(ctx, status, shard, thorough)
+			if err != nil {
+				<-p.slots
+				return started, skipped, err
 			}
 			if len(cands) == 0 {
 				p.empty[key] = time.Now()
@@ -539,31 +522,6 @@ func (p *pool[S]) sweep(ctx context.Context, thorough bool) (started, skipped in
 		}
 	}
 	return started, skipped, nil
-}
-
-// readAll reads every partition of the statuses on the shards at once, as
-// a thorough sweep reads them.
-func (p *pool[S]) readAll(ctx context.Context, shards []int, statuses []S) (map[partitionKey][]*Task[S], error) {
-	keys := make([]partitionKey, 0, len(shards)*len(statuses))
-	for _, shard := range shards {
-		for _, status := range statuses {
-			keys = append(keys, partitionKey{int(status), shard})
-		}
-	}
-	pages := make([][]*Task[S], len(keys))
-	err := fanOut(ctx, len(keys), func(ctx context.Context, i int) error {
-		var err error
-		pages[i], err = p.read(ctx, S(keys[i].status), keys[i].shard, true)
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	read := make(map[partitionKey][]*Task[S], len(keys))
-	for i, key := range keys {
-		read[key] = pages[i]
-	}
-	return read, nil
 }
 
 // minTake is the fewest candidates a sweep takes from a page, when it has
