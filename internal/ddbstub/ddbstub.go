@@ -175,45 +175,31 @@ func (s *Stub) GetItem(_ context.Context, in *dynamodb.GetItemInput, _ ...func(*
 func (s *Stub) PutItem(_ context.Context, in *dynamodb.PutItemInput, _ ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	t, err := s.table(in.TableName)
+	t, k, old, err := s.target(in.TableName, in.Item)
 	if err != nil {
 		return nil, err
 	}
-	k, err := t.key(in.Item)
-	if err != nil {
-		return nil, err
-	}
-	old := t.items[k]
 	if err := s.check(in.ConditionExpression, nil, old, in.ExpressionAttributeNames, in.ExpressionAttributeValues, in.ReturnValuesOnConditionCheckFailure); err != nil {
 		return nil, err
 	}
-	t.items[k] = maps.Clone(in.Item)
-	out := &dynamodb.PutItemOutput{}
-	switch in.ReturnValues {
-	case types.ReturnValueNone, "":
-	case types.ReturnValueAllOld:
-		out.Attributes = maps.Clone(old)
-	default:
-		return nil, validation("PutItem supports ReturnValues NONE and ALL_OLD, not %s", in.ReturnValues)
+	attrs, err := returned("PutItem", in.ReturnValues, old, nil)
+	if err != nil {
+		return nil, err
 	}
-	return out, nil
+	t.items[k] = maps.Clone(in.Item)
+	return &dynamodb.PutItemOutput{Attributes: attrs}, nil
 }
 
 func (s *Stub) UpdateItem(_ context.Context, in *dynamodb.UpdateItemInput, _ ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	t, err := s.table(in.TableName)
-	if err != nil {
-		return nil, err
-	}
-	k, err := t.key(in.Key)
+	t, k, old, err := s.target(in.TableName, in.Key)
 	if err != nil {
 		return nil, err
 	}
 	if in.UpdateExpression == nil {
 		return nil, validation("UpdateItem needs an UpdateExpression")
 	}
-	old := t.items[k]
 	if err := s.check(in.ConditionExpression, in.UpdateExpression, old, in.ExpressionAttributeNames, in.ExpressionAttributeValues, in.ReturnValuesOnConditionCheckFailure); err != nil {
 		return nil, err
 	}
@@ -232,45 +218,62 @@ func (s *Stub) UpdateItem(_ context.Context, in *dynamodb.UpdateItemInput, _ ...
 			return nil, validation("UpdateItem may not change the key attribute %s", name)
 		}
 	}
-	t.items[k] = item
-	out := &dynamodb.UpdateItemOutput{}
-	switch in.ReturnValues {
-	case types.ReturnValueNone, "":
-	case types.ReturnValueAllOld:
-		out.Attributes = maps.Clone(old)
-	case types.ReturnValueAllNew:
-		out.Attributes = maps.Clone(item)
-	default:
-		return nil, validation("UpdateItem supports ReturnValues NONE, ALL_OLD and ALL_NEW, not %s", in.ReturnValues)
+	attrs, err := returned("UpdateItem", in.ReturnValues, old, item)
+	if err != nil {
+		return nil, err
 	}
-	return out, nil
+	t.items[k] = item
+	return &dynamodb.UpdateItemOutput{Attributes: attrs}, nil
 }
 
 func (s *Stub) DeleteItem(_ context.Context, in *dynamodb.DeleteItemInput, _ ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	t, err := s.table(in.TableName)
+	t, k, old, err := s.target(in.TableName, in.Key)
 	if err != nil {
 		return nil, err
 	}
-	k, err := t.key(in.Key)
-	if err != nil {
-		return nil, err
-	}
-	old := t.items[k]
 	if err := s.check(in.ConditionExpression, nil, old, in.ExpressionAttributeNames, in.ExpressionAttributeValues, in.ReturnValuesOnConditionCheckFailure); err != nil {
 		return nil, err
 	}
-	delete(t.items, k)
-	out := &dynamodb.DeleteItemOutput{}
-	switch in.ReturnValues {
-	case types.ReturnValueNone, "":
-	case types.ReturnValueAllOld:
-		out.Attributes = maps.Clone(old)
-	default:
-		return nil, validation("DeleteItem supports ReturnValues NONE and ALL_OLD, not %s", in.ReturnValues)
+	attrs, err := returned("DeleteItem", in.ReturnValues, old, nil)
+	if err != nil {
+		return nil, err
 	}
-	return out, nil
+	delete(t.items, k)
+	return &dynamodb.DeleteItemOutput{Attributes: attrs}, nil
+}
+
+// target finds the table a write names, the key of the item it addresses
+// and the item stored there, if any. The caller holds s.mu.
+func (s *Stub) target(name *string, key map[string]types.AttributeValue) (*table, string, map[string]types.AttributeValue, error) {
+	t, err := s.table(name)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	k, err := t.key(key)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	return t, k, t.items[k], nil
+}
+
+// returned gives the attributes a write returns for ReturnValues rv: none,
+// the item before it, or the item after it, which only UpdateItem has
+// (item is nil for the others).
+func returned(op string, rv types.ReturnValue, old, item map[string]types.AttributeValue) (map[string]types.AttributeValue, error) {
+	switch {
+	case rv == types.ReturnValueNone || rv == "":
+		return nil, nil
+	case rv == types.ReturnValueAllOld:
+		return maps.Clone(old), nil
+	case rv == types.ReturnValueAllNew && item != nil:
+		return maps.Clone(item), nil
+	}
+	if item != nil {
+		return nil, validation("%s supports ReturnValues NONE, ALL_OLD and ALL_NEW, not %s", op, rv)
+	}
+	return nil, validation("%s supports ReturnValues NONE and ALL_OLD, not %s", op, rv)
 }
 
 func (s *Stub) Query(context.Context, *dynamodb.QueryInput, ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error) {
