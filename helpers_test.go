@@ -72,6 +72,15 @@ func config(t testing.TB) ddbtrack.Config[Step] {
 	}
 }
 
+// clockedConfig is config with a settable clock, for tests that expire
+// leases or check stored times.
+func clockedConfig(t testing.TB) (ddbtrack.Config[Step], *clock) {
+	clk := newClock()
+	cfg := config(t)
+	cfg.Now = clk.Now
+	return cfg, clk
+}
+
 // newTracker creates the table for cfg and returns a tracker on it.
 func newTracker(t testing.TB, cfg ddbtrack.Config[Step]) *ddbtrack.Tracker[Step] {
 	t.Helper()

@@ -51,9 +51,7 @@ func TestHeartbeatKeepsLongTaskLocked(t *testing.T) {
 func TestLeaseLostCancelsFunction(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	clk := newClock()
-	cfg := config(t)
-	cfg.Now = clk.Now
+	cfg, clk := clockedConfig(t)
 	cfg.Lease = 600 * time.Millisecond
 	tr := newTracker(t, cfg)
 	b := worker(t, cfg, "worker-b")
@@ -133,9 +131,7 @@ func TestRelease(t *testing.T) {
 func TestReleaseAfterTakeover(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	clk := newClock()
-	cfg := config(t)
-	cfg.Now = clk.Now
+	cfg, clk := clockedConfig(t)
 	cfg.Lease = time.Minute
 	tr := newTracker(t, cfg)
 	require.NoError(t, tr.Create(ctx, "t", nil))
@@ -160,9 +156,7 @@ func TestReleaseAfterTakeover(t *testing.T) {
 func TestStartOptions(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	clk := newClock()
-	cfg := config(t)
-	cfg.Now = clk.Now
+	cfg, clk := clockedConfig(t)
 	cfg.MaxAttempts = 5
 	tr := newTracker(t, cfg)
 	require.NoError(t, tr.Create(ctx, "t", nil))
@@ -189,9 +183,7 @@ func TestStartOptions(t *testing.T) {
 // sequential ones are done.
 func TestHeartbeatStopsBeforeStartReturns(t *testing.T) {
 	ctx := context.Background()
-	clk := newClock()
-	cfg := config(t)
-	cfg.Now = clk.Now
+	cfg, clk := clockedConfig(t)
 	// A lease long enough that a heartbeat left running would still be
 	// waiting for its first beat when the check looks for it.
 	cfg.Lease = 3 * time.Second

@@ -398,11 +398,9 @@ func TestProcessWastedClaims(t *testing.T) {
 func TestEventTaskIsTheRecordedTask(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	clk := newClock()
-	cfg := config(t)
+	cfg, clk := clockedConfig(t)
 	cfg.MaxAttempts = 2
 	cfg.Retention = time.Hour
-	cfg.Now = clk.Now
 	tr := newTracker(t, cfg)
 	for _, id := range []string{"flaky", "poison", "fine"} {
 		require.NoError(t, tr.Create(ctx, id, map[string]any{"id": id}))

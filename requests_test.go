@@ -228,9 +228,7 @@ func requestTable(rows []requestRow) string {
 // budget, so that `make test` catches a change that adds a request.
 func TestRequestsPerLifecycle(t *testing.T) {
 	t.Parallel()
-	clk := newClock()
-	cfg := config(t)
-	cfg.Now = clk.Now
+	cfg, clk := clockedConfig(t)
 	newTracker(t, cfg)
 	rows := measureRequests(t, cfg, clk, "")
 	t.Log("\n" + requestTable(rows))
@@ -245,9 +243,7 @@ func TestRequestsPerLifecycle(t *testing.T) {
 // b.N times, reports the normal path's requests per task, and fails if any
 // step goes over its budget.
 func BenchmarkRequests(b *testing.B) {
-	clk := newClock()
-	cfg := config(b)
-	cfg.Now = clk.Now
+	cfg, clk := clockedConfig(b)
 	newTracker(b, cfg)
 	var rows []requestRow
 	for i := range b.N {

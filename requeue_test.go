@@ -25,9 +25,7 @@ import (
 func TestRequeue(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	clk := newClock()
-	cfg := config(t)
-	cfg.Now = clk.Now
+	cfg, clk := clockedConfig(t)
 	tr := newTracker(t, cfg)
 	// Moto reads every item of the table for each query, so it gets a
 	// smaller job; 400 tasks still fill several batches of 100 moves.
@@ -157,9 +155,7 @@ func (h *rqHook) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, o
 func TestRequeueSkipsTasksClaimedMeanwhile(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	clk := newClock() // It stands still: every write has the same time.
-	cfg := config(t)
-	cfg.Now = clk.Now
+	cfg, _ := clockedConfig(t) // The clock stands still: every write has the same time.
 	cfg.MaxAttempts = 5
 	tr := newTracker(t, cfg)
 	for _, id := range []string{"held", "refailed", "idle"} {
@@ -374,9 +370,7 @@ func TestRequeueWithWorkersRacing(t *testing.T) {
 func TestDeleteByStatus(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	clk := newClock()
-	cfg := config(t)
-	cfg.Now = clk.Now
+	cfg, clk := clockedConfig(t)
 	tr := newTracker(t, cfg)
 	tasks := qGenerate(600, clk.Now())
 	qSeed(t, ddbtest.Client(t), cfg.Table, cfg.Job, tr.Config().Shards, tasks)

@@ -26,10 +26,8 @@ import (
 func TestRetention(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	clk := newClock()
 	var logs bytes.Buffer
-	cfg := config(t)
-	cfg.Now = clk.Now
+	cfg, clk := clockedConfig(t)
 	cfg.Retention = 30 * 24 * time.Hour
 	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	client := ddbtest.Client(t)

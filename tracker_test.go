@@ -29,9 +29,7 @@ type payload struct {
 func TestSeedFlow(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	clk := newClock()
-	cfg := config(t)
-	cfg.Now = clk.Now
+	cfg, clk := clockedConfig(t)
 	tr := newTracker(t, cfg)
 
 	require.NoError(t, tr.Create(ctx, "t-1", payload{Version: 1}))
@@ -244,9 +242,7 @@ func assertNoError(t *testing.T, err error) bool {
 func TestLeaseExpiryTakeover(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	clk := newClock()
-	cfg := config(t)
-	cfg.Now = clk.Now
+	cfg, clk := clockedConfig(t)
 	cfg.Lease = time.Minute
 	tr := newTracker(t, cfg)
 	a, b := worker(t, cfg, "worker-a"), worker(t, cfg, "worker-b")
@@ -306,9 +302,7 @@ func TestLeaseExpiryTakeover(t *testing.T) {
 func TestCrashLoopIsIgnored(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	clk := newClock()
-	cfg := config(t)
-	cfg.Now = clk.Now
+	cfg, clk := clockedConfig(t)
 	cfg.Lease = time.Minute
 	cfg.MaxAttempts = 3
 	tr := newTracker(t, cfg)
