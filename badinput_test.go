@@ -23,25 +23,28 @@ func TestConfigErrors(t *testing.T) {
 	}{
 		{"no table", func(c *ddbtrack.Config[Step]) { c.Table = "" }, "Config.Table is empty"},
 		{"no job", func(c *ddbtrack.Config[Step]) { c.Job = "" }, "Config.Job is empty"},
-		{"separator in job", func(c *ddbtrack.Config[Step]) { c.Job = "etl#2026" }, `Config.Job "etl#2026" contains "#"`},
-		{"duplicate roles", func(c *ddbtrack.Config[Step]) { c.Failed = c.Pending }, `Config.Failed has the same value (0, "s00_todo") as Pending: give each of Pending, Running, Failed, Succeeded and Ignored its own status value`},
+		{"separator in job", func(c *ddbtrack.Config[Step]) { c.Job = "etl#2026" }, `Config.Job is "etl#2026", which contains "#"`},
+		{"duplicate roles", func(c *ddbtrack.Config[Step]) { c.Failed = c.Pending }, `Config.Failed has the same value (0, "s00_todo") as Config.Pending: give each of Pending, Running, Failed, Succeeded and Ignored its own status value`},
 		{"all roles zero", func(c *ddbtrack.Config[Step]) { *c = ddbtrack.Config[Step]{Table: c.Table, Job: c.Job} }, "Config.Running has the same value"},
 		{"startable running", func(c *ddbtrack.Config[Step]) { c.Startable = []Step{InProgress} }, "Config.Startable contains \"s03_in_progress\""},
 		{"negative attempts", func(c *ddbtrack.Config[Step]) { c.MaxAttempts = -1 }, "Config.MaxAttempts is -1: use a positive number, or 0 for the default (3)"},
 		{"negative lease", func(c *ddbtrack.Config[Step]) { c.Lease = -time.Second }, "Config.Lease is -1s"},
 		{"sub-millisecond lease", func(c *ddbtrack.Config[Step]) { c.Lease = time.Microsecond }, "use at least 1ms"},
-		{"negative retention", func(c *ddbtrack.Config[Step]) { c.Retention = -time.Hour }, "Config.Retention is -1h0m0s: use a positive duration, or 0 to keep tasks forever"},
-		{"sub-second retention", func(c *ddbtrack.Config[Step]) { c.Retention = 500 * time.Millisecond }, "whole seconds: use at least 1s"},
+		{"negative retention", func(c *ddbtrack.Config[Step]) { c.Retention = -time.Hour }, "Config.Retention is -1h0m0s: use a positive duration, or 0 for none"},
+		{"sub-second retention", func(c *ddbtrack.Config[Step]) { c.Retention = 500 * time.Millisecond }, "Config.Retention is 500ms: it counts in steps of 1s: use at least 1s"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := config(t)
 			c.mutate(&cfg)
 			_, err := ddbtrack.New(client, cfg)
-			require.ErrorIs(t, err, ddbtrack.ErrInvalidConfig)
-			var ce *ddbtrack.ConfigError
+			require.ErrorIs(t, err, ddbtrack.ErrInvalidOption)
+			var ce *ddbtrack.OptionError
 			require.ErrorAs(t, err, &ce)
 			require.ErrorContains(t, err, c.want)
+			require.True(t, strings.HasPrefix(ce.Field, "Config."), "the field is named: %q", ce.Field)
+			require.NotEmpty(t, ce.Problem)
+			require.NotEmpty(t, ce.Fix, "every option error says how to fix it")
 		})
 	}
 	_, err := ddbtrack.New[Step](nil, config(t))
@@ -54,14 +57,14 @@ func TestBadTaskIDs(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	tr := newTracker(t, config(t))
-	require.NoError(t, tr.Create(ctx, "good", nil))
+	require.NoError(t, tr.Create(ctx, ddbtrack.NewTask{ID: "good"}))
 	for id, want := range map[string]string{
 		"":                        "task ID is empty",
-		strings.Repeat("x", 3000): "over DynamoDB's 2048-byte limit: use an ID of at most 2039 bytes",
+		strings.Repeat("x", 3000): "task ID is 3000 bytes, over the limit of 1008",
 		"\xff\xfe":                "not valid UTF-8",
 	} {
 		for op, err := range map[string]error{
-			"create": tr.Create(ctx, id, nil),
+			"create": tr.Create(ctx, ddbtrack.NewTask{ID: id}),
 			"start":  tr.Start(ctx, id, ok),
 			"reset":  tr.Reset(ctx, id),
 			"delete": tr.Delete(ctx, id),
@@ -97,18 +100,18 @@ func TestUnmarshallableData(t *testing.T) {
 		{complex(1, 2), "data is a complex128"},
 	}
 	for _, c := range cases {
-		err := tr.Create(ctx, "t", c.data)
+		err := tr.Create(ctx, ddbtrack.NewTask{ID: "t", Data: c.data})
 		require.ErrorContains(t, err, c.want)
 		_, err = tr.Get(ctx, "t")
 		require.ErrorIs(t, err, ddbtrack.ErrTaskNotFound)
 	}
 	// A field the caller excluded is fine.
-	require.NoError(t, tr.Create(ctx, "skip", struct {
+	require.NoError(t, tr.Create(ctx, ddbtrack.NewTask{ID: "skip", Data: struct {
 		C chan int `dynamodbav:"-"`
 		N int
-	}{N: 1}))
+	}{N: 1}}))
 
-	require.NoError(t, tr.Create(ctx, "t", payload{Version: 1}))
+	require.NoError(t, tr.Create(ctx, ddbtrack.NewTask{ID: "t", Data: payload{Version: 1}}))
 	err := tr.Start(ctx, "t", func(_ context.Context, task *ddbtrack.Task[Step]) error {
 		// The error reaches fn at once, which can report it as its failure.
 		return task.SetOutput(func() {})
@@ -126,7 +129,7 @@ func TestOutputTooLarge(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	tr := newTracker(t, config(t))
-	require.NoError(t, tr.Create(ctx, "t", payload{Version: 1}))
+	require.NoError(t, tr.Create(ctx, ddbtrack.NewTask{ID: "t", Data: payload{Version: 1}}))
 	err := tr.Start(ctx, "t", func(_ context.Context, task *ddbtrack.Task[Step]) error {
 		return task.SetOutput(strings.Repeat("x", 500_000))
 	})
@@ -140,6 +143,6 @@ func TestOutputTooLarge(t *testing.T) {
 	require.NoError(t, task.UnmarshalData(&p))
 	require.Equal(t, 1, p.Version)
 
-	err = tr.Create(ctx, "big", strings.Repeat("y", 500_000))
+	err = tr.Create(ctx, ddbtrack.NewTask{ID: "big", Data: strings.Repeat("y", 500_000)})
 	require.ErrorIs(t, err, ddbtrack.ErrItemTooLarge)
 }

@@ -35,16 +35,16 @@ type baseline struct {
 }
 
 func newBaseline(client ddbtrack.Client, cfg ddbtrack.Config[Step]) *baseline {
-	return &baseline{client: client, table: cfg.Table, job: cfg.Job, owner: "baseline-worker", shards: ddbtrack.DefaultShards, lease: ddbtrack.DefaultLease}
+	return &baseline{client: client, table: cfg.Table, job: cfg.Job, owner: "baseline-worker", shards: 4, lease: 15 * time.Minute}
 }
 
 const (
 	baselineCreateCond  = "attribute_not_exists(#pk)"
-	baselineClaimUpdate = "SET #status = :status, #status_name = :status_name, #status_key = :status_key, #updated_at = :now, " +
-		"#started_at = :now, #lease_owner = :owner, #lease_token = :token, #lease_expires_at = :expires ADD #attempts :one, #fence :one"
-	baselineClaimCond     = "attribute_exists(#pk) AND (#status IN (:pending, :failed) OR (#status = :status AND #lease_expires_at < :now))"
-	baselineSucceedUpdate = "SET #status = :status, #status_name = :status_name, #status_key = :status_key, #updated_at = :now, " +
-		"#succeeded_at = :now, #attempts = :zero REMOVE #lease_owner, #lease_token, #lease_expires_at, #last_error, #output"
+	baselineClaimUpdate = "SET #status = :status, #status_name = :status_name, #status_key = :status_key, #due_at = :expires, #order_key = :order_key, " +
+		"#updated_at = :now, #started_at = :now, #lease_owner = :owner, #lease_token = :token, #lease_expires_at = :expires ADD #attempts :one, #fence :one"
+	baselineClaimCond     = "attribute_exists(#pk) AND ((#status IN (:pending, :failed) AND #due_at <= :now) OR (#status = :status AND #lease_expires_at < :now))"
+	baselineSucceedUpdate = "SET #status = :status, #status_name = :status_name, #status_key = :status_key, #due_at = :now, #order_key = :order_key, " +
+		"#updated_at = :now, #succeeded_at = :now, #attempts = :zero REMOVE #lease_owner, #lease_token, #lease_expires_at, #last_error, #output"
 	baselineFinishCond = "#lease_token = :token"
 )
 
@@ -52,12 +52,12 @@ var (
 	baselineCreateNames = map[string]string{"#pk": "pk"}
 	baselineClaimNames  = map[string]string{
 		"#pk": "pk", "#status": "status", "#status_name": "status_name", "#status_key": "status_key", "#updated_at": "updated_at",
-		"#started_at": "started_at", "#lease_owner": "lease_owner", "#lease_token": "lease_token",
+		"#due_at": "due_at", "#order_key": "order_key", "#started_at": "started_at", "#lease_owner": "lease_owner", "#lease_token": "lease_token",
 		"#lease_expires_at": "lease_expires_at", "#attempts": "attempts", "#fence": "fence",
 	}
 	baselineSucceedNames = map[string]string{
 		"#status": "status", "#status_name": "status_name", "#status_key": "status_key", "#updated_at": "updated_at",
-		"#succeeded_at": "succeeded_at", "#attempts": "attempts", "#lease_owner": "lease_owner", "#lease_token": "lease_token",
+		"#due_at": "due_at", "#order_key": "order_key", "#succeeded_at": "succeeded_at", "#attempts": "attempts", "#lease_owner": "lease_owner", "#lease_token": "lease_token",
 		"#lease_expires_at": "lease_expires_at", "#last_error": "last_error", "#output": "output",
 	}
 )
@@ -77,10 +77,11 @@ func (b *baseline) statusKey(id string, s Step) string {
 
 // create stores a Pending task with the same attributes ddbtrack writes.
 func (b *baseline) create(ctx context.Context, id string, data types.AttributeValue) error {
-	now := bN(time.Now().UnixMilli())
+	ms := time.Now().UnixMilli()
+	now := bN(ms)
 	item := map[string]types.AttributeValue{
 		"pk": bS(keys.Task(b.job, id)), "job": bS(b.job), "task_id": bS(id),
-		"attempts": bN(0), "fence": bN(0), "created_at": now, "updated_at": now,
+		"attempts": bN(0), "fence": bN(0), "created_at": now, "updated_at": now, "due_at": now, "order_key": bS(keys.Order(ms, id)),
 		"status": bN(int64(Todo)), "status_name": bS(Todo.String()), "status_key": bS(b.statusKey(id, Todo)),
 	}
 	if data != nil {
@@ -109,7 +110,7 @@ func (b *baseline) start(ctx context.Context, id string, fn func(data types.Attr
 		ExpressionAttributeValues: map[string]types.AttributeValue{
 			":status": bN(int64(InProgress)), ":status_name": bS(InProgress.String()), ":status_key": bS(b.statusKey(id, InProgress)),
 			":now": bN(now.UnixMilli()), ":owner": bS(b.owner), ":token": bS(token),
-			":expires": bN(now.Add(b.lease).UnixMilli()), ":one": bN(1),
+			":expires": bN(now.Add(b.lease).UnixMilli()), ":one": bN(1), ":order_key": bS(keys.Order(now.Add(b.lease).UnixMilli(), id)),
 			":pending": bN(int64(Todo)), ":failed": bN(int64(Failed)),
 		},
 		ReturnValues: types.ReturnValueAllNew,
@@ -120,6 +121,7 @@ func (b *baseline) start(ctx context.Context, id string, fn func(data types.Attr
 	if err := fn(out.Attributes["data"]); err != nil {
 		return errors.New("baseline: records successes only")
 	}
+	done := time.Now().UnixMilli()
 	_, err = b.client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                aws.String(b.table),
 		Key:                      b.key(id),
@@ -128,7 +130,7 @@ func (b *baseline) start(ctx context.Context, id string, fn func(data types.Attr
 		ExpressionAttributeNames: baselineSucceedNames,
 		ExpressionAttributeValues: map[string]types.AttributeValue{
 			":status": bN(int64(Success)), ":status_name": bS(Success.String()), ":status_key": bS(b.statusKey(id, Success)),
-			":now": bN(time.Now().UnixMilli()), ":zero": bN(0), ":token": bS(token),
+			":now": bN(done), ":zero": bN(0), ":token": bS(token), ":order_key": bS(keys.Order(done, id)),
 		},
 	})
 	return err

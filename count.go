@@ -12,69 +12,66 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
 
-// Count returns the number of tasks in status. It sends a Select=COUNT
-// query to each of the status's index partitions, several at once, and
-// follows each one's pages; it never scans the table.
+// CountOptions selects what [Tracker.Count] counts.
+type CountOptions[S Status] struct {
+	// Statuses lists the statuses to count. Defaults to the five roles of
+	// Config and every status in Config.Startable.
+	Statuses []S
+}
+
+// Counts is what [Tracker.Count] found.
+type Counts[S Status] struct {
+	// ByStatus holds the number of tasks in each status counted, zero
+	// included.
+	ByStatus map[S]int64
+	// AsOf is when the counts were taken.
+	AsOf time.Time
+}
+
+// Count counts the tasks in each status. It sends a Select=COUNT query to
+// each of the statuses' index partitions, several at once, and follows
+// each one's pages; it never scans the table.
 //
 // A COUNT query returns no items, but DynamoDB still reads every item it
 // counts: its cost in read units, and its time, grow with the number of
-// tasks in the status (see the package documentation). The index is
+// tasks in the statuses (see the package documentation). The index is
 // eventually consistent, so a status change of the last moment may not be
 // counted yet.
-func (t *Tracker[S]) Count(ctx context.Context, status S) (int64, error) {
-	counts, err := t.count(ctx, []S{status})
-	if err != nil {
-		return 0, err
+func (t *Tracker[S]) Count(ctx context.Context, opts CountOptions[S]) (Counts[S], error) {
+	statuses := opts.Statuses
+	if len(statuses) == 0 {
+		statuses = append([]S{t.cfg.Pending, t.cfg.Running, t.cfg.Failed, t.cfg.Succeeded, t.cfg.Ignored}, t.cfg.Startable...)
 	}
-	return counts[status], nil
-}
-
-// Stats returns the number of tasks in each of the job's statuses: the
-// five roles of Config and every status in Config.Startable, each present
-// even when its count is zero. It counts as [Tracker.Count] does, with the
-// queries of all statuses and shards sharing one bound on requests in
-// flight.
-//
-// Statuses outside Config, such as another pipeline step's, are not
-// counted; use Count for them.
-func (t *Tracker[S]) Stats(ctx context.Context) (map[S]int64, error) {
-	statuses := []S{t.cfg.Pending, t.cfg.Running, t.cfg.Failed, t.cfg.Succeeded, t.cfg.Ignored}
-	statuses = append(statuses, t.cfg.Startable...)
-	return t.count(ctx, statuses)
-}
-
-// count counts the tasks in every partition of statuses.
-func (t *Tracker[S]) count(ctx context.Context, statuses []S) (map[S]int64, error) {
-	parts, err := t.partitions(statuses, time.Time{})
+	parts, err := t.partitions(QueryOptions[S]{Statuses: statuses}, "CountOptions", time.Time{}, false)
 	if err != nil {
-		return nil, err
+		return Counts[S]{}, err
 	}
-	counts := make(map[S]int64, len(statuses))
+	c := Counts[S]{ByStatus: make(map[S]int64, len(statuses)), AsOf: t.cfg.Now()}
 	for _, s := range statuses {
-		counts[s] = 0
+		c.ByStatus[s] = 0
 	}
 	var mu sync.Mutex
-	err = fanOut(ctx, len(parts), func(ctx context.Context, i int) error {
+	err = fanOut(ctx, len(parts), fanOutLimit, func(ctx context.Context, i int) error {
 		n, err := t.countPartition(ctx, parts[i])
 		if err != nil {
 			return err
 		}
 		mu.Lock()
-		counts[S(parts[i].status)] += n
+		c.ByStatus[S(parts[i].status)] += n
 		mu.Unlock()
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return Counts[S]{}, err
 	}
-	return counts, nil
+	return c, nil
 }
 
 // countPartition counts one index partition, page by page: DynamoDB stops
 // a COUNT query's page after reading 1 MB, as it does any query's.
 func (t *Tracker[S]) countPartition(ctx context.Context, part partition) (int64, error) {
 	e, err := expression.NewBuilder().
-		WithKeyCondition(expression.Key("status_key").Equal(expression.Value(part.key(t.cfg.Job)))).
+		WithKeyCondition(expression.Key(attrStatusKey).Equal(expression.Value(part.key(t.cfg.Job)))).
 		Build()
 	if err != nil {
 		return 0, fmt.Errorf("ddbtrack: build the count query of %s: %w", part.key(t.cfg.Job), err)

@@ -5,98 +5,63 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
-
-	"github.com/ddbtrack/ddbtrack/internal/keys"
+	"time"
 )
 
-// NewTask is a task to create with [Tracker.CreateMany].
+// NewTask is a task to create with [Tracker.Create] or [Tracker.CreateMany].
 type NewTask struct {
-	ID   string
+	// ID names the task within its job: any UTF-8 string of up to 1,008
+	// bytes.
+	ID string
+	// Data is the task's input, marshalled with [attributevalue.Marshal]:
+	// structs and maps are stored as DynamoDB maps, so query filters can
+	// reach inside them. It may be nil.
 	Data any
+	// DueAt schedules the task: it may not start before then. Defaults to
+	// the zero time, which makes it due at once.
+	DueAt time.Time
 }
 
-// Create stores a new Pending task with the given data, which may be nil.
-// It never overwrites: if the task exists it returns a [*TaskError]
-// matching ErrTaskExists and leaves the stored task as it was.
-//
-// Data is marshalled with [attributevalue.Marshal]; structs and maps are
-// stored as DynamoDB maps, so query filters can reach inside them.
-func (t *Tracker[S]) Create(ctx context.Context, taskID string, data any) error {
-	item, err := t.newItem(taskID, data)
+// Create stores a new Pending task. It never overwrites: if the task exists
+// it returns a [*TaskError] matching ErrTaskExists and leaves the stored
+// task as it was. A create whose answer was lost and whose retry found its
+// own task is reported as done.
+func (t *Tracker[S]) Create(ctx context.Context, task NewTask) error {
+	w, err := t.newTask(task, "NewTask")
 	if err != nil {
 		return err
 	}
-	if err := t.put(ctx, taskID, item); err != nil {
+	if _, err := t.send(ctx, w); err != nil {
 		return err
 	}
-	t.log.Debug("task created", "task", taskID, "status", t.cfg.Pending.String())
+	t.log.LogAttrs(ctx, debugLevel, "task created", strAttr(logTask, task.ID))
 	return nil
 }
 
-// put writes a new task's item unless the task exists.
-func (t *Tracker[S]) put(ctx context.Context, taskID string, item map[string]types.AttributeValue) error {
-	_, err := t.client.PutItem(ctx, &dynamodb.PutItemInput{
-		TableName:                aws.String(t.cfg.Table),
-		Item:                     item,
-		ConditionExpression:      aws.String("attribute_not_exists(#pk)"),
-		ExpressionAttributeNames: map[string]string{"#pk": "pk"},
-	})
-	var ccf *types.ConditionalCheckFailedException
-	switch {
-	case errors.As(err, &ccf):
-		return &TaskError{Op: "create", Job: t.cfg.Job, TaskID: taskID, Err: ErrTaskExists, Cause: err}
-	case err != nil:
-		return t.writeError("create", taskID, err)
-	}
-	return nil
-}
-
-// newItem validates a new task and returns its item.
-func (t *Tracker[S]) newItem(taskID string, data any) (map[string]types.AttributeValue, error) {
-	if err := t.checkID(taskID); err != nil {
+// newTask checks a new task and returns the write that creates it. name is
+// how the caller knows it, for errors.
+func (t *Tracker[S]) newTask(task NewTask, name string) (*write, error) {
+	if err := t.checkID(task.ID); err != nil {
 		return nil, err
 	}
-	now := numAV(t.cfg.Now().UnixMilli())
-	item := map[string]types.AttributeValue{
-		"pk":         strAV(keys.Task(t.cfg.Job, taskID)),
-		"job":        strAV(t.cfg.Job),
-		"task_id":    strAV(taskID),
-		"attempts":   numAV(0),
-		"fence":      numAV(0),
-		"created_at": now,
-		"updated_at": now,
+	now := t.cfg.Now()
+	due := task.DueAt
+	switch {
+	case due.IsZero():
+		due = now
+	case due.Before(earliestDue) || due.After(now.Add(maxAhead)):
+		return nil, optionError(name+".DueAt", fmt.Sprintf("is %s", due.UTC().Format(time.RFC3339)),
+			"schedule it between the year 2000 and ten years from now, or leave it zero to make the task due at once; a date far off is usually a unit mistake")
 	}
-	t.setStatus(item, taskID, t.cfg.Pending)
-	if data != nil {
-		av, err := marshalAttr("data", data)
-		if err != nil {
-			return nil, fmt.Errorf("task %q: %w", taskID, err)
-		}
-		if av != nil {
-			item["data"] = av
-		}
+	data, err := marshalAttr("data", task.Data)
+	if err != nil {
+		return nil, fmt.Errorf("task %q: %w", task.ID, err)
 	}
-	return item, nil
+	return t.createWrite(task.ID, data, due, now), nil
 }
 
-// setStatus puts the three attributes that make up a status into item: the
-// number, its name, and the sharded status-index key.
-func (t *Tracker[S]) setStatus(item map[string]types.AttributeValue, taskID string, s S) {
-	item["status"] = numAV(int64(s))
-	item["status_name"] = strAV(statusName[S](int(s)))
-	item["status_key"] = strAV(keys.Status(t.cfg.Job, int(s), keys.Shard(taskID, t.cfg.Shards)))
-}
-
-func (t *Tracker[S]) checkID(taskID string) error {
-	if err := keys.CheckTask(t.cfg.Job, taskID); err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalidTaskID, err)
-	}
-	return nil
-}
+// earliestDue is the earliest due time a task may be created with.
+var earliestDue = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // CreateManyResult says what CreateMany did with each task.
 type CreateManyResult struct {
@@ -107,59 +72,52 @@ type CreateManyResult struct {
 	Existing []string
 }
 
-// createConcurrency bounds CreateMany's requests in flight. It is enough to
-// keep a connection pool busy without tripping a table's burst capacity.
-const createConcurrency = 16
-
 // CreateMany creates many Pending tasks. Like Create it never overwrites
 // an existing task: BatchWriteItem cannot be conditional, so CreateMany
-// sends conditional PutItem requests, several at a time. Each costs one
-// write unit, the same as a batched put.
+// sends conditional PutItem requests, 16 at a time. Each costs one write
+// unit, the same as a batched put.
 //
 // Every task is checked before anything is sent, so bad input writes
 // nothing. A task whose write fails for another reason is neither in
 // Created nor in Existing, and its error, naming its ID, is in the
 // returned error; rerunning CreateMany with the same tasks is safe.
 func (t *Tracker[S]) CreateMany(ctx context.Context, tasks []NewTask) (CreateManyResult, error) {
-	items := make([]map[string]types.AttributeValue, len(tasks))
+	writes := make([]*write, len(tasks))
 	seen := make(map[string]int, len(tasks))
 	for i, nt := range tasks {
 		if j, dup := seen[nt.ID]; dup {
 			return CreateManyResult{}, fmt.Errorf("%w: tasks[%d] and tasks[%d] have the same ID %q: each task in one call needs its own ID", ErrInvalidTaskID, j, i, nt.ID)
 		}
 		seen[nt.ID] = i
-		item, err := t.newItem(nt.ID, nt.Data)
+		w, err := t.newTask(nt, fmt.Sprintf("tasks[%d]", i))
 		if err != nil {
 			return CreateManyResult{}, fmt.Errorf("tasks[%d]: %w", i, err)
 		}
-		items[i] = item
+		writes[i] = w
 	}
-
 	var (
 		mu   sync.Mutex
 		res  CreateManyResult
 		errs []error
-		wg   sync.WaitGroup
-		sem  = make(chan struct{}, createConcurrency)
 	)
-	for i, item := range items {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			err := t.put(ctx, tasks[i].ID, item)
-			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case errors.Is(err, ErrTaskExists):
-				res.Existing = append(res.Existing, tasks[i].ID)
-			case err != nil:
-				errs = append(errs, err)
-			default:
-				res.Created = append(res.Created, tasks[i].ID)
-			}
-		})
+	// Every put runs, whatever the others' fate, so fn returns no error.
+	_ = fanOut(ctx, len(writes), fanOutLimit, func(ctx context.Context, i int) error {
+		_, err := t.send(ctx, writes[i])
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case errors.Is(err, ErrTaskExists):
+			res.Existing = append(res.Existing, tasks[i].ID)
+		case err != nil:
+			errs = append(errs, err)
+		default:
+			res.Created = append(res.Created, tasks[i].ID)
+		}
+		return nil
+	})
+	if ctx.Err() != nil && len(res.Created)+len(res.Existing)+len(errs) < len(tasks) {
+		errs = append(errs, fmt.Errorf("ddbtrack: create many: %w", context.Cause(ctx)))
 	}
-	wg.Wait()
-	t.log.Debug("tasks created", "created", len(res.Created), "existing", len(res.Existing), "failed", len(errs))
+	t.log.LogAttrs(ctx, debugLevel, "tasks created", intAttr("created", len(res.Created)), intAttr("existing", len(res.Existing)), intAttr("failed", len(errs)))
 	return res, errors.Join(errs...)
 }

@@ -18,38 +18,55 @@ var (
 	ErrTaskExists = errors.New("ddbtrack: task already exists")
 	// ErrTaskLocked means another worker holds an unexpired lease on the task.
 	ErrTaskLocked = errors.New("ddbtrack: task is locked by another worker")
+	// ErrTaskNotDue means the task may not start yet: it was scheduled for
+	// later, or is waiting out its retry backoff or a snooze. The
+	// [*TaskError] carries the time it is due.
+	ErrTaskNotDue = errors.New("ddbtrack: task is not due yet")
 	// ErrTaskSucceeded means the task already succeeded, so it is not run again.
 	ErrTaskSucceeded = errors.New("ddbtrack: task already succeeded")
-	// ErrTaskIgnored means the task failed Config.MaxAttempts times in a row
-	// and will not start until it is requeued or reset.
-	ErrTaskIgnored = errors.New("ddbtrack: task is ignored after too many failed attempts")
+	// ErrTaskIgnored means the task failed Config.MaxAttempts times in a row,
+	// or was cancelled, and will not start until it is requeued or reset.
+	ErrTaskIgnored = errors.New("ddbtrack: task is ignored")
 	// ErrTaskNotReady means the task is in a status from which this tracker
 	// may not start it, such as a status owned by another step of a pipeline.
 	ErrTaskNotReady = errors.New("ddbtrack: task is not in a startable status")
-	// ErrLeaseLost means the worker's lease ended before its result was
+	// ErrLeaseLost means the worker's lease ended before its outcome was
 	// written: it expired and another worker claimed the task, or the task
-	// was reset or deleted. The result was not written, so the stale worker
-	// never overwrites the new owner's record.
-	ErrLeaseLost = errors.New("ddbtrack: lease lost; result not recorded")
+	// was reset or deleted. Nothing was written, so a stale worker never
+	// overwrites the new owner's record.
+	ErrLeaseLost = errors.New("ddbtrack: lease lost; outcome not recorded")
+	// ErrCancelled means the task was cancelled with [Tracker.Cancel]. It is
+	// the cause of the function's context when its worker sees the request,
+	// and what Start returns when it recorded the cancellation.
+	ErrCancelled = errors.New("ddbtrack: task cancelled")
 	// ErrItemTooLarge means a write would push the task's item over
 	// DynamoDB's 400 KB limit.
 	ErrItemTooLarge = errors.New("ddbtrack: task record would exceed DynamoDB's 400 KB item limit")
 	// ErrInvalidTaskID means a task ID cannot be stored as a DynamoDB key.
 	ErrInvalidTaskID = errors.New("ddbtrack: invalid task ID")
-	// ErrInvalidConfig means New was given a Config it cannot work with,
-	// or StartWith or Process options they cannot work with.
-	ErrInvalidConfig = errors.New("ddbtrack: invalid config")
+	// ErrInvalidOption means a Config, options struct or argument cannot be
+	// used as given. It comes as an [*OptionError] that names the field, the
+	// problem and the fix.
+	ErrInvalidOption = errors.New("ddbtrack: invalid option")
 	// ErrRelease is for the function that Start runs: returning an error
 	// that matches it puts the task back in the status it was claimed from
 	// without counting the attempt, for a task that cannot run yet, such as
-	// one waiting on a dependency. It is never recorded as a failure.
+	// one waiting on a dependency. It is never recorded as a failure. See
+	// also [Snooze], which releases until a later time.
 	ErrRelease = errors.New("ddbtrack: release the task without counting the attempt")
-	// ErrUnavailable means Process gave up after DynamoDB requests kept
-	// failing for ProcessOptions.MaxOutage. The error wraps the last one.
+	// ErrUnavailable means DynamoDB requests kept failing for longer than
+	// ddbtrack waits: Process gave up after ProcessOptions.MaxOutage, or a
+	// write whose result was unknown could not be settled within
+	// Config.FinishTimeout. The error wraps the last one.
 	ErrUnavailable = errors.New("ddbtrack: DynamoDB unavailable")
 	// ErrTableSchema means CreateTable found an existing table whose keys or
 	// status index differ from the ones ddbtrack needs.
 	ErrTableSchema = errors.New("ddbtrack: existing table has a different schema")
+	// ErrTransaction means the writes added with [Task.AddWrites] could not
+	// be committed with the task's success: they break a limit of
+	// DynamoDB's transactions, a condition of theirs failed, or the server
+	// has no transactions. The task is recorded as failed with the reason.
+	ErrTransaction = errors.New("ddbtrack: transaction not committed")
 )
 
 // TaskError reports an operation refused because of the state of one task.
@@ -70,12 +87,15 @@ type TaskError struct {
 	// operation. They are zero and empty when the task does not exist.
 	Status     int
 	StatusName string
-	// Attempts is the task's count of consecutive failed attempts.
+	// Attempts is the task's count of consecutive attempts that did not
+	// succeed; for a Running task it includes the one in progress.
 	Attempts int
 	// LeaseOwner and LeaseExpiresAt describe the lease that holds the task,
 	// when Err is ErrTaskLocked.
 	LeaseOwner     string
 	LeaseExpiresAt time.Time
+	// DueAt is when the task may start, when Err is ErrTaskNotDue.
+	DueAt time.Time
 	// Cause is the error DynamoDB returned, if any.
 	Cause error
 }
@@ -84,9 +104,17 @@ func (e *TaskError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%v: %s task %q of job %q", e.Err, e.Op, e.TaskID, e.Job)
 	if e.StatusName != "" {
-		fmt.Fprintf(&b, " (status %s, %d failed attempts", e.StatusName, e.Attempts)
-		if e.LeaseOwner != "" {
-			fmt.Fprintf(&b, ", leased by %s until %s", e.LeaseOwner, e.LeaseExpiresAt.UTC().Format(time.RFC3339Nano))
+		fmt.Fprintf(&b, " (status %s", e.StatusName)
+		switch {
+		case e.LeaseOwner != "":
+			fmt.Fprintf(&b, ", attempt %d, leased by %s until %s", e.Attempts, e.LeaseOwner, e.LeaseExpiresAt.UTC().Format(time.RFC3339Nano))
+		case e.Attempts == 1:
+			b.WriteString(", 1 failed attempt")
+		case e.Attempts > 1:
+			fmt.Fprintf(&b, ", %d failed attempts in a row", e.Attempts)
+		}
+		if e.Err == ErrTaskNotDue {
+			fmt.Fprintf(&b, ", due at %s", e.DueAt.UTC().Format(time.RFC3339Nano))
 		}
 		b.WriteString(")")
 	}
@@ -115,6 +143,8 @@ func hintFor(err error) string {
 		return "use another ID, or Tracker.Reset to run the existing task again"
 	case ErrTaskLocked:
 		return "another worker is running it; retry after the lease expires"
+	case ErrTaskNotDue:
+		return "start it once it is due, or Tracker.Reset it to make it due now"
 	case ErrTaskIgnored:
 		return "fix the cause, then Tracker.Reset it to run it again"
 	case ErrTaskSucceeded:
@@ -125,21 +155,25 @@ func hintFor(err error) string {
 	return ""
 }
 
-// ConfigError reports a Config field that New cannot accept, and how to fix
-// it. It matches ErrInvalidConfig with errors.Is.
-type ConfigError struct {
-	Field   string
+// OptionError reports a field of a Config or of an options struct, or an
+// argument, that cannot be used as given, and how to fix it. It matches
+// ErrInvalidOption with errors.Is.
+type OptionError struct {
+	// Field names what was wrong, qualified by its struct, such as
+	// "Config.Job" or "QueryOptions.Limit".
+	Field string
+	// Problem says what is wrong with it, and Fix what to do instead.
 	Problem string
 	Fix     string
 }
 
-func configError(field, problem, fix string) *ConfigError {
-	return &ConfigError{Field: field, Problem: problem, Fix: fix}
+func optionError(field, problem, fix string) *OptionError {
+	return &OptionError{Field: field, Problem: problem, Fix: fix}
 }
 
-func (e *ConfigError) Error() string {
-	return fmt.Sprintf("%v: Config.%s %s: %s", ErrInvalidConfig, e.Field, e.Problem, e.Fix)
+func (e *OptionError) Error() string {
+	return fmt.Sprintf("%v: %s %s: %s", ErrInvalidOption, e.Field, e.Problem, e.Fix)
 }
 
-// Unwrap returns ErrInvalidConfig.
-func (e *ConfigError) Unwrap() error { return ErrInvalidConfig }
+// Unwrap returns ErrInvalidOption.
+func (e *OptionError) Unwrap() error { return ErrInvalidOption }

@@ -22,7 +22,17 @@ func ExampleTracker_Process() {
 		Table: exampleTable(), Job: "nightly-import",
 		Pending: Queued, Running: Importing, Failed: ImportFailed, Succeeded: Imported, Ignored: Skipped,
 		MaxAttempts: 2,
-		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
+		// Retry a failed file after 10-15 ms, then 20-30 ms: short, for
+		// the example; the default waits 30 s, then a minute, and so on.
+		RetryDelay: ddbtrack.Exponential(10*time.Millisecond, time.Second),
+		// OnEvent sees every step of every attempt: here, the tasks given up.
+		OnEvent: func(ctx context.Context, e ddbtrack.Event[Status]) context.Context {
+			if e.Kind == ddbtrack.EventIgnored {
+				fmt.Printf("gave up on %s after %d attempts: %v\n", e.Task.ID, e.Task.Attempts, e.Err)
+			}
+			return ctx
+		},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
 		panic(err)
@@ -48,9 +58,6 @@ func ExampleTracker_Process() {
 	}, ddbtrack.ProcessOptions[Status]{
 		Concurrency:  4,
 		PollInterval: 100 * time.Millisecond,
-		OnIgnored: func(e ddbtrack.Event[Status]) {
-			fmt.Printf("gave up on %s after %d attempts: %v\n", e.Task.ID, e.Task.Attempts, e.Err)
-		},
 	})
 	if err != nil {
 		panic(err)

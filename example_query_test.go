@@ -32,7 +32,7 @@ func exampleImports(ctx context.Context) *ddbtrack.Tracker[Status] {
 		{"b.csv", "row 17: bad date"},
 		{"c.csv", "S3 GetObject: timeout after 30s"},
 	} {
-		if err := tracker.Create(ctx, f.id, nil); err != nil {
+		if err := tracker.Create(ctx, ddbtrack.NewTask{ID: f.id}); err != nil {
 			panic(err)
 		}
 		_ = tracker.Start(ctx, f.id, func(context.Context, *ddbtrack.Task[Status]) error { return errors.New(f.err) })
@@ -42,7 +42,8 @@ func exampleImports(ctx context.Context) *ddbtrack.Tracker[Status] {
 
 // This example reruns every import that failed in the last day with an
 // error that mentions a timeout: Query finds them through the status index,
-// oldest failure first, and Start runs each one again.
+// the one due for a retry first (retry delays vary at random, so the order
+// of two failures a moment apart does too), and Start runs each one again.
 func ExampleTracker_Query() {
 	ctx := context.Background()
 	tracker := exampleImports(ctx)
@@ -56,18 +57,23 @@ func ExampleTracker_Query() {
 		if err != nil {
 			panic(err)
 		}
+		// A failed task waits out its retry delay before workers take it
+		// again; Reset makes it due now.
+		if err := tracker.Reset(ctx, task.ID); err != nil {
+			panic(err)
+		}
 		err := tracker.Start(ctx, task.ID, func(context.Context, *ddbtrack.Task[Status]) error {
 			return nil // Import the file again.
 		})
 		fmt.Println("reran", task.ID, "after:", task.LastError, "error:", err)
 	}
 
-	stats, err := tracker.Stats(ctx)
+	counts, err := tracker.Count(ctx, ddbtrack.CountOptions[Status]{})
 	if err != nil {
 		panic(err)
 	}
-	fmt.Println(Imported, stats[Imported], ImportFailed, stats[ImportFailed])
-	// Output:
+	fmt.Println(Imported, counts.ByStatus[Imported], ImportFailed, counts.ByStatus[ImportFailed])
+	// Unordered output:
 	// reran a.csv after: read tcp 10.0.0.7:443: i/o timeout error: <nil>
 	// reran c.csv after: S3 GetObject: timeout after 30s error: <nil>
 	// imported 2 import-failed 1
@@ -100,11 +106,11 @@ func ExampleTracker_Requeue() {
 	}
 	fmt.Printf("requeued: %+v\n", res)
 
-	stats, err := tracker.Stats(ctx)
+	counts, err := tracker.Count(ctx, ddbtrack.CountOptions[Status]{})
 	if err != nil {
 		panic(err)
 	}
-	fmt.Println(Queued, stats[Queued], ImportFailed, stats[ImportFailed])
+	fmt.Println(Queued, counts.ByStatus[Queued], ImportFailed, counts.ByStatus[ImportFailed])
 	// Output:
 	// dry run: {Matched:2 Moved:0 Skipped:0}
 	// requeued: {Matched:2 Moved:2 Skipped:0}

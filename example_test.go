@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
@@ -62,7 +63,7 @@ func Example() {
 	if err := tracker.CreateTable(ctx); err != nil {
 		panic(err)
 	}
-	if err := tracker.Create(ctx, "file-0001.csv", map[string]any{"rows": 120}); err != nil {
+	if err := tracker.Create(ctx, ddbtrack.NewTask{ID: "file-0001.csv", Data: map[string]any{"rows": 120}}); err != nil {
 		panic(err)
 	}
 
@@ -90,15 +91,19 @@ func Example() {
 	// after: imported imported 120 locked false
 }
 
-// This example shows what a failing task leaves behind, and how a task that
-// fails MaxAttempts times in a row is ignored until it is reset.
+// This example shows what a failing task leaves behind: it waits out its
+// retry delay before it may run again, and a task that fails MaxAttempts
+// times in a row is ignored until it is reset.
 func ExampleTracker_Start_failures() {
 	ctx := context.Background()
 	tracker, err := ddbtrack.New(localClient(), ddbtrack.Config[Status]{
 		Table: exampleTable(), Job: "nightly-import",
 		Pending: Queued, Running: Importing, Failed: ImportFailed, Succeeded: Imported, Ignored: Skipped,
 		MaxAttempts: 2,
-		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
+		// A second between attempts, for the example; the default starts
+		// at 30 seconds and doubles.
+		RetryDelay: func(n int) time.Duration { return time.Second },
+		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
 		panic(err)
@@ -106,12 +111,12 @@ func ExampleTracker_Start_failures() {
 	if err := tracker.CreateTable(ctx); err != nil {
 		panic(err)
 	}
-	if err := tracker.Create(ctx, "file-0002.csv", nil); err != nil {
+	if err := tracker.Create(ctx, ddbtrack.NewTask{ID: "file-0002.csv"}); err != nil {
 		panic(err)
 	}
 
 	errBadRow := errors.New("row 17: bad date")
-	for range 3 {
+	for range 4 {
 		err := tracker.Start(ctx, "file-0002.csv", func(context.Context, *ddbtrack.Task[Status]) error {
 			return errBadRow
 		})
@@ -120,6 +125,9 @@ func ExampleTracker_Start_failures() {
 		case errors.Is(err, errBadRow):
 			task, _ := tracker.Get(ctx, "file-0002.csv")
 			fmt.Printf("failed: now %s after %d attempts: %s\n", task.Status, task.Attempts, task.LastError)
+		case errors.As(err, &refused) && errors.Is(err, ddbtrack.ErrTaskNotDue):
+			fmt.Println("refused: not due until its retry delay has passed")
+			time.Sleep(time.Until(refused.DueAt))
 		case errors.As(err, &refused) && errors.Is(err, ddbtrack.ErrTaskIgnored):
 			fmt.Println("refused: task is", refused.StatusName)
 		}
@@ -134,6 +142,7 @@ func ExampleTracker_Start_failures() {
 	fmt.Println("after reset:", task.Status, err)
 	// Output:
 	// failed: now import-failed after 1 attempts: row 17: bad date
+	// refused: not due until its retry delay has passed
 	// failed: now skipped after 2 attempts: row 17: bad date
 	// refused: task is skipped
 	// after reset: imported <nil>

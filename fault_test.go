@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"log/slog"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -121,6 +122,12 @@ func TestProcessUnderFaults(t *testing.T) {
 		owner := fmt.Sprintf("pool-%d", i)
 		wcfg := cfg
 		wcfg.Owner = owner
+		wcfg.OnEvent = func(ctx context.Context, e ddbtrack.Event[Step]) context.Context {
+			if e.Kind == ddbtrack.EventError {
+				errs.Store(e.Err.Error(), true)
+			}
+			return ctx
+		}
 		w, err := ddbtrack.New(faultClient(t, proxy.URL), wcfg)
 		require.NoError(t, err)
 		wg.Go(func() {
@@ -138,7 +145,6 @@ func TestProcessUnderFaults(t *testing.T) {
 				Concurrency:  4,
 				PollInterval: 50 * time.Millisecond,
 				MaxBackoff:   200 * time.Millisecond,
-				OnError:      func(err error) { errs.Store(err.Error(), true) },
 			})
 			require.NoError(t, err)
 			t.Logf("%s: %+v", owner, res)
@@ -236,7 +242,7 @@ func TestAmbiguousWrites(t *testing.T) {
 		}, Todo},
 	}
 	for _, c := range cases {
-		require.NoError(t, tr.Create(ctx, c.name, nil))
+		require.NoError(t, tr.Create(ctx, ddbtrack.NewTask{ID: c.name}))
 		// Every UpdateItem loses its first response: claim, renewals, and
 		// the outcome; the SDK's retry then meets the write already done.
 		proxy.Set(faultproxy.Rule{Op: "UpdateItem", Fault: faultproxy.Drop, Probability: 0.5})
@@ -269,7 +275,7 @@ func TestHeartbeatSurvivesLostRenewals(t *testing.T) {
 	proxy := newProxy(t, 3)
 	w, err := ddbtrack.New(faultClient(t, proxy.URL), cfg)
 	require.NoError(t, err)
-	require.NoError(t, tr.Create(ctx, "t", nil))
+	require.NoError(t, tr.Create(ctx, ddbtrack.NewTask{ID: "t"}))
 
 	proxy.Set(faultproxy.Rule{Op: "UpdateItem", Match: isRenewal, Fault: faultproxy.Drop, Probability: 0.5})
 	err = w.Start(ctx, "t", func(ctx context.Context, _ *ddbtrack.Task[Step]) error {
@@ -301,7 +307,7 @@ func TestBlockedHeartbeatLosesLease(t *testing.T) {
 	a, err := ddbtrack.New(faultClient(t, proxy.URL), acfg)
 	require.NoError(t, err)
 	b := worker(t, cfg, "worker-b")
-	require.NoError(t, tr.Create(ctx, "t", nil))
+	require.NoError(t, tr.Create(ctx, ddbtrack.NewTask{ID: "t"}))
 
 	proxy.Set(faultproxy.Rule{Op: "UpdateItem", Match: isRenewal, Fault: faultproxy.Throttle})
 	var cause error
@@ -356,17 +362,30 @@ func TestServerRestartMidRun(t *testing.T) {
 	t.Cleanup(func() { _ = proxy.Close() })
 	client := faultClient(t, proxy.URL)
 
+	var mu sync.Mutex
+	var outageErrors int
+	down := false
 	cfg := config(t)
 	cfg.Lease = time.Second
+	// Writes that must land are tried again through the outage, with a
+	// warning each time; reads that fail are reported as EventError.
+	warnings := &warnCounter{}
+	cfg.Logger = slog.New(warnings)
+	cfg.OnEvent = func(ctx context.Context, e ddbtrack.Event[Step]) context.Context {
+		if e.Kind == ddbtrack.EventError {
+			mu.Lock()
+			defer mu.Unlock()
+			if down {
+				outageErrors++
+			}
+		}
+		return ctx
+	}
 	tr, err := ddbtrack.New(client, cfg)
 	require.NoError(t, err)
 	require.NoError(t, tr.CreateTable(ctx))
 	n := 150
 	pendingTasks(t, tr, n)
-
-	var mu sync.Mutex
-	var outageErrors int
-	down := false
 	runs := 0
 	stopped := make(chan struct{})
 	type result struct {
@@ -388,13 +407,6 @@ func TestServerRestartMidRun(t *testing.T) {
 			Concurrency:  4,
 			PollInterval: 50 * time.Millisecond,
 			MaxBackoff:   500 * time.Millisecond,
-			OnError: func(error) {
-				mu.Lock()
-				defer mu.Unlock()
-				if down {
-					outageErrors++
-				}
-			},
 		})
 		done <- result{res, err}
 	}()
@@ -403,15 +415,17 @@ func TestServerRestartMidRun(t *testing.T) {
 	mu.Lock()
 	down = true
 	mu.Unlock()
+	warnings.on.Store(true)
 	proxy.Set(faultproxy.Rule{Fault: faultproxy.Cut})
 	require.NoError(t, proxy.WaitIdle(ctx))
 	require.NoError(t, srv.Stop())
 	const outage = 2 * time.Second
 	time.Sleep(outage)
 	mu.Lock()
-	during := outageErrors
+	during := outageErrors + int(warnings.n.Load())
 	down = false
 	mu.Unlock()
+	warnings.on.Store(false)
 	require.NoError(t, srv.Restart(ctx))
 	proxy.Set()
 
@@ -422,10 +436,10 @@ func TestServerRestartMidRun(t *testing.T) {
 		t.Fatal("the pool did not finish after the server came back")
 	}
 	require.NoError(t, r.err)
-	t.Logf("%+v; %d errors reported during the %v outage", r.res, during, outage)
+	t.Logf("%+v; %d errors and warnings reported during the %v outage", r.res, during, outage)
 	require.Positive(t, during, "the outage was reported")
-	// Backing off from 100ms to 500ms, the feeder and four workers report
-	// a few errors a second; spinning would report thousands.
+	// Backing off from 100ms, the feeder and four workers report a few
+	// errors a second; spinning would report thousands.
 	require.Less(t, during, 100, "the pool spun during the outage")
 	for i := range n {
 		task := get(t, tr, fmt.Sprintf("task-%04d", i))
@@ -442,6 +456,13 @@ func TestProcessGivesUpAfterMaxOutage(t *testing.T) {
 	ctx := context.Background()
 	proxy := newProxy(t, 9)
 	cfg := config(t)
+	var errs atomic.Int32
+	cfg.OnEvent = func(ctx context.Context, e ddbtrack.Event[Step]) context.Context {
+		if e.Kind == ddbtrack.EventError {
+			errs.Add(1)
+		}
+		return ctx
+	}
 	tr, err := ddbtrack.New(faultClient(t, proxy.URL), cfg)
 	require.NoError(t, err)
 	require.NoError(t, tr.CreateTable(ctx))
@@ -450,14 +471,12 @@ func TestProcessGivesUpAfterMaxOutage(t *testing.T) {
 	proxy.Set(faultproxy.Rule{Fault: faultproxy.ServerError})
 	const maxOutage = time.Second
 	began := time.Now()
-	var errs atomic.Int32
 	// The deadline turns a pool that would back off forever into a failure.
 	pctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	res, err := tr.Process(pctx, ok, ddbtrack.ProcessOptions[Step]{
 		MaxBackoff: 200 * time.Millisecond,
 		MaxOutage:  maxOutage,
-		OnError:    func(error) { errs.Add(1) },
 	})
 	took := time.Since(began)
 	require.ErrorIs(t, err, ddbtrack.ErrUnavailable)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -69,7 +70,54 @@ func config(t testing.TB) ddbtrack.Config[Step] {
 		Succeeded: Success,
 		Ignored:   Ignore,
 		Logger:    quietLogger(),
+		// Most tests retry a failed task at once; the tests of retry
+		// delays set their own.
+		RetryDelay: noDelay,
 	}
+}
+
+func noDelay(int) time.Duration { return 0 }
+
+// count returns the number of tasks in status s.
+func count(t testing.TB, tr *ddbtrack.Tracker[Step], s Step) int64 {
+	t.Helper()
+	c, err := tr.Count(context.Background(), ddbtrack.CountOptions[Step]{Statuses: []Step{s}})
+	require.NoError(t, err)
+	return c.ByStatus[s]
+}
+
+// stats returns the number of tasks in every status of the job.
+func stats(t testing.TB, tr *ddbtrack.Tracker[Step]) map[Step]int64 {
+	t.Helper()
+	c, err := tr.Count(context.Background(), ddbtrack.CountOptions[Step]{})
+	require.NoError(t, err)
+	return c.ByStatus
+}
+
+// events records the events a tracker reports, for Config.OnEvent.
+type events struct {
+	mu   sync.Mutex
+	list []ddbtrack.Event[Step]
+}
+
+func (e *events) hook(ctx context.Context, ev ddbtrack.Event[Step]) context.Context {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.list = append(e.list, ev)
+	return ctx
+}
+
+// of returns the events of kind k.
+func (e *events) of(k ddbtrack.EventKind) []ddbtrack.Event[Step] {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []ddbtrack.Event[Step]
+	for _, ev := range e.list {
+		if ev.Kind == k {
+			out = append(out, ev)
+		}
+	}
+	return out
 }
 
 // clockedConfig is config with a settable clock, for tests that expire
@@ -108,3 +156,23 @@ func get(t testing.TB, tr *ddbtrack.Tracker[Step], id string) *ddbtrack.Task[Ste
 }
 
 func ok(context.Context, *ddbtrack.Task[Step]) error { return nil }
+
+// defaultShards is Config.Shards's default, which tests that write items
+// by hand must use too.
+const defaultShards = 4
+
+// warnCounter is a slog handler that counts warnings and errors while on.
+type warnCounter struct {
+	on atomic.Bool
+	n  atomic.Int32
+}
+
+func (w *warnCounter) Enabled(context.Context, slog.Level) bool { return true }
+func (w *warnCounter) Handle(_ context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelWarn && w.on.Load() {
+		w.n.Add(1)
+	}
+	return nil
+}
+func (w *warnCounter) WithAttrs([]slog.Attr) slog.Handler { return w }
+func (w *warnCounter) WithGroup(string) slog.Handler      { return w }

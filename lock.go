@@ -5,278 +5,342 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/middleware"
 
 	"github.com/ddbtrack/ddbtrack/internal/ddbexpr"
+	"github.com/ddbtrack/ddbtrack/internal/keys"
 )
 
-// This file holds every write that moves a task between statuses. Each is
-// one conditional UpdateItem: none reads first and then writes, because a
-// read is stale as soon as it returns. The claim is conditioned on the
-// task's status and lease; every later write of the attempt is fenced by
+// This file is the one home of every change to a task's item: create,
+// claim, renew, succeed (alone or with the task's own writes in one
+// transaction), fail, release, cancel, reset, requeue and delete. Each is a
+// function that describes one conditional write, and [Tracker.send] sends
+// it and explains a refusal. None reads first and then writes, because a
+// read is stale as soon as it returns. A claim is conditioned on the task's
+// status, due time and lease; every later write of the attempt is fenced by
 // the claim's random lease token, which only the claiming worker knows.
+//
+// A write whose response is lost may have been applied. The SDK then sends
+// it again, and the second try is refused by the first one's effect. Each
+// write therefore says how to recognise its own effect in the refusing
+// item (write.landed), so that it is reported as done, not as a refusal.
 
-// claim takes a lease on the task and returns the task as it is after the
-// claim. The request asks for the item as it was before the write: on
-// success that tells whether a dead worker's lease was taken over, and on
-// refusal (where the server supports ReturnValuesOnConditionCheckFailure)
-// it tells why, without another read.
-func (t *Tracker[S]) claim(ctx context.Context, taskID string, lease time.Duration) (*Task[S], error) {
-	for try := 1; ; try++ {
-		task, err := t.claimOnce(ctx, taskID, lease)
-		var again *claimAgain
-		if !errors.As(err, &again) {
-			return task, err
+// write is one conditional write to a task's item, built once so that every
+// try sends the same request.
+type write struct {
+	op     string // what the caller asked for, for errors: "start", "record outcome of", ...
+	taskID string
+	put    map[string]types.AttributeValue // a new item, for PutItem
+	delete bool                            // DeleteItem instead of UpdateItem
+	expr   ddbexpr.Expr                    // the update and condition, or only the condition
+	// returnNew asks for the item as the write left it.
+	returnNew bool
+	// token is the lease token that fences the write, or "" for a write
+	// that no lease fences.
+	token string
+	// landed reports whether the item that refused the write shows this
+	// write's own effect: an earlier try was applied and its response
+	// lost.
+	landed func(item map[string]types.AttributeValue) bool
+	// persist keeps trying through errors and outages until ctx ends, for
+	// a write whose result must be settled: a claim's and an outcome's.
+	persist bool
+	// with are writes to commit in one transaction with this one, which is
+	// then an update and comes first.
+	with []types.TransactWriteItem
+}
+
+// send sends w and returns the item as it left it (with returnNew), or the
+// item that refused it together with a [*TaskError] that explains why. A
+// refusal that shows w's own effect is no error: send returns the refusing
+// item and nil.
+func (t *Tracker[S]) send(ctx context.Context, w *write) (map[string]types.AttributeValue, error) {
+	b, err := w.expr.Build()
+	if err != nil {
+		return nil, err // A malformed expression is a bug in this file.
+	}
+	wait := newPause(2 * time.Second)
+	var sends atomic.Int32 // tries that reached the wire, counting the SDK's retries
+	for {
+		out, err := t.request(ctx, w, b, &sends)
+		var ccf *types.ConditionalCheckFailedException
+		switch {
+		case err == nil:
+			return out, nil
+		case errors.As(err, &ccf) || isOwnTxRefusal(err):
+			item, rerr := t.refusingItem(ctx, w, err)
+			switch {
+			case rerr != nil:
+				return nil, rerr
+			case w.landed != nil && w.landed(item):
+				return item, nil
+			case item == nil && w.delete && sends.Load() > 1:
+				// An earlier try deleted it, or someone else did
+				// meanwhile: either way the task is gone, as asked.
+				return nil, nil
+			}
+			return item, t.refusal(w, item, err)
+		case !w.persist || permanent(err) || ctx.Err() != nil:
+			return nil, t.writeError(w, err)
 		}
-		if try == maxClaimTries {
-			// The task keeps changing hands between our refusals and our
-			// reads: it is busy, which is what locked means to a caller.
-			e := t.refusal("start", taskID, again.item, again.cause)
-			e.Err = ErrTaskLocked
-			return nil, e
+		t.log.LogAttrs(ctx, warnLevel, "write failed; trying again", strAttr(logTask, w.taskID), strAttr(logOp, w.op), errAttr(err))
+		if serr := sleep(ctx, wait.next()); serr != nil {
+			return nil, t.unsettled(w, err)
 		}
 	}
 }
 
-// maxClaimTries bounds the claims one Start makes when each refusal is
-// contradicted by the read that follows it.
-const maxClaimTries = 3
-
-// claimAgain reports a refusal that the read made to explain it
-// contradicts: the task is claimable now.
-type claimAgain struct {
-	item  map[string]types.AttributeValue
-	cause error
-}
-
-func (c *claimAgain) Error() string { return "ddbtrack: claim refused but the task is claimable now" }
-
-// claimable reports whether a claim at time now would be accepted by item.
-func (t *Tracker[S]) claimable(item map[string]types.AttributeValue, now time.Time) bool {
-	s := S(num(item, "status"))
-	return t.isStart[s] || (s == t.cfg.Running && num(item, "lease_expires_at") < now.UnixMilli())
-}
-
-// claimOnce sends one claim.
-func (t *Tracker[S]) claimOnce(ctx context.Context, taskID string, lease time.Duration) (*Task[S], error) {
-	now := t.cfg.Now()
-	token := newToken()
-	var e ddbexpr.Expr
-	t.setStatusExpr(&e, taskID, t.cfg.Running, now).
-		SetExpr("#started_at = :now").
-		Set("lease_owner", strAV(t.cfg.Owner)).
-		Set("lease_token", strAV(token)).
-		Set("lease_expires_at", numAV(now.Add(lease).UnixMilli())).
-		Add("attempts", numAV(1)).
-		Add("fence", numAV(1)).
-		Where(t.claimCond)
-	for p, v := range t.startable {
-		e.Value(p, v)
-	}
-	out, err := t.update(ctx, taskID, &e, types.ReturnValueAllOld)
-
-	item, refused, rerr := t.refused(ctx, taskID, err)
+// request sends one try of w.
+func (t *Tracker[S]) request(ctx context.Context, w *write, b ddbexpr.Built, sends *atomic.Int32) (map[string]types.AttributeValue, error) {
+	table, key := aws.String(t.cfg.Table), t.key(w.taskID)
+	count := countSends(sends)
 	switch {
-	case rerr != nil:
-		return nil, rerr
-	case refused:
-		if item != nil && str(item, "lease_token") == token {
-			// The claim was applied, but its response was lost and the
-			// SDK's retry was refused by our own write. The task is ours.
-			task, derr := decodeTask[S](item)
-			if derr != nil {
-				return nil, derr
-			}
-			task.leaseToken = token
-			// The item from before the claim was lost with the response,
-			// so the status to release to is a guess from the count:
-			// a task with earlier attempts was most likely Failed.
-			task.claimedFrom = t.cfg.Pending
-			if task.Attempts > 1 {
-				task.claimedFrom = t.cfg.Failed
-			}
-			return task, nil
-		}
-		if item != nil && t.claimable(item, t.cfg.Now()) {
-			// The item shows a task that can be claimed now. Without the
-			// item in the refusal (dynalite), the read comes after it, and
-			// the worker that held the task finished or released it in
-			// between; with it, the lease has expired since the claim's
-			// :now. Reporting ErrTaskNotReady for a startable task would be
-			// wrong; claiming again is right.
-			return nil, &claimAgain{item: item, cause: err}
-		}
-		return nil, t.refusal("start", taskID, item, err)
-	case err != nil:
-		return nil, t.writeError("start", taskID, err)
+	case w.put != nil:
+		_, err := t.client.PutItem(ctx, &dynamodb.PutItemInput{
+			TableName: table, Item: w.put, ConditionExpression: b.Condition,
+			ExpressionAttributeNames: b.Names, ExpressionAttributeValues: b.Values,
+			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+		}, count)
+		return nil, err
+	case w.delete:
+		_, err := t.client.DeleteItem(ctx, &dynamodb.DeleteItemInput{
+			TableName: table, Key: key, ConditionExpression: b.Condition,
+			ExpressionAttributeNames: b.Names, ExpressionAttributeValues: b.Values,
+			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+		}, count)
+		return nil, err
+	case len(w.with) > 0:
+		return nil, t.transact(ctx, w, b, table, key)
 	}
-
-	task, err := decodeTask[S](out.Attributes)
+	rv := types.ReturnValueNone
+	if w.returnNew {
+		rv = types.ReturnValueAllNew
+	}
+	out, err := t.client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName: table, Key: key, UpdateExpression: b.Update, ConditionExpression: b.Condition,
+		ExpressionAttributeNames: b.Names, ExpressionAttributeValues: b.Values,
+		ReturnValues: rv, ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+	})
 	if err != nil {
 		return nil, err
 	}
-	if task.Status == t.cfg.Running {
-		// The previous worker's lease expired before it recorded a result.
-		// Its attempt has been counted by its claim; the history should say
-		// what became of it. The entry is written with this attempt's result.
-		task.abandonedEntry = &ErrorRecord{
-			Attempt: task.Attempts,
-			At:      time.UnixMilli(now.UnixMilli()),
-			Message: fmt.Sprintf("abandoned: the lease of worker %s expired at %s before it recorded a result",
-				task.LeaseOwner, task.LeaseExpiresAt.UTC().Format(time.RFC3339Nano)),
-		}
-		t.log.Warn("took over expired lease", "task", taskID, "previous_owner", task.LeaseOwner,
-			"expired_at", task.LeaseExpiresAt, "attempt", task.Attempts)
-	}
-	// Apply the claim to the old item rather than ask for the new one: the
-	// result is the same, and the old one is what told us about takeovers.
-	task.claimedFrom = task.Status
-	task.Status, task.StatusName = t.cfg.Running, statusName[S](int(t.cfg.Running))
-	task.Attempts++
-	task.Fence++
-	task.StartedAt, task.UpdatedAt = time.UnixMilli(now.UnixMilli()), time.UnixMilli(now.UnixMilli())
-	task.LeaseOwner, task.LeaseExpiresAt, task.leaseToken = t.cfg.Owner, time.UnixMilli(now.Add(lease).UnixMilli()), token
-	task.ExpiresAt = time.Time{}
-	return task, nil
+	return out.Attributes, nil
 }
 
-// succeed records the attempt's success with the data and output fn set.
-func (t *Tracker[S]) succeed(ctx context.Context, task *Task[S]) error {
-	now := t.cfg.Now()
-	var e ddbexpr.Expr
-	t.setStatusExpr(&e, task.ID, t.cfg.Succeeded, now).
-		SetExpr("#succeeded_at = :now").
-		Set("attempts", numAV(0)).
-		Remove("last_error")
-	if !task.outputSet {
-		task.output = nil
-	}
-	if task.output != nil {
-		e.Set("output", task.output)
-	} else {
-		e.Remove("output")
-	}
-	if task.dataSet {
-		if task.data != nil {
-			e.Set("data", task.data)
-		} else {
-			e.Remove("data")
-		}
-	}
-	errs := task.Errors
-	if task.abandonedEntry != nil {
-		errs = appendBounded(task.Errors, t.cfg.ErrorHistory, *task.abandonedEntry)
-		e.Set("errors", encodeErrors(errs))
-	}
-	if err := t.finish(ctx, task, &e, t.cfg.Succeeded, now); err != nil {
+// transact sends w's update, first, and the writes added with it as one
+// TransactWriteItems. Its client request token is the lease token, which
+// is unique to the attempt, so that DynamoDB recognises a retry of a
+// transaction it applied as the same one for ten minutes, and answers it
+// as applied.
+func (t *Tracker[S]) transact(ctx context.Context, w *write, b ddbexpr.Built, table *string, key map[string]types.AttributeValue) error {
+	items := make([]types.TransactWriteItem, 0, 1+len(w.with))
+	items = append(items, types.TransactWriteItem{Update: &types.Update{
+		TableName: table, Key: key, UpdateExpression: b.Update, ConditionExpression: b.Condition,
+		ExpressionAttributeNames: b.Names, ExpressionAttributeValues: b.Values,
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+	}})
+	items = append(items, w.with...)
+	_, err := t.client.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{
+		TransactItems: items, ClientRequestToken: aws.String(w.token),
+	})
+	if err == nil || isOwnTxRefusal(err) {
 		return err
 	}
-	task.SucceededAt, task.Attempts, task.LastError, task.Errors = time.UnixMilli(now.UnixMilli()), 0, "", errs
-	return nil
+	return txError(err)
 }
 
-// fail records the attempt's failure: the task becomes Failed, or Ignored
-// once the attempt count reaches MaxAttempts. Data and output are left as
-// they were, so the next attempt starts from the same input.
-func (t *Tracker[S]) fail(ctx context.Context, task *Task[S], msg, stack string) error {
-	to := t.cfg.Failed
-	if task.Attempts >= task.maxAttempts {
-		to = t.cfg.Ignored
+// countSends returns an SDK option that counts the tries of one request,
+// the SDK's own retries included. Only deletes need the count, to tell
+// that a refusal may answer an earlier try of their own; the rest recognise
+// their effect in the item.
+func countSends(n *atomic.Int32) func(*dynamodb.Options) {
+	return func(o *dynamodb.Options) {
+		o.APIOptions = append(o.APIOptions, func(s *middleware.Stack) error {
+			return s.Finalize.Add(middleware.FinalizeMiddlewareFunc("ddbtrackCountSends",
+				func(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (middleware.FinalizeOutput, middleware.Metadata, error) {
+					n.Add(1)
+					return next.HandleFinalize(ctx, in)
+				}), middleware.After)
+		})
 	}
-	now := t.cfg.Now()
-	rec := ErrorRecord{
-		Attempt: task.Attempts,
-		At:      time.UnixMilli(now.UnixMilli()),
-		Message: truncate(msg, maxMessageBytes),
-		Stack:   truncate(stack, maxStackBytes),
+}
+
+// refusingItem returns the item that refused a write: the one DynamoDB sent
+// back with the refusal, or, from servers that do not send it, one strongly
+// consistent read, tried again through errors if the write persists. It is
+// nil if the task does not exist.
+func (t *Tracker[S]) refusingItem(ctx context.Context, w *write, refusal error) (map[string]types.AttributeValue, error) {
+	if item := itemOfRefusal(refusal); item != nil {
+		return item, nil
 	}
-	entries := []ErrorRecord{rec}
-	if task.abandonedEntry != nil {
-		entries = []ErrorRecord{*task.abandonedEntry, rec}
+	wait := newPause(2 * time.Second)
+	for {
+		item, err := t.read(ctx, w.taskID)
+		switch {
+		case err == nil:
+			return item, nil
+		case !w.persist || permanent(err) || ctx.Err() != nil:
+			return nil, errors.Join(err, t.writeError(w, refusal))
+		}
+		if serr := sleep(ctx, wait.next()); serr != nil {
+			return nil, t.unsettled(w, err)
+		}
 	}
-	errs := appendBounded(task.Errors, t.cfg.ErrorHistory, entries...)
-	var e ddbexpr.Expr
-	t.setStatusExpr(&e, task.ID, to, now).
-		Set("errors", encodeErrors(errs)).
-		Set("last_error", strAV(rec.Message))
-	if err := t.finish(ctx, task, &e, to, now); err != nil {
-		return err
+}
+
+// itemOfRefusal returns the item that a refusal carries, if any: a
+// ConditionalCheckFailedException's, or the task update's reason of a
+// cancelled transaction.
+func itemOfRefusal(err error) map[string]types.AttributeValue {
+	var ccf *types.ConditionalCheckFailedException
+	if errors.As(err, &ccf) && len(ccf.Item) > 0 {
+		return ccf.Item
 	}
-	task.Errors, task.LastError = errs, rec.Message
-	log := t.log.With("task", task.ID, "attempt", task.Attempts, "status", to.String(), "error", rec.Message)
-	if to == t.cfg.Ignored {
-		log.Error("task ignored", "max_attempts", task.maxAttempts)
-	} else {
-		log.Warn("task failed", "max_attempts", task.maxAttempts)
+	var tce *types.TransactionCanceledException
+	if errors.As(err, &tce) && len(tce.CancellationReasons) > 0 && len(tce.CancellationReasons[0].Item) > 0 {
+		return tce.CancellationReasons[0].Item
 	}
 	return nil
 }
 
-// finish writes the attempt's outcome and releases the lease, fenced by the
-// lease token so that a worker whose lease was lost changes nothing. Once
-// the outcome is recorded, task shows the status, update time and expiry it
-// was recorded with, and no lease; the caller updates the fields that are
-// its own.
-func (t *Tracker[S]) finish(ctx context.Context, task *Task[S], e *ddbexpr.Expr, to S, now time.Time) error {
-	return t.finishOp(ctx, "record result of", task, e, to, now)
+// read returns the task's item, read with strong consistency, or nil if the
+// task does not exist.
+func (t *Tracker[S]) read(ctx context.Context, taskID string) (map[string]types.AttributeValue, error) {
+	out, err := t.client.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName:      aws.String(t.cfg.Table),
+		Key:            t.key(taskID),
+		ConsistentRead: aws.Bool(true),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ddbtrack: get task %q: %w", taskID, err)
+	}
+	if len(out.Item) == 0 {
+		return nil, nil
+	}
+	return out.Item, nil
 }
 
-func (t *Tracker[S]) finishOp(ctx context.Context, op string, task *Task[S], e *ddbexpr.Expr, to S, now time.Time) error {
-	e.Remove("lease_owner", "lease_token", "lease_expires_at").
-		Where("#lease_token = :token").
-		Value("token", strAV(task.leaseToken))
-	_, err := t.update(ctx, task.ID, e, types.ReturnValueNone)
-	item, refused, rerr := t.refused(ctx, task.ID, err)
+func (t *Tracker[S]) key(taskID string) map[string]types.AttributeValue {
+	return map[string]types.AttributeValue{attrPK: strAV(keys.Task(t.cfg.Job, taskID))}
+}
+
+// refusal explains why a task refused a write, from the refusing item.
+func (t *Tracker[S]) refusal(w *write, item map[string]types.AttributeValue, cause error) *TaskError {
+	e := &TaskError{Op: w.op, Job: t.cfg.Job, TaskID: w.taskID, Cause: cause}
+	if item == nil {
+		e.Err = ErrTaskNotFound
+		if w.token != "" {
+			e.Err = ErrLeaseLost
+		}
+		return e
+	}
+	s := S(num(item, attrStatus))
+	e.Status, e.StatusName, e.Attempts = int(s), statusName[S](int(s)), int(num(item, attrAttempts))
+	e.LeaseOwner, e.LeaseExpiresAt = str(item, attrLeaseOwner), millis(item, attrLeaseExpiresAt)
+	e.DueAt = millis(item, attrDueAt)
+	now := t.cfg.Now()
 	switch {
-	case rerr != nil:
-		return rerr
-	case refused:
-		if !landed(item, task.Fence, int(to)) {
-			return t.refusal(op, task.ID, item, err)
-		}
-		// The write was applied, its response lost, and the SDK's retry
-		// refused by the write itself: the outcome is recorded.
-	case err != nil:
-		return t.writeError(op, task.ID, err)
+	case w.token != "" && str(item, attrLeaseToken) == w.token && item[attrCancelledAt] != nil:
+		// The lease is still this attempt's, but a cancel was asked for.
+		e.Err = ErrCancelled
+	case w.token != "":
+		e.Err = ErrLeaseLost
+	case w.put != nil:
+		e.Err = ErrTaskExists
+	case s == t.cfg.Running || e.LeaseOwner != "":
+		// A lease that expired between the refusal and this check is still
+		// reported as locked: the write that lost the race lost to a
+		// worker that took the task over.
+		e.Err = ErrTaskLocked
+	case t.startable[s] && e.DueAt.After(now):
+		e.Err = ErrTaskNotDue
+	case s == t.cfg.Succeeded:
+		e.Err = ErrTaskSucceeded
+	case s == t.cfg.Ignored:
+		e.Err = ErrTaskIgnored
+	default:
+		e.Err = ErrTaskNotReady
 	}
-	task.Status, task.StatusName = to, statusName[S](int(to))
-	task.UpdatedAt, task.ExpiresAt = time.UnixMilli(now.UnixMilli()), t.expiresAt(to, now)
-	task.LeaseOwner, task.LeaseExpiresAt, task.leaseToken = "", time.Time{}, ""
-	return nil
+	return e
 }
 
-// landed reports whether item shows the outcome of the attempt with the
-// given fencing token already written: same fence, no lease, and the
-// expected status. No other attempt can leave that state, because any
-// other claim would have raised the fence.
-func landed(item map[string]types.AttributeValue, fence int64, status int) bool {
-	return item != nil && num(item, "fence") == fence && str(item, "lease_token") == "" && int(num(item, "status")) == status
+// writeError wraps an error from DynamoDB that is not a refused condition.
+func (t *Tracker[S]) writeError(w *write, err error) error {
+	var api smithy.APIError
+	if errors.As(err, &api) && api.ErrorCode() == "ValidationException" && strings.Contains(strings.ToLower(api.ErrorMessage()), "size") {
+		return fmt.Errorf("%w: %s task %q: %w; keep large payloads in S3 and store a reference in the task", ErrItemTooLarge, w.op, w.taskID, err)
+	}
+	return fmt.Errorf("ddbtrack: %s task %q: %w", w.op, w.taskID, err)
 }
 
-// setStatusExpr adds the status, its name, its index key, the update time
-// and the expiry to e, and now as the value :now. Every write that changes
-// a status goes through it, so those attributes never disagree. The expiry
-// is removed on every other status change, so that time to live deletes
-// only a task that is still Succeeded.
-func (t *Tracker[S]) setStatusExpr(e *ddbexpr.Expr, taskID string, s S, now time.Time) *ddbexpr.Expr {
-	item := make(map[string]types.AttributeValue, 3)
-	t.setStatus(item, taskID, s)
+// unsettled reports a persistent write that ran out of time with its
+// result unknown.
+func (t *Tracker[S]) unsettled(w *write, last error) error {
+	return fmt.Errorf("%w: %s task %q: no answer from DynamoDB within Config.FinishTimeout (%v); last error: %w",
+		ErrUnavailable, w.op, w.taskID, t.cfg.FinishTimeout, last)
+}
+
+// permanent reports whether an error will not go away by retrying: the
+// table is missing, access is denied, or a request is malformed.
+func permanent(err error) bool {
+	if errors.Is(err, ErrInvalidOption) || errors.Is(err, ErrTransaction) {
+		return true
+	}
+	var api smithy.APIError
+	if !errors.As(err, &api) {
+		return false
+	}
+	switch api.ErrorCode() {
+	case "ResourceNotFoundException", "AccessDeniedException", "UnrecognizedClientException",
+		"ValidationException", "MissingAuthenticationTokenException", "InvalidSignatureException",
+		"UnknownOperationException", "IdempotentParameterMismatchException":
+		return true
+	}
+	return false
+}
+
+// sleep waits for d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-timer.C:
+		return nil
+	}
+}
+
+// place adds the attributes of a task in status s, due at due, with set:
+// the status, its name, the status index's keys and the due time. Every
+// write that changes a status goes through it, so they never disagree.
+func (t *Tracker[S]) place(set func(attr string, v types.AttributeValue), taskID string, s S, due time.Time) {
+	set(attrStatus, numAV(int64(s)))
+	set(attrStatusName, strAV(statusName[S](int(s))))
+	set(attrStatusKey, strAV(keys.Status(t.cfg.Job, int(s), keys.Shard(taskID, t.cfg.Shards))))
+	set(attrDueAt, numAV(due.UnixMilli()))
+	set(attrOrderKey, strAV(keys.Order(due.UnixMilli(), taskID)))
+}
+
+// move sets e to move a task to status s, due at due, at now: place's
+// attributes, the update time (as :now), and the expiry that only a
+// Succeeded task has.
+func (t *Tracker[S]) move(e *ddbexpr.Expr, taskID string, s S, due, now time.Time) *ddbexpr.Expr {
+	t.place(func(attr string, v types.AttributeValue) { e.Set(attr, v) }, taskID, s, due)
+	e.SetExpr("#updated_at = :now").Value("now", numAV(now.UnixMilli()))
 	if exp := t.expiresAt(s, now); !exp.IsZero() {
-		e.Set(expiresAttr, numAV(exp.Unix()))
+		e.Set(attrExpiresAt, numAV(exp.Unix()))
 	} else {
-		e.Remove(expiresAttr)
+		e.Remove(attrExpiresAt)
 	}
-	return e.Set("status", item["status"]).
-		Set("status_name", item["status_name"]).
-		Set("status_key", item["status_key"]).
-		SetExpr("#updated_at = :now").
-		Value("now", numAV(now.UnixMilli()))
+	return e
 }
 
 // expiresAt returns when a task that moves to status s at now may be
@@ -289,285 +353,261 @@ func (t *Tracker[S]) expiresAt(s S, now time.Time) time.Time {
 	return time.Unix(now.Add(t.cfg.Retention).Unix(), 0)
 }
 
-// update sends one conditional UpdateItem.
-func (t *Tracker[S]) update(ctx context.Context, taskID string, e *ddbexpr.Expr, rv types.ReturnValue) (*dynamodb.UpdateItemOutput, error) {
-	b, err := e.Build()
-	if err != nil {
-		return nil, err
+// leaseAttrs are the attributes of a claim, which every write that ends an
+// attempt removes.
+var leaseAttrs = []string{attrLeaseOwner, attrLeaseToken, attrLeaseExpiresAt, attrClaimedFrom, attrClaimedDue, attrAbandonedOwner, attrAbandonedUntil}
+
+// createWrite stores a new Pending task, due at due, unless the task exists.
+// Its item carries a token of its own, by which a retry recognises it.
+func (t *Tracker[S]) createWrite(taskID string, data types.AttributeValue, due, now time.Time) *write {
+	token := newToken()[:16]
+	item := map[string]types.AttributeValue{
+		attrPK:          strAV(keys.Task(t.cfg.Job, taskID)),
+		attrJob:         strAV(t.cfg.Job),
+		attrTaskID:      strAV(taskID),
+		attrAttempts:    numAV(0),
+		attrFence:       numAV(0),
+		attrCreatedAt:   numAV(now.UnixMilli()),
+		attrUpdatedAt:   numAV(now.UnixMilli()),
+		attrCreateToken: strAV(token),
 	}
-	return t.client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:                           aws.String(t.cfg.Table),
-		Key:                                 t.key(taskID),
-		UpdateExpression:                    b.Update,
-		ConditionExpression:                 b.Condition,
-		ExpressionAttributeNames:            b.Names,
-		ExpressionAttributeValues:           b.Values,
-		ReturnValues:                        rv,
-		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
-	})
+	t.place(func(attr string, v types.AttributeValue) { item[attr] = v }, taskID, t.cfg.Pending, due)
+	if data != nil {
+		item[attrData] = data
+	}
+	w := &write{op: "create", taskID: taskID, put: item}
+	w.expr.Where("attribute_not_exists(#pk)")
+	w.landed = func(item map[string]types.AttributeValue) bool { return str(item, attrCreateToken) == token }
+	return w
 }
 
-// refused reports whether err is DynamoDB refusing a conditional write and,
-// if so, returns the item that refused it: the one DynamoDB sent back with
-// the refusal, or, from servers that do not send it (dynalite), one
-// strongly consistent read. The item is nil if the task does not exist. If
-// that read fails, the returned error joins its error with err.
-func (t *Tracker[S]) refused(ctx context.Context, taskID string, err error) (item map[string]types.AttributeValue, ok bool, _ error) {
-	var ccf *types.ConditionalCheckFailedException
-	if !errors.As(err, &ccf) {
-		return nil, false, nil
+// claimWrite takes a lease on the task until now+lease, if it is startable
+// and due, or Running under a lease that has expired: a worker that held it
+// died or hung, and this is how its task is recovered. The claim copies
+// what a release or the outcome will need from the item it replaces: the
+// status it was claimed from, and the lease it took over, if any.
+func (t *Tracker[S]) claimWrite(taskID, token string, lease time.Duration, now time.Time) *write {
+	w := &write{op: "start", taskID: taskID, returnNew: true, persist: true}
+	expires := now.Add(lease)
+	e := t.move(&w.expr, taskID, t.cfg.Running, expires, now).
+		SetExpr("#started_at = :now, #claimed_from = #status, #claimed_due = #due_at").
+		SetExpr("#abandoned_owner = if_not_exists(#lease_owner, :none), #abandoned_until = if_not_exists(#lease_expires_at, :zero)").
+		Set(attrLeaseOwner, strAV(t.cfg.Owner)).
+		Set(attrLeaseToken, strAV(token)).
+		Set(attrLeaseExpiresAt, numAV(expires.UnixMilli())).
+		Add(attrAttempts, numAV(1)).
+		Add(attrFence, numAV(1)).
+		Value("none", strAV("")).
+		Value("zero", numAV(0))
+	placeholders := make([]string, 0, len(t.startable))
+	for s := range t.startable {
+		p := fmt.Sprintf("s%d", len(placeholders))
+		placeholders = append(placeholders, ":"+p)
+		e.Value(p, numAV(int64(s)))
 	}
-	if len(ccf.Item) > 0 {
-		return ccf.Item, true, nil
-	}
-	item, gerr := t.getItem(ctx, taskID)
-	if gerr != nil {
-		return nil, true, errors.Join(gerr, err)
-	}
-	return item, true, nil
+	e.Value("running", numAV(int64(t.cfg.Running)))
+	e.Where("attribute_exists(#pk) AND ((#status IN (" + strings.Join(placeholders, ", ") + ") AND #due_at <= :now)" +
+		" OR (#status = :running AND #lease_expires_at < :now))")
+	w.landed = func(item map[string]types.AttributeValue) bool { return str(item, attrLeaseToken) == token }
+	return w
 }
 
-// refusal explains why a task refused a write, from the refusing item.
-func (t *Tracker[S]) refusal(op, taskID string, item map[string]types.AttributeValue, cause error) *TaskError {
-	e := &TaskError{Op: op, Job: t.cfg.Job, TaskID: taskID, Cause: cause}
-	if item == nil {
-		e.Err = ErrTaskNotFound
-		if fencedOp(op) {
-			e.Err = ErrLeaseLost
-		}
-		return e
+// claimable reports whether a claim at time now would be accepted by item.
+func (t *Tracker[S]) claimable(item map[string]types.AttributeValue, now time.Time) bool {
+	s := S(num(item, attrStatus))
+	if t.startable[s] {
+		return num(item, attrDueAt) <= now.UnixMilli()
 	}
-	s := S(num(item, "status"))
-	e.Status, e.StatusName, e.Attempts = int(s), statusName[S](int(s)), int(num(item, "attempts"))
-	e.LeaseOwner, e.LeaseExpiresAt = str(item, "lease_owner"), millis(item, "lease_expires_at")
-	switch {
-	case fencedOp(op):
-		e.Err = ErrLeaseLost
-	case s == t.cfg.Running || e.LeaseOwner != "":
-		// A lease that expired between the refusal and this check is still
-		// reported as locked: the claim that lost the race lost to a
-		// worker that took the task over.
-		e.Err = ErrTaskLocked
-	case s == t.cfg.Succeeded:
-		e.Err = ErrTaskSucceeded
-	case s == t.cfg.Ignored:
-		e.Err = ErrTaskIgnored
-	default:
-		e.Err = ErrTaskNotReady
-	}
-	return e
+	return s == t.cfg.Running && num(item, attrLeaseExpiresAt) < now.UnixMilli()
 }
 
-// fencedOp reports whether op is a write fenced by the lease token, which
-// only a lost lease can refuse.
-func fencedOp(op string) bool {
-	return op == "record result of" || op == "renew lease of" || op == "release"
-}
-
-// writeError wraps an error from DynamoDB that is not a refused condition.
-func (t *Tracker[S]) writeError(op, taskID string, err error) error {
-	var api smithy.APIError
-	if errors.As(err, &api) && api.ErrorCode() == "ValidationException" && strings.Contains(strings.ToLower(api.ErrorMessage()), "size") {
-		return fmt.Errorf("%w: %s task %q: %w; keep large payloads in S3 and store a reference in the task", ErrItemTooLarge, op, taskID, err)
-	}
-	return fmt.Errorf("ddbtrack: %s task %q: %w", op, taskID, err)
-}
-
-// Reset moves a task back to Pending with its attempt count at zero, so
-// that it runs again; its history, data and last output are kept. It
-// refuses a task that a worker holds under an unexpired lease, with a
-// [*TaskError] matching ErrTaskLocked, and a missing task with one matching
-// ErrTaskNotFound.
-func (t *Tracker[S]) Reset(ctx context.Context, taskID string) error {
-	if err := t.checkID(taskID); err != nil {
-		return err
-	}
-	var e ddbexpr.Expr
-	t.setStatusExpr(&e, taskID, t.cfg.Pending, t.cfg.Now()).
-		Set("attempts", numAV(0)).
-		Remove("lease_owner", "lease_token", "lease_expires_at", "last_error").
-		Where("attribute_exists(#pk) AND NOT (#lease_expires_at > :now)")
-	_, err := t.update(ctx, taskID, &e, types.ReturnValueNone)
-	item, refused, rerr := t.refused(ctx, taskID, err)
-	switch {
-	case rerr != nil:
-		return rerr
-	case refused:
-		return t.refusal("reset", taskID, item, err)
-	case err != nil:
-		return t.writeError("reset", taskID, err)
-	}
-	t.log.Info("task reset", "task", taskID, "status", t.cfg.Pending.String())
-	return nil
-}
-
-// renew extends the task's lease to now + lease, fenced by the lease token.
-// It sets the expiry to a value rather than adding to it, so a renewal
-// whose response was lost can be retried, by the SDK or by the next beat,
-// and lands the same way twice: the only refusal is a token that is no
-// longer ours, and a token never comes back once a claim has replaced it.
-// The update time is left alone, because it is the status index's sort
-// key: a heartbeat is not a status change.
-func (t *Tracker[S]) renew(ctx context.Context, taskID, token string, lease time.Duration) (time.Time, error) {
-	expires := time.UnixMilli(t.cfg.Now().Add(lease).UnixMilli())
-	var e ddbexpr.Expr
-	e.Set("lease_expires_at", numAV(expires.UnixMilli())).
-		Where("#lease_token = :token").
+// renewWrite extends the lease to expires. It sets the expiry to a value
+// rather than adding to it, so a renewal whose response was lost lands the
+// same way twice. A cancel asked for meanwhile refuses it: that is how the
+// worker learns of the cancel, from the renewal itself. The update time
+// and due time are left alone, because they are the status index's: a
+// renewal is not a status change.
+func (t *Tracker[S]) renewWrite(taskID, token string, expires time.Time) *write {
+	w := &write{op: "renew lease of", taskID: taskID, token: token}
+	w.expr.Set(attrLeaseExpiresAt, numAV(expires.UnixMilli())).
+		Where("#lease_token = :token AND attribute_not_exists(#cancelled_at)").
 		Value("token", strAV(token))
-	_, err := t.update(ctx, taskID, &e, types.ReturnValueNone)
-	item, refused, rerr := t.refused(ctx, taskID, err)
-	switch {
-	case rerr != nil:
-		return time.Time{}, rerr
-	case refused:
-		if item != nil && str(item, "lease_token") == token {
-			// Not refused by a lost lease after all; whichever renewal
-			// landed last set this expiry.
-			return millis(item, "lease_expires_at"), nil
-		}
-		return time.Time{}, t.refusal("renew lease of", taskID, item, err)
-	case err != nil:
-		return time.Time{}, t.writeError("renew lease of", taskID, err)
+	w.landed = func(item map[string]types.AttributeValue) bool {
+		return str(item, attrLeaseToken) == token && item[attrCancelledAt] == nil
 	}
-	return expires, nil
+	return w
 }
 
-// release puts a claimed task back where the claim found it, without
-// counting the attempt: same status, the attempt count as it was, the lease
-// removed. The fence is not lowered, so a fencing token handed to fn's side
-// effects stays unique.
-//
-// A task claimed from an expired lease cannot go back to Running without a
-// lease, where no claim would find it; it becomes Failed instead (Ignored
-// once the dead attempt reaches the limit), with the dead attempt in its
-// history, as the next claim would have recorded it.
-func (t *Tracker[S]) release(ctx context.Context, task *Task[S]) error {
-	to := task.claimedFrom
-	now := t.cfg.Now()
-	var e ddbexpr.Expr
-	errs, lastErr := task.Errors, task.LastError
-	if task.abandonedEntry != nil {
-		to = t.cfg.Failed
-		if task.Attempts-1 >= task.maxAttempts {
-			to = t.cfg.Ignored
-		}
-		errs, lastErr = appendBounded(task.Errors, t.cfg.ErrorHistory, *task.abandonedEntry), task.abandonedEntry.Message
-		e.Set("errors", encodeErrors(errs)).Set("last_error", strAV(lastErr))
+// outcomeWrite begins the write that ends attempt a: it moves the task to
+// status s, due at due, removes the lease, records the attempt's fence as
+// the outcome's, and is fenced by the lease token. Unless the outcome is a
+// cancellation, a cancel asked for meanwhile refuses it, so that a cancel
+// that reached DynamoDB first always wins. A retry recognises the write by
+// its fence in outcome_fence, which the next claim leaves alone.
+func (t *Tracker[S]) outcomeWrite(a *attempt[S], op string, s S, due, now time.Time, cancel bool) *write {
+	w := &write{op: op, taskID: a.task.ID, token: a.token, persist: true}
+	fence := a.task.Fence
+	t.move(&w.expr, a.task.ID, s, due, now).
+		Set(attrOutcomeFence, numAV(fence)).
+		Remove(leaseAttrs...).
+		Value("token", strAV(a.token))
+	if cancel {
+		w.expr.Where("#lease_token = :token")
+	} else {
+		w.expr.Where("#lease_token = :token AND attribute_not_exists(#cancelled_at)")
 	}
-	t.setStatusExpr(&e, task.ID, to, now).Add("attempts", numAV(-1))
-	if err := t.finishOp(ctx, "release", task, &e, to, now); err != nil {
-		return err
+	w.landed = func(item map[string]types.AttributeValue) bool { return num(item, attrOutcomeFence) == fence }
+	return w
+}
+
+// succeedWrite records the attempt's success with the data and output its
+// function staged, and the history if it changed, and commits the writes
+// the function added in the same transaction.
+func (t *Tracker[S]) succeedWrite(a *attempt[S], history []ErrorRecord, now time.Time) *write {
+	w := t.outcomeWrite(a, "record success of", t.cfg.Succeeded, now, now, false)
+	st := a.task.staged
+	w.expr.SetExpr("#succeeded_at = :now").Set(attrAttempts, numAV(0)).Remove(attrLastError)
+	if st.output != nil {
+		w.expr.Set(attrOutput, st.output)
+	} else {
+		w.expr.Remove(attrOutput)
 	}
-	task.Attempts--
-	task.Errors, task.LastError = errs, lastErr
-	t.log.Info("task released", "task", task.ID, "status", to.String(), "attempts", task.Attempts)
-	return nil
-}
-
-// heartbeat renews a lease while fn runs. Its goroutine ends before stop
-// returns, so nothing of an attempt outlives Start. The goroutine starts
-// only when the first renewal is due, from a timer, so that the many tasks
-// that end within a third of their lease never start one: starting a
-// goroutine per task was the largest single cost of Start in the profile.
-type heartbeat struct {
-	first    *time.Timer
-	stopc    chan struct{}
-	done     chan struct{}
-	cancel   context.CancelFunc
-	stopOnce sync.Once
-	// lost is why the lease is gone, or nil; confirmed says that a
-	// renewal was refused, so the token can never be ours again. Both are
-	// written before done is closed.
-	lost      error
-	confirmed bool
-}
-
-// beat starts renewing the task's lease every lease/3. When the lease is
-// lost, it cancels fn's context with a cause matching ErrLeaseLost. That
-// happens when a renewal is refused, because another worker claimed the
-// task or it was reset or deleted, and also when renewals keep failing
-// until the lease runs out by this worker's clock: from then on another
-// worker may claim the task, so fn must stop even though nobody may have.
-func (t *Tracker[S]) beat(ctx context.Context, task *Task[S], lease time.Duration, cancel context.CancelCauseFunc) *heartbeat {
-	// Renewals must not end with the caller's context, which is fn's to
-	// react to; they end when fn has returned.
-	rctx, rcancel := context.WithCancel(context.WithoutCancel(ctx))
-	h := &heartbeat{stopc: make(chan struct{}), done: make(chan struct{}), cancel: rcancel}
-	// Copy what the goroutine needs: fn owns the task while it runs.
-	id, token, expires := task.ID, task.leaseToken, task.LeaseExpiresAt
-	interval := max(lease/3, time.Millisecond)
-	h.first = time.AfterFunc(interval, func() {
-		defer close(h.done)
-		var timer *time.Timer
-		for {
-			select {
-			case <-h.stopc:
-				return
-			default:
-			}
-			// A renewal may take as long as the lease has left, for a slow
-			// answer is as good as a fast one until then; at least a beat,
-			// as the injected clock may not move with real time.
-			timeout := interval
-			if left := expires.Sub(t.cfg.Now()); left > timeout {
-				timeout = min(left, lease)
-			}
-			cctx, ccancel := context.WithTimeout(rctx, timeout)
-			next, err := t.renew(cctx, id, token, lease)
-			ccancel()
-			wait := interval
-			switch {
-			case err == nil:
-				expires = next
-			case errors.Is(err, ErrLeaseLost):
-				h.lost, h.confirmed = err, true
-			default:
-				select {
-				case <-h.stopc:
-					return // The renewal was cut short because fn returned.
-				default:
-				}
-				if t.cfg.Now().Before(expires) {
-					t.log.Warn("lease renewal failed; retrying", "task", id, "lease_expires_at", expires, "error", err)
-					wait = max(interval/4, time.Millisecond)
-					break
-				}
-				h.lost = fmt.Errorf("%w: could not renew the lease of task %q before it expired at %s: %w",
-					ErrLeaseLost, id, expires.UTC().Format(time.RFC3339Nano), err)
-			}
-			if h.lost != nil {
-				t.log.Warn("lease lost while the task ran; cancelling it", "task", id, "error", h.lost)
-				cancel(h.lost)
-				return
-			}
-			if timer == nil {
-				timer = time.NewTimer(wait)
-				defer timer.Stop()
-			} else {
-				timer.Reset(wait)
-			}
-			select {
-			case <-h.stopc:
-				return
-			case <-timer.C:
-			}
+	if st.dataSet {
+		if st.data != nil {
+			w.expr.Set(attrData, st.data)
+		} else {
+			w.expr.Remove(attrData)
 		}
-	})
-	return h
+	}
+	if history != nil {
+		w.expr.Set(attrErrors, encodeErrors(history))
+	}
+	w.with = st.writes
+	return w
 }
 
-// stop ends the heartbeat, cutting short a renewal in flight, and waits
-// for its goroutine. A renewal cut short may still land; it is harmless,
-// because the outcome write that follows removes the token it is fenced on.
-// It may be called more than once.
-func (h *heartbeat) stop() {
-	h.stopOnce.Do(func() {
-		close(h.stopc)
-		h.cancel()
-		if h.first.Stop() {
-			// The first renewal was not due yet, so no goroutine ran.
-			close(h.done)
-		}
-	})
-	<-h.done
+// failWrite records a failure: the task becomes s (Failed or Ignored), due
+// again at due, with the new history and last error.
+func (t *Tracker[S]) failWrite(a *attempt[S], s S, history []ErrorRecord, lastError string, due, now time.Time) *write {
+	w := t.outcomeWrite(a, "record failure of", s, due, now, false)
+	w.expr.Set(attrErrors, encodeErrors(history)).Set(attrLastError, strAV(lastError))
+	return w
+}
+
+// releaseWrite puts the task in status s, due at due, and uncounts the
+// attempt. The fence is not lowered, so a fencing token handed to the
+// function's side effects stays unique. A takeover's release also records
+// the dead attempt, which stays counted: history and lastError are then
+// set.
+func (t *Tracker[S]) releaseWrite(a *attempt[S], s S, history []ErrorRecord, lastError *string, due, now time.Time) *write {
+	w := t.outcomeWrite(a, "release", s, due, now, false)
+	w.expr.Add(attrAttempts, numAV(-1))
+	if history != nil {
+		w.expr.Set(attrErrors, encodeErrors(history)).Set(attrLastError, strAV(*lastError))
+	}
+	return w
+}
+
+// cancelledWrite records that the attempt ended because the task was
+// cancelled: it becomes Ignored, keeping the cancel's time and reason.
+func (t *Tracker[S]) cancelledWrite(a *attempt[S], history []ErrorRecord, lastError string, now time.Time) *write {
+	w := t.outcomeWrite(a, "record cancellation of", t.cfg.Ignored, now, now, true)
+	w.expr.Set(attrLastError, strAV(lastError))
+	if history != nil {
+		w.expr.Set(attrErrors, encodeErrors(history))
+	}
+	return w
+}
+
+func cancelMessage(reason string) string { return truncate("cancelled: "+reason, maxMessageBytes) }
+
+// cancelWrite cancels a task that no worker holds: it becomes Ignored at
+// once, with the time and reason of the cancel.
+func (t *Tracker[S]) cancelWrite(taskID, reason string, now time.Time) *write {
+	w := &write{op: "cancel", taskID: taskID}
+	e := t.move(&w.expr, taskID, t.cfg.Ignored, now, now).
+		Set(attrCancelledAt, numAV(now.UnixMilli())).
+		Set(attrCancelReason, strAV(reason)).
+		Set(attrLastError, strAV(cancelMessage(reason))).
+		Remove(leaseAttrs...).
+		Value("running", numAV(int64(t.cfg.Running)))
+	placeholders := make([]string, 0, len(t.startable))
+	for s := range t.startable {
+		p := fmt.Sprintf("s%d", len(placeholders))
+		placeholders = append(placeholders, ":"+p)
+		e.Value(p, numAV(int64(s)))
+	}
+	e.Where("attribute_exists(#pk) AND (#status IN (" + strings.Join(placeholders, ", ") + ") OR (#status = :running AND #lease_expires_at < :now))")
+	at := now.UnixMilli()
+	w.landed = func(item map[string]types.AttributeValue) bool {
+		return num(item, attrCancelledAt) == at && str(item, attrCancelReason) == reason
+	}
+	return w
+}
+
+// cancelRequestWrite asks the worker that holds a task to stop: the next
+// renewal of its lease is refused, which tells it. A second request keeps
+// the first one's time and reason, so the write may be sent twice.
+func (t *Tracker[S]) cancelRequestWrite(taskID, reason string, now time.Time) *write {
+	w := &write{op: "cancel", taskID: taskID}
+	w.expr.SetExpr("#cancelled_at = if_not_exists(#cancelled_at, :now), #cancel_reason = if_not_exists(#cancel_reason, :reason)").
+		Where("#status = :running AND #lease_expires_at >= :now").
+		Value("now", numAV(now.UnixMilli())).
+		Value("reason", strAV(reason)).
+		Value("running", numAV(int64(t.cfg.Running)))
+	return w
+}
+
+// requeueWrite makes a task Pending and due now, with its attempt count at
+// zero, no lease and no cancel, if cond holds; its history, data and last
+// output are kept. Reset and Requeue differ only in cond.
+func (t *Tracker[S]) requeueWrite(op, taskID, cond string, now time.Time) *write {
+	w := &write{op: op, taskID: taskID}
+	t.move(&w.expr, taskID, t.cfg.Pending, now, now).
+		Set(attrAttempts, numAV(0)).
+		Remove(leaseAttrs...).
+		Remove(attrLastError, attrCancelledAt, attrCancelReason).
+		Where(cond)
+	return w
+}
+
+// resetWrite is Reset's write: any task no worker holds.
+func (t *Tracker[S]) resetWrite(taskID string, now time.Time) *write {
+	return t.requeueWrite("reset", taskID, "attribute_exists(#pk) AND NOT (#lease_expires_at > :now)", now)
+}
+
+// requeueTaskWrite is Requeue's write of one task it listed: it moves the
+// task only if it still has the status, update time and fence it was
+// listed with, and no worker holds it. The fence guards against a claim and
+// its outcome that both fell within the millisecond of the listing, which
+// the update time alone would miss. A retry recognises the move by the
+// task being Pending with the same fence and this write's time.
+func (t *Tracker[S]) requeueTaskWrite(task *Task[S], now time.Time) *write {
+	w := t.requeueWrite("requeue", task.ID,
+		"#status = :was_status AND #updated_at = :was_updated AND #fence = :was_fence AND NOT (#lease_expires_at > :now)", now)
+	w.expr.Value("was_status", numAV(int64(task.Status))).
+		Value("was_updated", numAV(task.UpdatedAt.UnixMilli())).
+		Value("was_fence", numAV(task.Fence))
+	at := now.UnixMilli()
+	w.landed = func(item map[string]types.AttributeValue) bool {
+		return S(num(item, attrStatus)) == t.cfg.Pending && num(item, attrFence) == task.Fence && num(item, attrUpdatedAt) == at
+	}
+	return w
+}
+
+// deleteWrite deletes a task, whatever its state.
+func (t *Tracker[S]) deleteWrite(taskID string) *write {
+	w := &write{op: "delete", taskID: taskID, delete: true}
+	w.expr.Where("attribute_exists(#pk)")
+	return w
+}
+
+// deleteIdleWrite deletes a task if it still has the status it was listed
+// with and no worker holds it.
+func (t *Tracker[S]) deleteIdleWrite(task *Task[S], now time.Time) *write {
+	w := &write{op: "delete", taskID: task.ID, delete: true}
+	w.expr.Where("#status = :status AND NOT (#lease_expires_at > :now)").
+		Value("status", numAV(int64(task.Status))).
+		Value("now", numAV(now.UnixMilli()))
+	return w
 }

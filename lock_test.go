@@ -25,7 +25,7 @@ func TestHeartbeatKeepsLongTaskLocked(t *testing.T) {
 	cfg.Lease = 900 * time.Millisecond
 	tr := newTracker(t, cfg)
 	other := worker(t, cfg, "other")
-	require.NoError(t, tr.Create(ctx, "long", nil))
+	require.NoError(t, tr.Create(ctx, ddbtrack.NewTask{ID: "long"}))
 
 	err := tr.Start(ctx, "long", func(ctx context.Context, task *ddbtrack.Task[Step]) error {
 		deadline := time.Now().Add(3 * cfg.Lease)
@@ -55,7 +55,7 @@ func TestLeaseLostCancelsFunction(t *testing.T) {
 	cfg.Lease = 600 * time.Millisecond
 	tr := newTracker(t, cfg)
 	b := worker(t, cfg, "worker-b")
-	require.NoError(t, tr.Create(ctx, "t", nil))
+	require.NoError(t, tr.Create(ctx, ddbtrack.NewTask{ID: "t"}))
 
 	err := tr.Start(ctx, "t", func(ctx context.Context, task *ddbtrack.Task[Step]) error {
 		// The lease runs out by the shared clock, and B takes over while
@@ -92,7 +92,7 @@ func TestRelease(t *testing.T) {
 		return errors.Join(errors.New("input not ready"), ddbtrack.ErrRelease)
 	}
 
-	require.NoError(t, tr.Create(ctx, "pending", nil))
+	require.NoError(t, tr.Create(ctx, ddbtrack.NewTask{ID: "pending"}))
 	err := tr.Start(ctx, "pending", notYet)
 	require.ErrorIs(t, err, ddbtrack.ErrRelease, "Start returns fn's error")
 	task := get(t, tr, "pending")
@@ -111,7 +111,7 @@ func TestRelease(t *testing.T) {
 	require.Len(t, task.Errors, 1)
 
 	// ReleaseOnCancel: the caller's cancellation is not the task's fault.
-	require.NoError(t, tr.Create(ctx, "cancelled", nil))
+	require.NoError(t, tr.Create(ctx, ddbtrack.NewTask{ID: "cancelled"}))
 	cctx, cancel := context.WithCancel(ctx)
 	err = tr.StartWith(cctx, "cancelled", ddbtrack.StartOptions{ReleaseOnCancel: true}, func(ctx context.Context, _ *ddbtrack.Task[Step]) error {
 		cancel()
@@ -134,7 +134,7 @@ func TestReleaseAfterTakeover(t *testing.T) {
 	cfg, clk := clockedConfig(t)
 	cfg.Lease = time.Minute
 	tr := newTracker(t, cfg)
-	require.NoError(t, tr.Create(ctx, "t", nil))
+	require.NoError(t, tr.Create(ctx, ddbtrack.NewTask{ID: "t"}))
 
 	b := worker(t, cfg, "worker-b")
 	err := tr.Start(ctx, "t", func(context.Context, *ddbtrack.Task[Step]) error {
@@ -159,7 +159,7 @@ func TestStartOptions(t *testing.T) {
 	cfg, clk := clockedConfig(t)
 	cfg.MaxAttempts = 5
 	tr := newTracker(t, cfg)
-	require.NoError(t, tr.Create(ctx, "t", nil))
+	require.NoError(t, tr.Create(ctx, ddbtrack.NewTask{ID: "t"}))
 
 	opts := ddbtrack.StartOptions{Lease: 42 * time.Second, MaxAttempts: 1}
 	err := tr.StartWith(ctx, "t", opts, func(_ context.Context, task *ddbtrack.Task[Step]) error {
@@ -172,7 +172,7 @@ func TestStartOptions(t *testing.T) {
 
 	for _, bad := range []ddbtrack.StartOptions{{Lease: -time.Second}, {Lease: time.Millisecond}, {MaxAttempts: -1}} {
 		err := tr.StartWith(ctx, "t", bad, ok)
-		require.ErrorIs(t, err, ddbtrack.ErrInvalidConfig)
+		require.ErrorIs(t, err, ddbtrack.ErrInvalidOption)
 		require.ErrorContains(t, err, "StartOptions.")
 	}
 }
@@ -213,7 +213,7 @@ func TestHeartbeatStopsBeforeStartReturns(t *testing.T) {
 		},
 	}
 	for name, fn := range cases {
-		require.NoError(t, tr.Create(ctx, name, nil))
+		require.NoError(t, tr.Create(ctx, ddbtrack.NewTask{ID: name}))
 		var opts ddbtrack.StartOptions
 		if name == "lease lost" {
 			opts.Lease = 30 * time.Millisecond // A beat must notice the takeover.

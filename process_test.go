@@ -49,13 +49,29 @@ func TestProcessBatch(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	cfg := config(t)
+	var claims, successes, failures atomic.Int32
+	cfg.OnEvent = func(ctx context.Context, e ddbtrack.Event[Step]) context.Context {
+		switch e.Kind {
+		case ddbtrack.EventClaimed:
+			claims.Add(1)
+		case ddbtrack.EventSucceeded:
+			require.Equal(t, Success, e.Task.Status)
+			successes.Add(1)
+		case ddbtrack.EventFailed:
+			require.EqualError(t, e.Err, "transient")
+			require.Equal(t, Failed, e.Task.Status)
+			failures.Add(1)
+		case ddbtrack.EventIgnored:
+			t.Errorf("task %s ignored: %v", e.Task.ID, e.Err)
+		}
+		return ctx
+	}
 	tr := newTracker(t, cfg)
 	n := scaled(200)
 	ids := pendingTasks(t, tr, n)
 
 	var mu sync.Mutex
 	runs := map[string]int{}
-	var claims, successes, failures atomic.Int32
 	res, err := tr.Process(ctx, func(_ context.Context, task *ddbtrack.Task[Step]) error {
 		mu.Lock()
 		runs[task.ID]++
@@ -67,20 +83,7 @@ func TestProcessBatch(t *testing.T) {
 			return errors.New("transient")
 		}
 		return nil
-	}, ddbtrack.ProcessOptions[Step]{
-		Concurrency: 8,
-		OnClaim:     func(ddbtrack.Event[Step]) { claims.Add(1) },
-		OnSuccess: func(e ddbtrack.Event[Step]) {
-			require.Equal(t, Success, e.Task.Status)
-			successes.Add(1)
-		},
-		OnFailure: func(e ddbtrack.Event[Step]) {
-			require.EqualError(t, e.Err, "transient")
-			require.Equal(t, Failed, e.Task.Status)
-			failures.Add(1)
-		},
-		OnIgnored: func(e ddbtrack.Event[Step]) { t.Errorf("task %s ignored: %v", e.Task.ID, e.Err) },
-	})
+	}, ddbtrack.ProcessOptions[Step]{Concurrency: 8})
 	require.NoError(t, err)
 
 	failing := (n + 3) / 4
@@ -109,25 +112,20 @@ func TestProcessIgnoresPoison(t *testing.T) {
 	ctx := context.Background()
 	cfg := config(t)
 	cfg.MaxAttempts = 2
+	var evs events
+	cfg.OnEvent = evs.hook
 	tr := newTracker(t, cfg)
 	pendingTasks(t, tr, 3)
 
-	var ignored []ddbtrack.Event[Step]
-	var mu sync.Mutex
 	res, err := tr.Process(ctx, func(_ context.Context, task *ddbtrack.Task[Step]) error {
 		if task.ID == "task-0001" {
 			time.Sleep(5 * time.Millisecond)
 			return errors.New("poison")
 		}
 		return nil
-	}, ddbtrack.ProcessOptions[Step]{
-		OnIgnored: func(e ddbtrack.Event[Step]) {
-			mu.Lock()
-			defer mu.Unlock()
-			ignored = append(ignored, e)
-		},
-	})
+	}, ddbtrack.ProcessOptions[Step]{})
 	require.NoError(t, err)
+	ignored := evs.of(ddbtrack.EventIgnored)
 	require.Equal(t, ddbtrack.ProcessResult{Claimed: 4, Succeeded: 2, Failed: 1, Ignored: 1}, res)
 	require.Len(t, ignored, 1)
 	require.Equal(t, "task-0001", ignored[0].Task.ID)
@@ -169,9 +167,9 @@ func TestProcessServiceMode(t *testing.T) {
 	}()
 
 	// Tasks created while the service runs are picked up.
-	require.NoError(t, tr.Create(context.Background(), "late", nil))
+	require.NoError(t, tr.Create(context.Background(), ddbtrack.NewTask{ID: "late"}))
 	require.Eventually(t, func() bool { return get(t, tr, "late").Status == Success }, 30*time.Second, 20*time.Millisecond)
-	require.NoError(t, tr.Create(context.Background(), "slow", nil))
+	require.NoError(t, tr.Create(context.Background(), ddbtrack.NewTask{ID: "slow"}))
 	select {
 	case <-inFlight:
 	case <-time.After(30 * time.Second):
@@ -184,19 +182,19 @@ func TestProcessServiceMode(t *testing.T) {
 	require.Equal(t, Success, get(t, tr, "slow").Status)
 }
 
-// TestProcessReleaseOnShutdown: with ReleaseOnShutdown, cancellation
+// TestProcessReleaseOnCancel: with Start.ReleaseOnCancel, cancellation
 // reaches fn and the task goes back to Pending, the attempt not counted.
-func TestProcessReleaseOnShutdown(t *testing.T) {
+func TestProcessReleaseOnCancel(t *testing.T) {
 	t.Parallel()
 	cfg := config(t)
 	tr := newTracker(t, cfg)
-	require.NoError(t, tr.Create(context.Background(), "t", nil))
+	require.NoError(t, tr.Create(context.Background(), ddbtrack.NewTask{ID: "t"}))
 	ctx, cancel := context.WithCancel(context.Background())
 	res, err := tr.Process(ctx, func(fctx context.Context, _ *ddbtrack.Task[Step]) error {
 		cancel()
 		<-fctx.Done()
 		return fctx.Err()
-	}, ddbtrack.ProcessOptions[Step]{ReleaseOnShutdown: true})
+	}, ddbtrack.ProcessOptions[Step]{Start: ddbtrack.StartOptions{ReleaseOnCancel: true}})
 	require.ErrorIs(t, err, context.Canceled)
 	require.Equal(t, ddbtrack.ProcessResult{Claimed: 1, Released: 1}, res)
 	task := get(t, tr, "t")
@@ -214,7 +212,8 @@ func TestProcessTakesOverExpiredLease(t *testing.T) {
 	ctx := context.Background()
 	cfg := config(t)
 	tr := newTracker(t, cfg)
-	require.NoError(t, tr.Create(ctx, "t", nil))
+	// Due two hours ago, so that it is due by the stale worker's clock too.
+	require.NoError(t, tr.Create(ctx, ddbtrack.NewTask{ID: "t", DueAt: time.Now().Add(-2 * time.Hour)}))
 
 	behind := cfg
 	behind.Owner = "stale-worker"
@@ -311,7 +310,7 @@ func TestProcessRejectsBadOptions(t *testing.T) {
 		{MaxBackoff: -time.Second},
 	} {
 		_, err := tr.Process(context.Background(), ok, opts)
-		require.ErrorIs(t, err, ddbtrack.ErrInvalidConfig)
+		require.ErrorIs(t, err, ddbtrack.ErrInvalidOption)
 		require.ErrorContains(t, err, "ProcessOptions.")
 	}
 	_, err = tr.Process(context.Background(), ok, ddbtrack.ProcessOptions[Step]{})
@@ -401,20 +400,18 @@ func TestEventTaskIsTheRecordedTask(t *testing.T) {
 	cfg, clk := clockedConfig(t)
 	cfg.MaxAttempts = 2
 	cfg.Retention = time.Hour
-	tr := newTracker(t, cfg)
-	for _, id := range []string{"flaky", "poison", "fine"} {
-		require.NoError(t, tr.Create(ctx, id, map[string]any{"id": id}))
-	}
-	// The previous output is what a success without SetOutput removes.
-	require.NoError(t, tr.Start(ctx, "fine", func(_ context.Context, task *ddbtrack.Task[Step]) error {
-		return task.SetOutput("old")
-	}))
-	_, err := tr.Requeue(ctx, ddbtrack.RequeueOptions[Step]{Statuses: []Step{Success}})
-	require.NoError(t, err)
-
-	var flakyRuns atomic.Int32
+	var tr *ddbtrack.Tracker[Step]
+	var processing atomic.Bool
 	seen := map[string]int{}
-	check := func(e ddbtrack.Event[Step]) {
+	cfg.OnEvent = func(ctx context.Context, e ddbtrack.Event[Step]) context.Context {
+		switch e.Kind {
+		case ddbtrack.EventSucceeded, ddbtrack.EventFailed, ddbtrack.EventIgnored:
+		default:
+			return ctx
+		}
+		if !processing.Load() {
+			return ctx
+		}
 		clk.Advance(time.Second) // A read that raced the write would show the old times.
 		got, err := json.Marshal(e.Task)
 		require.NoError(t, err)
@@ -422,7 +419,22 @@ func TestEventTaskIsTheRecordedTask(t *testing.T) {
 		require.NoError(t, err)
 		require.JSONEq(t, string(want), string(got), "the event's task differs from the stored one")
 		seen[e.Task.Status.String()]++
+		return ctx
 	}
+	tr = newTracker(t, cfg)
+	for _, id := range []string{"flaky", "poison", "fine"} {
+		require.NoError(t, tr.Create(ctx, ddbtrack.NewTask{ID: id, Data: map[string]any{"id": id}}))
+	}
+	// The previous output is what a success without SetOutput removes.
+	require.NoError(t, tr.Start(ctx, "fine", func(_ context.Context, task *ddbtrack.Task[Step]) error {
+		return task.SetOutput("old")
+	}))
+	clk.Advance(time.Millisecond) // Requeue leaves tasks that changed at the moment it starts.
+	_, err := tr.Requeue(ctx, ddbtrack.RequeueOptions[Step]{Statuses: []Step{Success}})
+	require.NoError(t, err)
+
+	var flakyRuns atomic.Int32
+	processing.Store(true)
 	_, err = tr.Process(ctx, func(_ context.Context, task *ddbtrack.Task[Step]) error {
 		clk.Advance(time.Second)
 		switch task.ID {
@@ -438,9 +450,6 @@ func TestEventTaskIsTheRecordedTask(t *testing.T) {
 	}, ddbtrack.ProcessOptions[Step]{
 		// One worker: nobody claims a task between its hook and the read.
 		Concurrency: 1,
-		OnSuccess:   check,
-		OnFailure:   check,
-		OnIgnored:   check,
 	})
 	require.NoError(t, err)
 	require.Equal(t, map[string]int{"s09_success": 2, "s06_failed": 2, "s10_ignore": 1}, seen)

@@ -105,6 +105,8 @@ func qItem(job string, shards int, task qTask) map[string]types.AttributeValue {
 		"status_name": s(task.Status.String()),
 		"status_key":  s(fmt.Sprintf("%s#%d#%d", job, task.Status, qShard(task.ID, shards))),
 		"updated_at":  n(task.Updated),
+		"due_at":      n(task.Updated),
+		"order_key":   s(fmt.Sprintf("%015d#%s", task.Updated, task.ID)),
 		"created_at":  n(task.Updated - 1000),
 		"attempts":    n(0),
 		"fence":       n(0),
@@ -222,12 +224,21 @@ func qExpect(tasks []qTask, opts ddbtrack.QueryOptions[Step], keep func(qTask) b
 // qIDs runs a query and returns the IDs it yields, in order.
 func qIDs(t testing.TB, seq func(yield func(*ddbtrack.Task[Step], error) bool)) []string {
 	t.Helper()
+	ids, err := qIDsErr(seq)
+	require.NoError(t, err)
+	return ids
+}
+
+// qIDsErr returns the IDs a query yields, or its error.
+func qIDsErr(seq func(yield func(*ddbtrack.Task[Step], error) bool)) ([]string, error) {
 	ids := []string{}
 	for task, err := range seq {
-		require.NoError(t, err)
+		if err != nil {
+			return ids, err
+		}
 		ids = append(ids, task.ID)
 	}
-	return ids
+	return ids, nil
 }
 
 // qFixture is a table of this test holding tasks spread over every status
@@ -419,17 +430,22 @@ func TestQueryGroundTruth(t *testing.T) {
 		want := qExpect(f.tasks, ddbtrack.QueryOptions[Step]{Statuses: []Step{Todo, Failed, InProgress}}, func(task qTask) bool {
 			return task.Status != InProgress || task.LeaseExp < now.UnixMilli()
 		})
-		got := qIDs(t, f.tr.Unfinished(ctx, ddbtrack.QueryOptions[Step]{Statuses: []Step{Success}}))
-		require.Equal(t, want, got, "pending, failed and expired running tasks; Statuses is ignored")
+		got := qIDs(t, f.tr.Query(ctx, ddbtrack.QueryOptions[Step]{Unfinished: true}))
+		require.Equal(t, want, got, "pending, failed and expired running tasks")
 
-		opts := ddbtrack.QueryOptions[Step]{Order: ddbtrack.NewestFirst, Limit: 77, Filter: expression.Name("data.region").Equal(expression.Value("us"))}
+		var oe *ddbtrack.OptionError
+		_, err := qIDsErr(f.tr.Query(ctx, ddbtrack.QueryOptions[Step]{Unfinished: true, Statuses: []Step{Success}}))
+		require.ErrorAs(t, err, &oe, "Unfinished chooses its own statuses")
+		require.Equal(t, "QueryOptions.Unfinished", oe.Field)
+
+		opts := ddbtrack.QueryOptions[Step]{Unfinished: true, Order: ddbtrack.NewestFirst, Limit: 77, Filter: expression.Name("data.region").Equal(expression.Value("us"))}
 		want = qExpect(f.tasks, ddbtrack.QueryOptions[Step]{Statuses: []Step{Todo, Failed, InProgress}, Order: ddbtrack.NewestFirst, Limit: 77}, func(task qTask) bool {
 			return task.Region == "us" && (task.Status != InProgress || task.LeaseExp < now.UnixMilli())
 		})
-		require.Equal(t, want, qIDs(t, f.tr.Unfinished(ctx, opts)))
+		require.Equal(t, want, qIDs(t, f.tr.Query(ctx, opts)))
 	})
 
-	t.Run("Count and Stats", func(t *testing.T) {
+	t.Run("Count", func(t *testing.T) {
 		t.Parallel()
 		truth := map[Step]int64{}
 		for _, s := range qStatuses {
@@ -438,17 +454,11 @@ func TestQueryGroundTruth(t *testing.T) {
 		for _, task := range f.tasks {
 			truth[task.Status]++
 		}
-		stats, err := f.tr.Stats(ctx)
-		require.NoError(t, err)
-		require.Equal(t, truth, stats)
+		require.Equal(t, truth, stats(t, f.tr))
 		for _, s := range qStatuses {
-			n, err := f.tr.Count(ctx, s)
-			require.NoError(t, err)
-			require.Equal(t, truth[s], n, "Count(%v)", s)
+			require.Equal(t, truth[s], count(t, f.tr, s), "Count(%v)", s)
 		}
-		n, err := f.tr.Count(ctx, Step(42))
-		require.NoError(t, err)
-		require.Zero(t, n, "a status nobody uses counts zero")
+		require.Zero(t, count(t, f.tr, Step(42)), "a status nobody uses counts zero")
 	})
 }
 
@@ -477,11 +487,11 @@ func TestQueryStopsWhenTheLoopDoes(t *testing.T) {
 	for i := range tasks {
 		tasks[i] = qTask{ID: fmt.Sprintf("t-%03d", i), Status: []Step{Todo, Failed}[i%2], Updated: 1_700_000_000_000 + int64(i)*1000}
 	}
-	qSeed(t, ddbtest.Client(t), cfg.Table, cfg.Job, ddbtrack.DefaultShards, tasks)
+	qSeed(t, ddbtest.Client(t), cfg.Table, cfg.Job, defaultShards, tasks)
 	counter := &qCounter{Client: ddbtest.Client(t)}
 	tr, err := ddbtrack.New(counter, cfg)
 	require.NoError(t, err)
-	streams := int64(2 * ddbtrack.DefaultShards)
+	streams := int64(2 * defaultShards)
 	opts := ddbtrack.QueryOptions[Step]{Statuses: []Step{Todo, Failed}, PageSize: 5}
 
 	seq := tr.Query(ctx, opts)
@@ -526,7 +536,7 @@ func TestQueryStopsWhenTheLoopDoes(t *testing.T) {
 	require.NoError(t, err)
 	var shard0 []string
 	for _, task := range tasks {
-		if task.Status == Todo && qShard(task.ID, ddbtrack.DefaultShards) == 0 {
+		if task.Status == Todo && qShard(task.ID, defaultShards) == 0 {
 			shard0 = append(shard0, task.ID)
 		}
 	}
@@ -561,14 +571,16 @@ func TestQueryRejectsBadOptions(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			seqs := []func(func(*ddbtrack.Task[Step], error) bool){tr.Query(ctx, c.opts)}
-			if c.name != "no statuses" { // Unfinished ignores Statuses.
-				seqs = append(seqs, tr.Unfinished(ctx, c.opts))
+			if c.name != "no statuses" { // Unfinished chooses its own statuses.
+				unfinished := c.opts
+				unfinished.Statuses, unfinished.Unfinished = nil, true
+				seqs = append(seqs, tr.Query(ctx, unfinished))
 			}
 			for _, seq := range seqs {
 				n := 0
 				for task, err := range seq {
 					require.Nil(t, task)
-					require.ErrorIs(t, err, ddbtrack.ErrInvalidQuery)
+					require.ErrorIs(t, err, ddbtrack.ErrInvalidOption)
 					require.ErrorContains(t, err, c.want)
 					n++
 				}
@@ -579,7 +591,7 @@ func TestQueryRejectsBadOptions(t *testing.T) {
 				c.opts.Limit = -1
 			}
 			_, err := tr.QueryPage(ctx, c.opts, "")
-			require.ErrorIs(t, err, ddbtrack.ErrInvalidQuery)
+			require.ErrorIs(t, err, ddbtrack.ErrInvalidOption)
 			require.ErrorContains(t, err, c.want)
 		})
 	}
@@ -589,7 +601,7 @@ func TestQueryRejectsBadOptions(t *testing.T) {
 
 	// Cursors: garbage, and one from another query.
 	for i := range 3 {
-		require.NoError(t, tr.Create(ctx, fmt.Sprintf("t-%d", i), nil))
+		require.NoError(t, tr.Create(ctx, ddbtrack.NewTask{ID: fmt.Sprintf("t-%d", i)}))
 	}
 	opts := ddbtrack.QueryOptions[Step]{Statuses: []Step{Todo}, Limit: 1}
 	page, err := tr.QueryPage(ctx, opts, "")
@@ -597,7 +609,7 @@ func TestQueryRejectsBadOptions(t *testing.T) {
 	require.NotEmpty(t, page.Cursor)
 	for _, bad := range []string{"not a cursor!", "e30", page.Cursor[:len(page.Cursor)-3]} {
 		_, err = tr.QueryPage(ctx, opts, bad)
-		require.ErrorIs(t, err, ddbtrack.ErrInvalidCursor, "cursor %q", bad)
+		require.ErrorIs(t, err, ddbtrack.ErrInvalidOption, "cursor %q", bad)
 		require.ErrorContains(t, err, "pass the Cursor of the previous Page unchanged")
 	}
 	for _, other := range []ddbtrack.QueryOptions[Step]{
@@ -607,8 +619,8 @@ func TestQueryRejectsBadOptions(t *testing.T) {
 		{Statuses: []Step{Todo}, Limit: 1, Filter: expression.Name("last_error").Contains("x")},
 	} {
 		_, err = tr.QueryPage(ctx, other, page.Cursor)
-		require.ErrorIs(t, err, ddbtrack.ErrInvalidCursor)
-		require.ErrorContains(t, err, "the cursor belongs to a query with other options")
+		require.ErrorIs(t, err, ddbtrack.ErrInvalidOption)
+		require.ErrorContains(t, err, "cursor belongs to a query with other options")
 	}
 	opts.Limit, opts.PageSize = 5, 2
 	page, err = tr.QueryPage(ctx, opts, page.Cursor)
@@ -628,7 +640,7 @@ func TestShardOfTaskIDIsStable(t *testing.T) {
 	cfg.Shards = 8
 	tr := newTracker(t, cfg)
 	for id, shard := range map[string]int{"t-1": 1, "t-2": 0, "task-000042": 5} {
-		require.NoError(t, tr.Create(ctx, id, nil))
+		require.NoError(t, tr.Create(ctx, ddbtrack.NewTask{ID: id}))
 		out, err := ddbtest.Client(t).GetItem(ctx, &dynamodb.GetItemInput{
 			TableName: aws.String(cfg.Table),
 			Key:       keyOf(cfg.Job, id),

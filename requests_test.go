@@ -68,9 +68,9 @@ func measureRequests(tb testing.TB, cfg ddbtrack.Config[Step], clk *clock, prefi
 	}
 
 	ok, failed, locked := prefix+"ok", prefix+"failed", prefix+"locked"
-	measure("create", onePut, func() { require.NoError(tb, tr.Create(ctx, ok, payload{Version: 1})) })
-	require.NoError(tb, tr.Create(ctx, failed, payload{Version: 1}))
-	require.NoError(tb, tr.Create(ctx, locked, payload{Version: 1}))
+	measure("create", onePut, func() { require.NoError(tb, tr.Create(ctx, ddbtrack.NewTask{ID: ok, Data: payload{Version: 1}})) })
+	require.NoError(tb, tr.Create(ctx, ddbtrack.NewTask{ID: failed, Data: payload{Version: 1}}))
+	require.NoError(tb, tr.Create(ctx, ddbtrack.NewTask{ID: locked, Data: payload{Version: 1}}))
 
 	claim, outcome, err := startSplit(rc, tr, ok, nil)
 	require.NoError(tb, err)
@@ -131,7 +131,7 @@ func measureRequests(tb testing.TB, cfg ddbtrack.Config[Step], clk *clock, prefi
 	done := &completions{Client: rc}
 	trHB, err := ddbtrack.New(done, cfg)
 	require.NoError(tb, err)
-	require.NoError(tb, trHB.Create(ctx, hb, nil))
+	require.NoError(tb, trHB.Create(ctx, ddbtrack.NewTask{ID: hb}))
 	var beats reqcount.Counts
 	err = trHB.StartWith(ctx, hb, ddbtrack.StartOptions{Lease: 600 * time.Millisecond}, func(context.Context, *ddbtrack.Task[Step]) error {
 		before, n := rc.Counts(), done.updates.Load()

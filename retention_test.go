@@ -45,7 +45,7 @@ func TestRetention(t *testing.T) {
 	}
 
 	// A success expires Retention later, stored in the seconds TTL reads.
-	require.NoError(t, tr.Create(ctx, "done", nil))
+	require.NoError(t, tr.Create(ctx, ddbtrack.NewTask{ID: "done"}))
 	clk.Advance(1500 * time.Millisecond) // Off a whole second, to see the rounding.
 	require.NoError(t, tr.Start(ctx, "done", ok))
 	want := time.Unix(clk.Now().Add(cfg.Retention).Unix(), 0)
@@ -53,12 +53,13 @@ func TestRetention(t *testing.T) {
 	require.Equal(t, strconv.FormatInt(want.Unix(), 10), rawAttr(t, client, cfg, "done", "expires_at"))
 
 	// Failures are kept, to be looked at.
-	require.NoError(t, tr.Create(ctx, "broken", nil))
+	require.NoError(t, tr.Create(ctx, ddbtrack.NewTask{ID: "broken"}))
 	require.Error(t, tr.Start(ctx, "broken", func(context.Context, *ddbtrack.Task[Step]) error { return errors.New("no") }))
 	require.Zero(t, get(t, tr, "broken").ExpiresAt)
 	require.Empty(t, rawAttr(t, client, cfg, "broken", "expires_at"))
 
 	// A task requeued from Succeeded runs again, so it must not expire.
+	clk.Advance(time.Millisecond)
 	res, err := tr.Requeue(ctx, ddbtrack.RequeueOptions[Step]{Statuses: []Step{Success}})
 	require.NoError(t, err)
 	require.Equal(t, 1, res.Moved)
@@ -92,7 +93,7 @@ func TestRetentionOffLeavesTTLAlone(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, tr.CreateTable(ctx))
 	require.Zero(t, counted.Counts()[reqcount.DescribeTimeToLive]+counted.Counts()[reqcount.UpdateTimeToLive])
-	require.NoError(t, tr.Create(ctx, "t", nil))
+	require.NoError(t, tr.Create(ctx, ddbtrack.NewTask{ID: "t"}))
 	require.NoError(t, tr.Start(ctx, "t", ok))
 	require.Zero(t, get(t, tr, "t").ExpiresAt)
 }

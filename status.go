@@ -4,9 +4,9 @@ import "fmt"
 
 // Status is the constraint for a job's own enum of task statuses. The
 // integer is what DynamoDB stores and indexes; String gives the name that
-// logs, records and operators see. As in the seed notebook, a bigger number
-// usually means closer to done, but ddbtrack only requires the five roles in
-// [Config] to have distinct values.
+// logs, records and operators see. ddbtrack only requires the five roles in
+// [Config] to have distinct values; ordering the enum so that a bigger
+// number means closer to done makes records easy to read.
 //
 // A typical declaration:
 //
@@ -26,24 +26,19 @@ type Status interface {
 	String() string
 }
 
-// roles names the five statuses ddbtrack moves tasks between. It exists so
-// that validation and error messages can speak of roles by name.
-type roles[S Status] struct {
-	pending, running, failed, succeeded, ignored S
-}
-
-func (r roles[S]) check() error {
+// checkRoles reports two roles of cfg that share a value.
+func checkRoles[S Status](cfg *Config[S]) error {
 	named := []struct {
 		field string
 		value S
 	}{
-		{"Pending", r.pending}, {"Running", r.running}, {"Failed", r.failed},
-		{"Succeeded", r.succeeded}, {"Ignored", r.ignored},
+		{"Pending", cfg.Pending}, {"Running", cfg.Running}, {"Failed", cfg.Failed},
+		{"Succeeded", cfg.Succeeded}, {"Ignored", cfg.Ignored},
 	}
 	seen := make(map[S]string, len(named))
 	for _, n := range named {
 		if other, dup := seen[n.value]; dup {
-			return configError(n.field, fmt.Sprintf("has the same value (%d, %q) as %s", int(n.value), n.value.String(), other),
+			return optionError("Config."+n.field, fmt.Sprintf("has the same value (%d, %q) as Config.%s", int(n.value), n.value.String(), other),
 				"give each of Pending, Running, Failed, Succeeded and Ignored its own status value")
 		}
 		seen[n.value] = n.field

@@ -18,26 +18,27 @@ const IndexName = "status-index"
 
 // CreateTableInput returns the request that creates the tracker's table:
 // a string partition key "pk", and the status index keyed by "status_key"
-// (job, status and shard) and "updated_at" (epoch milliseconds), projecting
-// all attributes so that a listing needs no read per row. Billing is
+// (job, status and shard) and "order_key" (the task's due time as 15 zero-
+// padded digits of epoch milliseconds, "#", and its ID), projecting all
+// attributes so that a listing needs no read per row. Billing is
 // pay-per-request. Infrastructure-as-code users can copy the schema from it.
 func (t *Tracker[S]) CreateTableInput() *dynamodb.CreateTableInput {
 	return &dynamodb.CreateTableInput{
 		TableName:   aws.String(t.cfg.Table),
 		BillingMode: types.BillingModePayPerRequest,
 		AttributeDefinitions: []types.AttributeDefinition{
-			{AttributeName: aws.String("pk"), AttributeType: types.ScalarAttributeTypeS},
-			{AttributeName: aws.String("status_key"), AttributeType: types.ScalarAttributeTypeS},
-			{AttributeName: aws.String("updated_at"), AttributeType: types.ScalarAttributeTypeN},
+			{AttributeName: aws.String(attrPK), AttributeType: types.ScalarAttributeTypeS},
+			{AttributeName: aws.String(attrStatusKey), AttributeType: types.ScalarAttributeTypeS},
+			{AttributeName: aws.String(attrOrderKey), AttributeType: types.ScalarAttributeTypeS},
 		},
 		KeySchema: []types.KeySchemaElement{
-			{AttributeName: aws.String("pk"), KeyType: types.KeyTypeHash},
+			{AttributeName: aws.String(attrPK), KeyType: types.KeyTypeHash},
 		},
 		GlobalSecondaryIndexes: []types.GlobalSecondaryIndex{{
 			IndexName: aws.String(IndexName),
 			KeySchema: []types.KeySchemaElement{
-				{AttributeName: aws.String("status_key"), KeyType: types.KeyTypeHash},
-				{AttributeName: aws.String("updated_at"), KeyType: types.KeyTypeRange},
+				{AttributeName: aws.String(attrStatusKey), KeyType: types.KeyTypeHash},
+				{AttributeName: aws.String(attrOrderKey), KeyType: types.KeyTypeRange},
 			},
 			Projection: &types.Projection{ProjectionType: types.ProjectionTypeAll},
 		}},
@@ -60,7 +61,7 @@ func (t *Tracker[S]) CreateTable(ctx context.Context) error {
 			return fmt.Errorf("ddbtrack: describe existing table %q: %w", t.cfg.Table, err)
 		}
 		if err := checkSchema(out.Table); err != nil {
-			return fmt.Errorf("%w: table %q: %v; use another Config.Table, or migrate the data to a table created by CreateTable", ErrTableSchema, t.cfg.Table, err)
+			return fmt.Errorf("%w: table %q: %v; use another Config.Table for a new table, or copy the tasks to a table that CreateTable made", ErrTableSchema, t.cfg.Table, err)
 		}
 	case err != nil:
 		return fmt.Errorf("ddbtrack: create table %q: %w", t.cfg.Table, err)
@@ -82,10 +83,7 @@ func (t *Tracker[S]) CreateTable(ctx context.Context) error {
 	return nil
 }
 
-// expiresAttr is the attribute time to live reads; see Config.Retention.
-const expiresAttr = "expires_at"
-
-// enableTTL turns time to live on for expiresAttr. A server without time
+// enableTTL turns time to live on for attrExpiresAt. A server without time
 // to live, such as dynalite, gets a warning rather than an error: tasks
 // still carry their expiry, and are kept until someone deletes them, which
 // is what a local test server should do anyway.
@@ -101,16 +99,16 @@ func (t *Tracker[S]) enableTTL(ctx context.Context) error {
 		if d.TimeToLiveStatus != types.TimeToLiveStatusEnabled && d.TimeToLiveStatus != types.TimeToLiveStatusEnabling {
 			break
 		}
-		if got := aws.ToString(d.AttributeName); got != expiresAttr {
+		if got := aws.ToString(d.AttributeName); got != attrExpiresAt {
 			return fmt.Errorf("%w: table %q expires items by attribute %q, but Config.Retention writes %q and a table has only one: "+
-				"turn its time to live off, or set Retention to 0 and expire tasks yourself", ErrTableSchema, t.cfg.Table, got, expiresAttr)
+				"turn its time to live off, or set Retention to 0 and expire tasks yourself", ErrTableSchema, t.cfg.Table, got, attrExpiresAt)
 		}
 		return nil
 	}
 	_, err = t.client.UpdateTimeToLive(ctx, &dynamodb.UpdateTimeToLiveInput{
 		TableName: name,
 		TimeToLiveSpecification: &types.TimeToLiveSpecification{
-			AttributeName: aws.String(expiresAttr),
+			AttributeName: aws.String(attrExpiresAt),
 			Enabled:       aws.Bool(true),
 		},
 	})
@@ -121,7 +119,7 @@ func (t *Tracker[S]) enableTTL(ctx context.Context) error {
 	case err != nil:
 		return fmt.Errorf("ddbtrack: turn on time to live for table %q, which Config.Retention needs: %w", t.cfg.Table, err)
 	}
-	t.log.Info("time to live on", "table", t.cfg.Table, "attribute", expiresAttr, "retention", t.cfg.Retention)
+	t.log.Info("time to live on", "table", t.cfg.Table, "attribute", attrExpiresAt, "retention", t.cfg.Retention)
 	return nil
 }
 
@@ -150,7 +148,11 @@ func checkSchema(d *types.TableDescription) error {
 		if aws.ToString(g.IndexName) != IndexName {
 			continue
 		}
-		if got, want := keySchema(g.KeySchema, attrTypes), "status_key:S:HASH updated_at:N:RANGE"; got != want {
+		got, want := keySchema(g.KeySchema, attrTypes), "status_key:S:HASH order_key:S:RANGE"
+		if got == "status_key:S:HASH updated_at:N:RANGE" {
+			return fmt.Errorf("its index %s has the key of ddbtrack before v0.2 (%s), which cannot order tasks by due time", IndexName, got)
+		}
+		if got != want {
 			return fmt.Errorf("its index %s has key %s, not %s", IndexName, got, want)
 		}
 		if g.Projection == nil || g.Projection.ProjectionType != types.ProjectionTypeAll {

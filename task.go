@@ -2,12 +2,12 @@ package ddbtrack
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
-	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
 
@@ -28,15 +28,24 @@ type Task[S Status] struct {
 	// Attempts counts consecutive attempts that did not succeed. A claim
 	// counts the attempt it starts, so inside Start's function Attempts is
 	// the number of the current attempt (1 for the first). A success resets
-	// it to zero, Reset too.
+	// it to zero, and so do Reset and Requeue.
 	Attempts int
 	// Fence is the fencing token: it grows by one with every claim. A
-	// function can use it in conditions on its own tables so that a worker
-	// whose lease was lost cannot overwrite a newer worker's side effects.
+	// function can guard its own writes with [Task.FenceCondition], so that
+	// a worker whose lease was lost cannot overwrite a newer worker's work.
 	Fence int64
+	// DueAt orders the task within its status, and the status index sorts
+	// on it. For a task waiting to run it is the earliest time it may start:
+	// its creation, the time it was scheduled for, or the end of its retry
+	// backoff or snooze. For a Running task it is when the claim's lease
+	// ran out (renewals extend LeaseExpiresAt, not DueAt). For a finished
+	// task it is when it finished, which is when a pipeline's next step may
+	// start it.
+	DueAt time.Time
 	// CreatedAt, UpdatedAt, StartedAt and SucceededAt are stored as epoch
-	// milliseconds. StartedAt is the last claim; SucceededAt the last success.
-	// They are zero when the event has not happened.
+	// milliseconds. UpdatedAt is the last status change, StartedAt the last
+	// claim and SucceededAt the last success. They are zero when the event
+	// has not happened.
 	CreatedAt, UpdatedAt, StartedAt, SucceededAt time.Time
 	// LeaseOwner and LeaseExpiresAt describe the lease of the worker
 	// running the task. Both are empty when no worker holds it.
@@ -46,6 +55,12 @@ type Task[S Status] struct {
 	// Config.Retention after it succeeded, in whole seconds. It is zero for
 	// a task that is kept.
 	ExpiresAt time.Time
+	// CancelledAt and CancelReason record a [Tracker.Cancel]: when it was
+	// asked for and why. A cancelled task ends Ignored. They are set while
+	// a running task's worker has yet to see the request, and cleared by
+	// Reset and Requeue.
+	CancelledAt  time.Time
+	CancelReason string
 	// LastError is the message of the latest failure, kept as a top-level
 	// string so that query filters such as contains(last_error, "timeout")
 	// can reach it. A success clears it.
@@ -54,23 +69,30 @@ type Task[S Status] struct {
 	// Config.ErrorHistory.
 	Errors []ErrorRecord
 
-	data, output   types.AttributeValue
-	dataSet        bool
-	outputSet      bool
-	leaseToken     string
-	abandonedEntry *ErrorRecord
-	// claimedFrom is the status the claim found the task in, which a
-	// release puts back; maxAttempts is the limit in force for this
-	// attempt; outcome is what Start recorded, for Process to report.
-	claimedFrom S
-	maxAttempts int
-	outcome     outcome
+	// data and output are the stored attributes; staged is what the
+	// running attempt will store, and is nil on a task that was only read.
+	data, output types.AttributeValue
+	staged       *staged
+}
+
+// staged holds what the function of an attempt asks to store with its
+// success: data, output, and writes to commit with it.
+type staged struct {
+	data, output       types.AttributeValue
+	dataSet, outputSet bool
+	writes             []types.TransactWriteItem
+	table              string // the tracker's table, whose task item writes may not touch
+	// writesErr is the first limit that AddWrites found broken. The commit
+	// fails with it even if the function ignored it.
+	writesErr error
 }
 
 // ErrorRecord is one failed attempt in a task's error history.
 type ErrorRecord struct {
 	// Attempt is the number of the attempt that failed, counting from 1.
 	Attempt int `json:"attempt"`
+	// Fence is the fencing token of the attempt that failed.
+	Fence int64 `json:"fence,omitempty"`
 	// At is when the failure was recorded.
 	At time.Time `json:"at"`
 	// Message is the error's text, truncated to 2 KiB.
@@ -79,14 +101,6 @@ type ErrorRecord struct {
 	// empty for an ordinary error.
 	Stack string `json:"stack,omitempty"`
 }
-
-// Bounds on what one error record may hold. With the default history of ten
-// records a task's errors stay under 100 KiB, a quarter of DynamoDB's 400 KB
-// item limit, so a long run of failures cannot crowd out the task's data.
-const (
-	maxMessageBytes = 2 << 10
-	maxStackBytes   = 8 << 10
-)
 
 // IsLocked reports whether a worker holds an unexpired lease on the task at
 // time now.
@@ -106,30 +120,64 @@ func (t *Task[S]) UnmarshalOutput(v any) error {
 	return unmarshalAttr("output", t.output, v)
 }
 
-// SetData replaces the task's data. As in the seed notebook, the new data
-// is stored only if the attempt succeeds; a failed attempt leaves the stored
-// data as it was, so the next attempt starts from the same input.
+// errNotRunning is returned by the methods that stage changes when they are
+// called on a task that was read rather than claimed.
+var errNotRunning = errors.New("ddbtrack: only the task that Start or Process passes to its function can stage data, output or writes; " +
+	"use Tracker.Create or Tracker.Reset to change a stored task")
+
+// SetData replaces the task's data. The new data is stored only if the
+// attempt succeeds; a failed attempt leaves the stored data as it was, so
+// the next attempt starts from the same input.
 //
 // SetData marshals v at once with [attributevalue.Marshal], so a value that
 // cannot be stored is reported here, while the function can still react.
+// It works only inside the function that Start runs.
 func (t *Task[S]) SetData(v any) error {
+	if t.staged == nil {
+		return errNotRunning
+	}
 	av, err := marshalAttr("data", v)
 	if err != nil {
 		return err
 	}
-	t.data, t.dataSet = av, true
+	t.staged.data, t.staged.dataSet = av, true
 	return nil
 }
 
 // SetOutput sets the output stored with the task's success. A success
-// without SetOutput removes the output of any earlier success.
+// without SetOutput removes the output of any earlier success. It works
+// only inside the function that Start runs.
 func (t *Task[S]) SetOutput(v any) error {
+	if t.staged == nil {
+		return errNotRunning
+	}
 	av, err := marshalAttr("output", v)
 	if err != nil {
 		return err
 	}
-	t.output, t.outputSet = av, true
+	t.staged.output, t.staged.outputSet = av, true
 	return nil
+}
+
+// FenceCondition returns the condition that guards a write of the task's
+// function to an item of its own, outside ddbtrack's table: the item's
+// attribute attr must be missing or hold a fence no newer than this
+// attempt's. Set attr to [Task].Fence in the same write. A worker whose
+// lease was lost, and whose task a newer worker has taken over, then finds
+// its late writes refused instead of overwriting the newer worker's:
+//
+//	update := expression.Set(expression.Name("balance"), expression.Value(b)).
+//		Set(expression.Name("fence"), expression.Value(task.Fence))
+//	expr, err := expression.NewBuilder().
+//		WithUpdate(update).WithCondition(task.FenceCondition("fence")).Build()
+//
+// Writes that must commit together with the task's success are better
+// added with [Task.AddWrites], which makes them atomic with it.
+func (t *Task[S]) FenceCondition(attr string) expression.ConditionBuilder {
+	return expression.Or(
+		expression.AttributeNotExists(expression.Name(attr)),
+		expression.Name(attr).LessThanEqual(expression.Value(t.Fence)),
+	)
 }
 
 func unmarshalAttr(what string, av types.AttributeValue, v any) error {
@@ -142,131 +190,6 @@ func unmarshalAttr(what string, av types.AttributeValue, v any) error {
 	return nil
 }
 
-// decodeTask reads a stored item. It decodes by hand rather than through
-// attributevalue's reflection because it runs on every claim and every row
-// of a query.
-func decodeTask[S Status](item map[string]types.AttributeValue) (*Task[S], error) {
-	t := &Task[S]{
-		Job:            str(item, "job"),
-		ID:             str(item, "task_id"),
-		Status:         S(num(item, "status")),
-		StatusName:     str(item, "status_name"),
-		Attempts:       int(num(item, "attempts")),
-		Fence:          num(item, "fence"),
-		CreatedAt:      millis(item, "created_at"),
-		UpdatedAt:      millis(item, "updated_at"),
-		StartedAt:      millis(item, "started_at"),
-		SucceededAt:    millis(item, "succeeded_at"),
-		LeaseOwner:     str(item, "lease_owner"),
-		LeaseExpiresAt: millis(item, "lease_expires_at"),
-		ExpiresAt:      seconds(item, expiresAttr),
-		LastError:      str(item, "last_error"),
-		data:           item["data"],
-		output:         item["output"],
-		leaseToken:     str(item, "lease_token"),
-	}
-	if l, ok := item["errors"].(*types.AttributeValueMemberL); ok {
-		t.Errors = make([]ErrorRecord, 0, len(l.Value))
-		for _, e := range l.Value {
-			m, ok := e.(*types.AttributeValueMemberM)
-			if !ok {
-				return nil, fmt.Errorf("ddbtrack: task %q has a malformed error history entry of type %T", t.ID, e)
-			}
-			t.Errors = append(t.Errors, ErrorRecord{
-				Attempt: int(num(m.Value, "attempt")),
-				At:      millis(m.Value, "at"),
-				Message: str(m.Value, "message"),
-				Stack:   str(m.Value, "stack"),
-			})
-		}
-	}
-	if t.ID == "" {
-		return nil, fmt.Errorf("ddbtrack: item %q has no task_id attribute; is the table shared with another application?", str(item, "pk"))
-	}
-	return t, nil
-}
-
-// encodeErrors encodes an error history for a SET of the whole list.
-// Writing the whole list, rather than appending, is what keeps it bounded:
-// the write is fenced by the lease token, so no other writer can have
-// changed the list since the claim returned it.
-func encodeErrors(records []ErrorRecord) types.AttributeValue {
-	l := make([]types.AttributeValue, len(records))
-	for i, r := range records {
-		m := map[string]types.AttributeValue{
-			"attempt": numAV(int64(r.Attempt)),
-			"at":      numAV(r.At.UnixMilli()),
-			"message": &types.AttributeValueMemberS{Value: r.Message},
-		}
-		if r.Stack != "" {
-			m["stack"] = &types.AttributeValueMemberS{Value: r.Stack}
-		}
-		l[i] = &types.AttributeValueMemberM{Value: m}
-	}
-	return &types.AttributeValueMemberL{Value: l}
-}
-
-// appendBounded appends r to the history, keeping the newest max records.
-func appendBounded(history []ErrorRecord, max int, r ...ErrorRecord) []ErrorRecord {
-	out := append(append([]ErrorRecord(nil), history...), r...)
-	if len(out) > max {
-		out = out[len(out)-max:]
-	}
-	return out
-}
-
-// truncate shortens s to at most max bytes without splitting a UTF-8
-// sequence, and says how much it cut.
-func truncate(s string, max int) string {
-	if len(s) <= max {
-		return s
-	}
-	const note = "… (truncated)"
-	cut := max - len(note)
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + note
-}
-
-func str(item map[string]types.AttributeValue, name string) string {
-	if v, ok := item[name].(*types.AttributeValueMemberS); ok {
-		return v.Value
-	}
-	return ""
-}
-
-func num(item map[string]types.AttributeValue, name string) int64 {
-	if v, ok := item[name].(*types.AttributeValueMemberN); ok {
-		n, _ := strconv.ParseInt(v.Value, 10, 64)
-		return n
-	}
-	return 0
-}
-
-func millis(item map[string]types.AttributeValue, name string) time.Time {
-	if ms := num(item, name); ms != 0 {
-		return time.UnixMilli(ms)
-	}
-	return time.Time{}
-}
-
-// seconds reads an epoch-seconds attribute, the unit time to live needs.
-func seconds(item map[string]types.AttributeValue, name string) time.Time {
-	if s := num(item, name); s != 0 {
-		return time.Unix(s, 0)
-	}
-	return time.Time{}
-}
-
-func numAV(n int64) types.AttributeValue {
-	return &types.AttributeValueMemberN{Value: strconv.FormatInt(n, 10)}
-}
-
-func strAV(s string) types.AttributeValue {
-	return &types.AttributeValueMemberS{Value: s}
-}
-
 // MarshalJSON writes the task as a readable record: status with its name,
 // times in RFC 3339, data and output as plain JSON.
 func (t *Task[S]) MarshalJSON() ([]byte, error) {
@@ -277,6 +200,7 @@ func (t *Task[S]) MarshalJSON() ([]byte, error) {
 		StatusName     string        `json:"status_name"`
 		Attempts       int           `json:"attempts"`
 		Fence          int64         `json:"fence"`
+		DueAt          *time.Time    `json:"due_at,omitempty"`
 		Data           any           `json:"data,omitempty"`
 		Output         any           `json:"output,omitempty"`
 		LastError      string        `json:"last_error,omitempty"`
@@ -288,16 +212,18 @@ func (t *Task[S]) MarshalJSON() ([]byte, error) {
 		LeaseOwner     string        `json:"lease_owner,omitempty"`
 		LeaseExpiresAt *time.Time    `json:"lease_expires_at,omitempty"`
 		ExpiresAt      *time.Time    `json:"expires_at,omitempty"`
+		CancelledAt    *time.Time    `json:"cancelled_at,omitempty"`
+		CancelReason   string        `json:"cancel_reason,omitempty"`
 	}
 	return json.Marshal(record{
 		Job: t.Job, ID: t.ID, Status: int(t.Status), StatusName: statusName[S](int(t.Status)),
-		Attempts: t.Attempts, Fence: t.Fence,
+		Attempts: t.Attempts, Fence: t.Fence, DueAt: timePtr(t.DueAt),
 		Data: plain(t.data), Output: plain(t.output),
 		LastError: t.LastError, Errors: t.Errors,
 		CreatedAt: timePtr(t.CreatedAt), UpdatedAt: timePtr(t.UpdatedAt),
 		StartedAt: timePtr(t.StartedAt), SucceededAt: timePtr(t.SucceededAt),
 		LeaseOwner: t.LeaseOwner, LeaseExpiresAt: timePtr(t.LeaseExpiresAt),
-		ExpiresAt: timePtr(t.ExpiresAt),
+		ExpiresAt: timePtr(t.ExpiresAt), CancelledAt: timePtr(t.CancelledAt), CancelReason: t.CancelReason,
 	})
 }
 

@@ -32,7 +32,7 @@ func TestSeedFlow(t *testing.T) {
 	cfg, clk := clockedConfig(t)
 	tr := newTracker(t, cfg)
 
-	require.NoError(t, tr.Create(ctx, "t-1", payload{Version: 1}))
+	require.NoError(t, tr.Create(ctx, ddbtrack.NewTask{ID: "t-1", Data: payload{Version: 1}}))
 	before := get(t, tr, "t-1")
 	require.Equal(t, Todo, before.Status)
 	require.False(t, before.IsLocked(clk.Now()))
@@ -85,7 +85,7 @@ func TestSeedFlow(t *testing.T) {
 	require.Equal(t, 1, failed.Attempts)
 	require.Equal(t, "something went wrong", failed.LastError)
 	require.Len(t, failed.Errors, 1)
-	require.Equal(t, ddbtrack.ErrorRecord{Attempt: 1, At: clk.Now(), Message: "something went wrong"}, failed.Errors[0])
+	require.Equal(t, ddbtrack.ErrorRecord{Attempt: 1, Fence: 2, At: clk.Now(), Message: "something went wrong"}, failed.Errors[0])
 	require.NoError(t, failed.UnmarshalData(&p))
 	require.Equal(t, 2, p.Version, "a failed attempt must not store its data")
 
@@ -127,7 +127,7 @@ func TestContentionOneTask(t *testing.T) {
 	ctx := context.Background()
 	cfg := config(t)
 	tr := newTracker(t, cfg)
-	require.NoError(t, tr.Create(ctx, "hot", nil))
+	require.NoError(t, tr.Create(ctx, ddbtrack.NewTask{ID: "hot"}))
 
 	const workers = 16
 	var runs, locked atomic.Int32
@@ -246,7 +246,7 @@ func TestLeaseExpiryTakeover(t *testing.T) {
 	cfg.Lease = time.Minute
 	tr := newTracker(t, cfg)
 	a, b := worker(t, cfg, "worker-a"), worker(t, cfg, "worker-b")
-	require.NoError(t, tr.Create(ctx, "t", payload{Version: 1}))
+	require.NoError(t, tr.Create(ctx, ddbtrack.NewTask{ID: "t", Data: payload{Version: 1}}))
 
 	err := a.Start(ctx, "t", func(ctx context.Context, task *ddbtrack.Task[Step]) error {
 		// While the lease holds, the other worker is refused.
@@ -306,7 +306,7 @@ func TestCrashLoopIsIgnored(t *testing.T) {
 	cfg.Lease = time.Minute
 	cfg.MaxAttempts = 3
 	tr := newTracker(t, cfg)
-	require.NoError(t, tr.Create(ctx, "poison", nil))
+	require.NoError(t, tr.Create(ctx, ddbtrack.NewTask{ID: "poison"}))
 
 	var runs int
 	var hang func(depth int) error
@@ -345,7 +345,7 @@ func TestRetriesAndReset(t *testing.T) {
 	cfg.MaxAttempts = 2
 	tr := newTracker(t, cfg)
 	fail := func(context.Context, *ddbtrack.Task[Step]) error { return errors.New("no") }
-	require.NoError(t, tr.Create(ctx, "t", nil))
+	require.NoError(t, tr.Create(ctx, ddbtrack.NewTask{ID: "t"}))
 
 	require.Error(t, tr.Start(ctx, "t", fail))
 	require.Equal(t, 1, get(t, tr, "t").Attempts)
@@ -370,7 +370,7 @@ func TestResetRefusesLockedTask(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	tr := newTracker(t, config(t))
-	require.NoError(t, tr.Create(ctx, "t", nil))
+	require.NoError(t, tr.Create(ctx, ddbtrack.NewTask{ID: "t"}))
 	require.NoError(t, tr.Start(ctx, "t", func(ctx context.Context, _ *ddbtrack.Task[Step]) error {
 		err := tr.Reset(ctx, "t")
 		require.ErrorIs(t, err, ddbtrack.ErrTaskLocked)
@@ -384,8 +384,8 @@ func TestCreateNeverOverwrites(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	tr := newTracker(t, config(t))
-	require.NoError(t, tr.Create(ctx, "t", payload{Version: 1}))
-	err := tr.Create(ctx, "t", payload{Version: 2})
+	require.NoError(t, tr.Create(ctx, ddbtrack.NewTask{ID: "t", Data: payload{Version: 1}}))
+	err := tr.Create(ctx, ddbtrack.NewTask{ID: "t", Data: payload{Version: 2}})
 	require.ErrorIs(t, err, ddbtrack.ErrTaskExists)
 	var p payload
 	require.NoError(t, get(t, tr, "t").UnmarshalData(&p))
@@ -408,7 +408,7 @@ func TestGetAndDeleteMissing(t *testing.T) {
 	require.ErrorIs(t, tr.Start(ctx, "nope", ok), ddbtrack.ErrTaskNotFound)
 	require.ErrorIs(t, tr.Delete(ctx, "nope"), ddbtrack.ErrTaskNotFound)
 
-	require.NoError(t, tr.Create(ctx, "t", nil))
+	require.NoError(t, tr.Create(ctx, ddbtrack.NewTask{ID: "t"}))
 	require.NoError(t, tr.Delete(ctx, "t"))
 	_, err = tr.Get(ctx, "t")
 	require.ErrorIs(t, err, ddbtrack.ErrTaskNotFound)
@@ -420,7 +420,7 @@ func TestPanicIsRecordedAndReraised(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	tr := newTracker(t, config(t))
-	require.NoError(t, tr.Create(ctx, "t", nil))
+	require.NoError(t, tr.Create(ctx, ddbtrack.NewTask{ID: "t"}))
 	require.PanicsWithValue(t, "kaboom", func() {
 		_ = tr.Start(ctx, "t", func(context.Context, *ddbtrack.Task[Step]) error { panic("kaboom") })
 	})
@@ -436,7 +436,7 @@ func TestPanicIsRecordedAndReraised(t *testing.T) {
 func TestCancelledContextStillRecords(t *testing.T) {
 	t.Parallel()
 	tr := newTracker(t, config(t))
-	require.NoError(t, tr.Create(context.Background(), "t", nil))
+	require.NoError(t, tr.Create(context.Background(), ddbtrack.NewTask{ID: "t"}))
 	ctx, cancel := context.WithCancel(context.Background())
 	err := tr.Start(ctx, "t", func(ctx context.Context, _ *ddbtrack.Task[Step]) error {
 		cancel()
@@ -457,7 +457,7 @@ func TestErrorHistoryIsBounded(t *testing.T) {
 	cfg.MaxAttempts = 100
 	cfg.ErrorHistory = 3
 	tr := newTracker(t, cfg)
-	require.NoError(t, tr.Create(ctx, "t", nil))
+	require.NoError(t, tr.Create(ctx, ddbtrack.NewTask{ID: "t"}))
 	for i := 1; i <= 7; i++ {
 		err := tr.Start(ctx, "t", func(context.Context, *ddbtrack.Task[Step]) error {
 			return fmt.Errorf("failure %d: %s", i, strings.Repeat("x", 5000))
@@ -482,7 +482,7 @@ func TestExtraStartableStatus(t *testing.T) {
 	ctx := context.Background()
 	cfg := config(t)
 	step1 := newTracker(t, cfg)
-	require.NoError(t, step1.Create(ctx, "t", nil))
+	require.NoError(t, step1.Create(ctx, ddbtrack.NewTask{ID: "t"}))
 	require.NoError(t, step1.Start(ctx, "t", ok))
 
 	// Step 2 has its own roles and treats step 1's Success as a start.
@@ -533,7 +533,7 @@ func TestGoexitInFnStopsHeartbeat(t *testing.T) {
 	cfg := config(t)
 	cfg.Lease = 300 * time.Millisecond
 	tr := newTracker(t, cfg)
-	require.NoError(t, tr.Create(ctx, "t", nil))
+	require.NoError(t, tr.Create(ctx, ddbtrack.NewTask{ID: "t"}))
 
 	exited := make(chan struct{})
 	go func() {

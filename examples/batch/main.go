@@ -208,7 +208,7 @@ func process(ctx context.Context, tracker *ddbtrack.Tracker[Status], fn func(con
 
 // statusTable prints the count of tasks in each status.
 func statusTable(ctx context.Context, tracker *ddbtrack.Tracker[Status]) error {
-	counts, err := tracker.Stats(ctx)
+	counts, err := tracker.Count(ctx, ddbtrack.CountOptions[Status]{})
 	if err != nil {
 		return err
 	}
@@ -216,7 +216,7 @@ func statusTable(ctx context.Context, tracker *ddbtrack.Tracker[Status]) error {
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(w, "status\ttasks\t")
 	for _, s := range []Status{Queued, Resizing, Retrying, Done, GaveUp} {
-		fmt.Fprintf(w, "%s\t%d\t\n", s, counts[s])
+		fmt.Fprintf(w, "%s\t%d\t\n", s, counts.ByStatus[s])
 	}
 	return w.Flush()
 }

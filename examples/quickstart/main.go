@@ -76,7 +76,10 @@ func run(ctx context.Context) error {
 		Ignored:     Ignore,
 		MaxAttempts: 3,
 		Lease:       15 * time.Minute,
-		Logger:      logger(slog.LevelDebug),
+		// A failed task waits before its next attempt: 100-150 ms, then
+		// 200-300 ms here; the default starts at 30 s.
+		RetryDelay: ddbtrack.Exponential(100*time.Millisecond, time.Second),
+		Logger:     logger(slog.LevelDebug),
 	})
 	if err != nil {
 		return err
@@ -94,7 +97,7 @@ func run(ctx context.Context) error {
 	if err := tracker.Delete(ctx, id); err != nil && !errors.Is(err, ddbtrack.ErrTaskNotFound) {
 		return err
 	}
-	if err := tracker.Create(ctx, id, map[string]int{"version": 1}); err != nil {
+	if err := tracker.Create(ctx, ddbtrack.NewTask{ID: id, Data: map[string]int{"version": 1}}); err != nil {
 		return err
 	}
 	if err := show(ctx, tracker, id, "before the task started"); err != nil {
@@ -140,6 +143,14 @@ func run(ctx context.Context) error {
 		err := tracker.Start(ctx, id, func(ctx context.Context, task *ddbtrack.Task[StatusEnum]) error {
 			return fmt.Errorf("attempt %d failed", task.Attempts)
 		})
+		var refused *ddbtrack.TaskError
+		if errors.As(err, &refused) && errors.Is(err, ddbtrack.ErrTaskNotDue) {
+			// Too soon after the last failure: wait out the retry delay.
+			fmt.Printf("   attempt %d: refused, due at %s; waiting\n", attempt, refused.DueAt.Format(time.StampMilli))
+			time.Sleep(time.Until(refused.DueAt))
+			attempt--
+			continue
+		}
 		fmt.Printf("   attempt %d: %v\n", attempt, err)
 		if err := show(ctx, tracker, id, fmt.Sprintf("after attempt %d", attempt)); err != nil {
 			return err
@@ -208,13 +219,13 @@ func batch(ctx context.Context, client ddbtrack.Client, cfg ddbtrack.Config[Stat
 	}
 	fmt.Printf("   attempts: %d claimed, %d succeeded, %d failed and retried, %d ignored\n",
 		res.Claimed, res.Succeeded, res.Failed, res.Ignored)
-	stats, err := tracker.Stats(ctx)
+	counts, err := tracker.Count(ctx, ddbtrack.CountOptions[StatusEnum]{})
 	if err != nil {
 		return err
 	}
-	fmt.Println("   the job's status counts, t-1 included (Stats: COUNT queries on the status index):")
+	fmt.Println("   the job's status counts, t-1 included (Count: COUNT queries on the status index):")
 	for _, s := range []StatusEnum{Todo, InProgress, Failed, Success, Ignore} {
-		fmt.Printf("     %-16s %d\n", s, stats[s])
+		fmt.Printf("     %-16s %d\n", s, counts.ByStatus[s])
 	}
 	return nil
 }

@@ -1,5 +1,5 @@
-// Package keys encodes ddbtrack's DynamoDB keys: the table's partition key
-// and the status index's sharded partition key.
+// Package keys encodes ddbtrack's DynamoDB keys: the table's partition key,
+// and the status index's sharded partition key and its sort key.
 //
 // The encoding is part of the stored format. Changing it orphans every task
 // already written, so the test vectors in keys_test.go pin it.
@@ -18,8 +18,20 @@ import (
 // is always the last part, so it may contain anything.
 const Sep = "#"
 
-// MaxKeyBytes is DynamoDB's limit on the size of a partition key value.
-const MaxKeyBytes = 2048
+// DynamoDB's limits on key values: 2048 bytes for a partition key, 1024
+// for a sort key.
+const (
+	MaxPartitionKeyBytes = 2048
+	MaxSortKeyBytes      = 1024
+)
+
+// timeDigits is the width of the zero-padded epoch milliseconds that start
+// a sort key. Fifteen digits last until the year 33658.
+const timeDigits = 15
+
+// MaxTaskIDBytes is the longest task ID whose sort key fits DynamoDB's
+// limit: the time, the separator, and the ID.
+const MaxTaskIDBytes = MaxSortKeyBytes - timeDigits - len(Sep)
 
 // Task returns the table's partition key for a task of a job.
 func Task(job, taskID string) string {
@@ -31,6 +43,42 @@ func Task(job, taskID string) string {
 // status from becoming one hot index partition.
 func Status(job string, status, shard int) string {
 	return job + Sep + strconv.Itoa(status) + Sep + strconv.Itoa(shard)
+}
+
+// Order returns the status index's sort key for a task due at ms (epoch
+// milliseconds): the time, zero-padded so that strings sort as numbers do,
+// then the task ID. It orders every index partition by due time and then
+// by ID, a total order, so that a page boundary never falls inside a run of
+// equal times and a cursor is simply the last key read.
+func Order(ms int64, taskID string) string {
+	digits := strconv.FormatInt(max(ms, 0), 10)
+	return strings.Repeat("0", max(timeDigits-len(digits), 0)) + digits + Sep + taskID
+}
+
+// OrderBound returns the sort key that is greater than every task's key at
+// ms and less than every key at ms+1: for "due at or before ms".
+func OrderBound(ms int64) string {
+	// '$' sorts right after the separator '#', and no key has anything but
+	// '#' after its digits.
+	return strings.TrimSuffix(Order(ms, ""), Sep) + "$"
+}
+
+// OrderTime returns the due time, in epoch milliseconds, that a sort key
+// starts with.
+func OrderTime(key string) int64 {
+	if len(key) < timeDigits {
+		return 0
+	}
+	ms, _ := strconv.ParseInt(key[:timeDigits], 10, 64)
+	return ms
+}
+
+// OrderID returns the task ID that a sort key ends with.
+func OrderID(key string) string {
+	if len(key) <= timeDigits+len(Sep) {
+		return ""
+	}
+	return key[timeDigits+len(Sep):]
 }
 
 // Shard returns the shard of a task ID among n shards. It is FNV-1a, which
@@ -45,19 +93,20 @@ func Shard(taskID string, n int) int {
 	return int(h.Sum32() % uint32(n))
 }
 
-// CheckJob reports why a job ID cannot be used, or nil.
-func CheckJob(job string) error {
+// CheckJob reports why a job ID cannot be used, and how to fix it, or
+// returns two empty strings.
+func CheckJob(job string) (problem, fix string) {
 	switch {
 	case job == "":
-		return fmt.Errorf("job ID is empty: set Config.Job to a name for this job, such as %q", "nightly-import")
+		return "is empty", fmt.Sprintf("set it to a name for this job, such as %q", "nightly-import")
 	case strings.Contains(job, Sep):
-		return fmt.Errorf("job ID %q contains %q, which ddbtrack uses to separate key parts: use another character, such as '-' or '/'", job, Sep)
+		return fmt.Sprintf("is %q, which contains %q, the separator of ddbtrack's key parts", job, Sep), "use another character, such as '-' or '/'"
 	case !utf8.ValidString(job):
-		return fmt.Errorf("job ID %q is not valid UTF-8: DynamoDB string keys must be UTF-8", job)
-	case len(job)+len(Sep)+1 > MaxKeyBytes:
-		return fmt.Errorf("job ID is %d bytes, which leaves no room for task IDs under DynamoDB's %d-byte key limit: use a shorter job ID", len(job), MaxKeyBytes)
+		return fmt.Sprintf("is %q, which is not valid UTF-8", job), "DynamoDB string keys must be UTF-8: use a UTF-8 name"
+	case len(job)+len(Sep)+1 > MaxPartitionKeyBytes:
+		return fmt.Sprintf("is %d bytes, which leaves no room for task IDs under DynamoDB's %d-byte key limit", len(job), MaxPartitionKeyBytes), "use a shorter job ID"
 	}
-	return nil
+	return "", ""
 }
 
 // CheckTask reports why a task ID cannot be used in a job, or nil.
@@ -68,9 +117,10 @@ func CheckTask(job, taskID string) error {
 	case !utf8.ValidString(taskID):
 		return fmt.Errorf("task ID %q is not valid UTF-8: DynamoDB string keys must be UTF-8; encode binary IDs as hex or base64", taskID)
 	}
-	if n := len(Task(job, taskID)); n > MaxKeyBytes {
-		return fmt.Errorf("task ID is %d bytes, so its key would be %d bytes, over DynamoDB's %d-byte limit: use an ID of at most %d bytes, such as a hash of the long one",
-			len(taskID), n, MaxKeyBytes, MaxKeyBytes-len(job)-len(Sep))
+	limit := min(MaxTaskIDBytes, MaxPartitionKeyBytes-len(job)-len(Sep))
+	if len(taskID) > limit {
+		return fmt.Errorf("task ID is %d bytes, over the limit of %d that DynamoDB's key sizes leave it: use a shorter ID, such as a hash of the long one",
+			len(taskID), limit)
 	}
 	return nil
 }

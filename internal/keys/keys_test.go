@@ -1,6 +1,7 @@
 package keys_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -37,6 +38,12 @@ func TestKeys(t *testing.T) {
 	require.Equal(t, "job#t-1", keys.Task("job", "t-1"))
 	require.Equal(t, "job#a#b", keys.Task("job", "a#b"))
 	require.Equal(t, "job#6#3", keys.Status("job", 6, 3))
+	require.Equal(t, "001764244800000#t-1", keys.Order(1764244800000, "t-1"))
+	require.Equal(t, "000000000000000#", keys.Order(0, ""))
+	require.Equal(t, int64(1764244800000), keys.OrderTime(keys.Order(1764244800000, "x#y")))
+	// The bound sorts after every key of its millisecond and before the next.
+	require.Less(t, keys.Order(5, "\U0010ffff\U0010ffff"), keys.OrderBound(5))
+	require.Less(t, keys.OrderBound(5), keys.Order(6, ""))
 }
 
 func TestCheck(t *testing.T) {
@@ -51,13 +58,16 @@ func TestCheck(t *testing.T) {
 		{"bad utf8 job", "\xff", "t", "not valid UTF-8"},
 		{"empty task", "job", "", "task ID is empty"},
 		{"bad utf8 task", "job", "\xff", "not valid UTF-8"},
-		{"task too long", "job", strings.Repeat("x", 2045), "over DynamoDB's 2048-byte limit"},
-		{"task at the limit", "job", strings.Repeat("x", 2044), ""},
+		{"task too long", "job", strings.Repeat("x", 1009), "over the limit of 1008"},
+		{"task at the limit", "job", strings.Repeat("x", 1008), ""},
+		{"long job leaves less room", strings.Repeat("j", 1500), strings.Repeat("x", 548), "over the limit of 547"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			err := keys.CheckJob(c.job)
-			if err == nil {
+			var err error
+			if problem, fix := keys.CheckJob(c.job); problem != "" {
+				err = fmt.Errorf("job ID %s: %s", problem, fix)
+			} else {
 				err = keys.CheckTask(c.job, c.task)
 			}
 			if c.want == "" {

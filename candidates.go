@@ -1,0 +1,408 @@
+package ddbtrack
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
+
+	"github.com/ddbtrack/ddbtrack/internal/keys"
+)
+
+// This file finds the work of Process: the feeder reads due tasks from the
+// status index, keeps a page of candidates ahead of the workers, and hands
+// them out one at a time.
+//
+// Each index partition the pool takes work from is a source with a
+// schedule. A partition that had nothing due is not read again until the
+// next poll: every PollInterval for Pending ones, whose new tasks nobody
+// can predict, and every sweepPolls PollIntervals for Failed and Running
+// ones, whose tasks come due at times the index tells (the retry's due
+// time, the lease's expiry), or when a task this pool made wait is due.
+
+// sweepPolls is how many PollIntervals an idle pool waits between reads of
+// a Failed or Running partition whose next due time it does not know.
+const sweepPolls = 20
+
+// candidateTTL is how long candidates are kept before they are read
+// afresh: long enough not to reread a busy partition for every task, short
+// enough that other machines have not taken most of them meanwhile.
+const candidateTTL = 2 * time.Second
+
+// source is one index partition the pool takes work from.
+type source struct {
+	part partition
+	// takeover says the partition is Running's, where the work is tasks
+	// whose lease expired; fresh says it holds new work (Pending or a
+	// Config.Startable status), which nobody can predict.
+	takeover, fresh bool
+	// nextRead is when to read the partition again after it had nothing
+	// due; zero to read it whenever there is room for candidates. It is
+	// real time, which the schedule runs on, while due times are by
+	// Config.Now: realTime converts.
+	nextRead time.Time
+	// crowded says the last read filled a page, so the partition has more
+	// due tasks than a page, and the next read may start from a random
+	// point among them; head is the first due task's order key then.
+	crowded bool
+	head    string
+}
+
+// candidate is a task listed as due, on a page of candidates read
+// together.
+type candidate[S Status] struct {
+	task    *Task[S]
+	version string // the status and fence it was listed with
+	page    *page
+	read    time.Time
+}
+
+// page is one read of candidates. Workers count its refused claims, which
+// tell the feeder that another process is taking from the same page.
+type page struct{ refused atomic.Int32 }
+
+// feeder lists candidates and starts workers on them.
+type feeder[S Status] struct {
+	p     *pool[S]
+	start func(candidate[S])
+	cands []candidate[S]
+
+	mu      sync.Mutex // guards sources, which workers' ends update
+	sources []*source
+	// quiet counts the checks in a row that found the job finished.
+	quiet int
+}
+
+func newFeeder[S Status](p *pool[S], start func(candidate[S])) *feeder[S] {
+	f := &feeder[S]{p: p, start: start}
+	cfg := p.t.cfg
+	add := func(s S, takeover, fresh bool) {
+		for shard := range cfg.Shards {
+			f.sources = append(f.sources, &source{part: partition{status: int(s), shard: shard}, takeover: takeover, fresh: fresh})
+		}
+	}
+	add(cfg.Running, true, false)
+	add(cfg.Pending, false, true)
+	for _, s := range cfg.Startable {
+		add(s, false, true)
+	}
+	add(cfg.Failed, false, false)
+	p.onEnd = f.ended
+	return f
+}
+
+// ended learns from an attempt that made its task wait when the task is
+// due again, so that the partition it waits in is read then.
+func (f *feeder[S]) ended(a *attempt[S]) {
+	if a.kind != EventFailed && a.kind != EventReleased {
+		return
+	}
+	shard := keys.Shard(a.task.ID, f.p.t.cfg.Shards)
+	due := f.realTime(a.task.DueAt)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, src := range f.sources {
+		if src.part.status == int(a.task.Status) && src.part.shard == shard && due.Before(src.nextRead) {
+			src.nextRead = due
+		}
+	}
+}
+
+// run feeds the pool until the job is done (Batch), ctx ends, or an error
+// no retry can fix.
+func (f *feeder[S]) run(ctx context.Context) error {
+	p := f.p
+	for {
+		if err := p.backOff(ctx); err != nil {
+			return err
+		}
+		f.dropStale()
+		if len(f.cands) < p.opts.Concurrency {
+			// Read ahead while the workers are busy, so that a worker
+			// that finishes starts its next task without waiting.
+			if err := f.refill(ctx); err != nil {
+				if ctx.Err() != nil || permanent(err) {
+					return err
+				}
+				p.problem(ctx, err, true)
+				continue
+			}
+		}
+		if len(f.cands) == 0 {
+			done, err := f.idle(ctx)
+			if done || err != nil {
+				return err
+			}
+			continue
+		}
+		if err := p.acquire(ctx); err != nil {
+			return err
+		}
+		c := f.cands[0]
+		f.cands = f.cands[1:]
+		if c.page.refused.Load() > 0 || !p.claimable(c.task, c.version) {
+			// Another machine is working through this page too; leave it
+			// the rest, which is the cheapest way for two pollers to part.
+			if c.page.refused.Load() > 0 {
+				f.dropPage(c.page)
+			}
+			<-p.slots
+			continue
+		}
+		f.start(c)
+	}
+}
+
+// dropStale forgets candidates read too long ago.
+func (f *feeder[S]) dropStale() {
+	i := 0
+	for i < len(f.cands) && time.Since(f.cands[i].read) > candidateTTL {
+		i++
+	}
+	f.cands = f.cands[i:]
+}
+
+// dropPage forgets the candidates of a page.
+func (f *feeder[S]) dropPage(pg *page) {
+	kept := f.cands[:0]
+	for _, c := range f.cands {
+		if c.page != pg {
+			kept = append(kept, c)
+		}
+	}
+	f.cands = kept
+}
+
+// refill reads one partition that is due for a read, if any, and adds its
+// due tasks to the candidates.
+func (f *feeder[S]) refill(ctx context.Context) error {
+	src := f.nextSource()
+	if src == nil {
+		return nil
+	}
+	now := f.p.t.cfg.Now()
+	pivot := ""
+	if src.crowded && src.head != "" && !src.takeover {
+		// Read from a random point among the due tasks, which other
+		// machines are unlikely to read from too.
+		lo, hi := keys.OrderTime(src.head), now.UnixMilli()
+		if hi > lo {
+			pivot = keys.Order(lo+rand.Int64N(hi-lo+1), "")
+		}
+	}
+	tasks, err := f.read(ctx, src, pivot, now)
+	if err != nil {
+		return err
+	}
+	var due time.Time
+	if len(tasks) == 0 && pivot == "" && !src.fresh && f.p.opts.Mode == Service {
+		// Learn when the partition's next task is due, to read it then.
+		// A Batch pool learns it from its check of whether the job is
+		// finished, which reads every partition's first task anyway.
+		if due, err = f.headDue(ctx, src, now); err != nil {
+			return err
+		}
+	}
+	f.p.healthy()
+	f.mu.Lock()
+	switch {
+	case len(tasks) == 0 && pivot != "":
+		// Nothing due from the random point on: read from the start next.
+		src.crowded = false
+	case len(tasks) == 0:
+		src.crowded, src.head = false, ""
+		src.nextRead = time.Now().Add(f.pollInterval(src))
+		if !due.IsZero() && f.realTime(due).Before(src.nextRead) {
+			src.nextRead = f.realTime(due)
+		}
+	default:
+		src.crowded = len(tasks) == f.p.opts.PageSize
+		if pivot == "" {
+			src.head = keys.Order(tasks[0].DueAt.UnixMilli(), tasks[0].ID)
+		}
+		if !src.crowded {
+			// Every due task of the partition is a candidate now: reading
+			// it again before they are taken would return the same ones.
+			src.nextRead = time.Now().Add(candidateTTL / 2)
+		}
+	}
+	f.mu.Unlock()
+	pg := &page{}
+	read := time.Now()
+	rand.Shuffle(len(tasks), func(i, j int) { tasks[i], tasks[j] = tasks[j], tasks[i] })
+	for _, task := range tasks {
+		version := strconv.Itoa(int(task.Status)) + "/" + strconv.FormatInt(task.Fence, 10)
+		f.cands = append(f.cands, candidate[S]{task: task, version: version, page: pg, read: read})
+	}
+	return nil
+}
+
+// realTime converts a time by Config.Now, such as a due time, to the real
+// time of the schedule.
+func (f *feeder[S]) realTime(t time.Time) time.Time {
+	return time.Now().Add(t.Sub(f.p.t.cfg.Now()))
+}
+
+// pollInterval is how long a source that had nothing due waits for its
+// next read.
+func (f *feeder[S]) pollInterval(src *source) time.Duration {
+	if src.fresh {
+		return f.p.opts.PollInterval
+	}
+	return sweepPolls * f.p.opts.PollInterval
+}
+
+// nextSource picks, at random, a partition that is due for a read, or nil.
+func (f *feeder[S]) nextSource() *source {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	now := time.Now()
+	var ready []*source
+	for _, src := range f.sources {
+		if !src.nextRead.After(now) {
+			ready = append(ready, src)
+		}
+	}
+	if len(ready) == 0 {
+		return nil
+	}
+	return ready[rand.IntN(len(ready))]
+}
+
+// read returns a page of the tasks of src due at now, from the order key
+// from on if it is set. A Running partition lists tasks by their first
+// lease's expiry, so its read keeps only those whose lease, renewed or not,
+// has expired.
+func (f *feeder[S]) read(ctx context.Context, src *source, from string, now time.Time) ([]*Task[S], error) {
+	t := f.p.t
+	p := &plan[S]{t: t, parts: []partition{src.part}, lo: from, hi: keys.OrderBound(now.UnixMilli()), limit: f.p.opts.PageSize, pageSize: int32(f.p.opts.PageSize)}
+	if src.takeover {
+		p.filter = expression.Name(attrLeaseExpiresAt).LessThan(expression.Value(now.UnixMilli()))
+	}
+	return p.page(ctx)
+}
+
+// headDue returns when the first task of src that is not yet due will be,
+// or the zero time if there is none: one item's read.
+func (f *feeder[S]) headDue(ctx context.Context, src *source, now time.Time) (time.Time, error) {
+	p := &plan[S]{t: f.p.t, parts: []partition{src.part}, lo: keys.OrderBound(now.UnixMilli()), limit: 1, pageSize: 1}
+	tasks, err := p.page(ctx)
+	if err != nil || len(tasks) == 0 {
+		return time.Time{}, err
+	}
+	return tasks[0].DueAt, nil
+}
+
+// idle waits for work when there are no candidates: until a partition is
+// due for a read or a task in flight ends. In Batch mode it first checks
+// whether the job is finished, and reports done if it is.
+func (f *feeder[S]) idle(ctx context.Context) (done bool, err error) {
+	p := f.p
+	wake := f.nextWake()
+	if p.opts.Mode == Batch && p.busy() == 0 && wake.After(time.Now()) {
+		finished, err := f.finished(ctx)
+		switch {
+		case err != nil && (ctx.Err() != nil || permanent(err)):
+			return false, err
+		case err != nil:
+			p.problem(ctx, err, true)
+			return false, nil
+		case finished:
+			// A task can be between two partitions of the index for a
+			// moment, listed in neither; a second check a moment later
+			// finds it.
+			if f.quiet++; f.quiet >= 2 {
+				return true, nil
+			}
+			wake = time.Now().Add(min(p.opts.PollInterval, 100*time.Millisecond))
+		default:
+			f.quiet = 0
+			wake = f.nextWake()
+		}
+	}
+	wait := max(time.Until(wake), time.Millisecond)
+	timer := time.NewTimer(min(wait, p.opts.PollInterval))
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return false, ctx.Err()
+	case <-p.finished:
+	case <-timer.C:
+	}
+	return false, nil
+}
+
+// nextWake returns when the first partition is due for a read.
+func (f *feeder[S]) nextWake() time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var wake time.Time
+	for _, src := range f.sources {
+		if wake.IsZero() || src.nextRead.Before(wake) {
+			wake = src.nextRead
+		}
+	}
+	return wake
+}
+
+// finished reports whether the job has nothing left: no task in any
+// partition the pool takes work from, due or not, and none Running. It
+// reads the first task of each partition, and schedules a read of each for
+// the time its first task is due.
+func (f *feeder[S]) finished(ctx context.Context) (bool, error) {
+	empty := true
+	for _, src := range f.sources {
+		p := &plan[S]{t: f.p.t, parts: []partition{src.part}, limit: 1, pageSize: 1}
+		tasks, err := p.page(ctx)
+		if err != nil {
+			return false, err
+		}
+		if len(tasks) == 0 {
+			continue
+		}
+		empty = false
+		due := f.realTime(tasks[0].DueAt)
+		if src.takeover {
+			// Another worker runs it: look again within a poll, as it may
+			// fail and need a retry, or die and need a takeover.
+			due = time.Now().Add(f.p.opts.PollInterval)
+		}
+		f.mu.Lock()
+		if due.Before(src.nextRead) {
+			src.nextRead = due
+		}
+		f.mu.Unlock()
+	}
+	f.p.healthy()
+	return empty, nil
+}
+
+// page reads one page of a single-partition plan with one request: the
+// feeder needs some due tasks, not all of them, and a page is enough to
+// tell whether there are any.
+func (p *plan[S]) page(ctx context.Context) ([]*Task[S], error) {
+	in, err := p.input(p.parts[0], "")
+	if err != nil {
+		return nil, err
+	}
+	in.Limit = aws.Int32(int32(p.limit))
+	out, err := p.t.client.Query(ctx, in)
+	if err != nil {
+		return nil, fmt.Errorf("ddbtrack: query index %s, partition %s: %w", IndexName, p.parts[0].key(p.t.cfg.Job), err)
+	}
+	tasks := make([]*Task[S], 0, len(out.Items))
+	for _, item := range out.Items {
+		task, err := decodeTask[S](item)
+		if err != nil {
+			return nil, err
+		}
+		tasks = append(tasks, task)
+	}
+	return tasks, nil
+}
