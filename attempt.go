@@ -174,15 +174,15 @@ func (a *attempt[S]) run(ctx context.Context, fn func(context.Context, *Task[S])
 	}
 	ctx = t.emit(ctx, Event[S]{Kind: EventClaimed, TaskID: a.id, Task: a.task, Waited: a.waited})
 	switch {
-	case a.task.CancelledAt.IsZero() && a.task.Attempts <= a.opts.MaxAttempts:
+	case a.task.CancelledAt.IsZero() && (a.abandoned == nil || a.task.Attempts <= a.opts.MaxAttempts):
 		return a.execute(ctx, fn)
 	case !a.task.CancelledAt.IsZero():
 		// The worker that held the task died after a cancel was asked for.
 		return a.finish(ctx, nil, false, "", a.cancelledBefore())
 	default:
-		// Earlier attempts ended without a result, most likely because
-		// the task crashes its worker. Running it again would crash the
-		// next worker too.
+		// This claim took the task over, and the earlier attempts ended
+		// without a result, most likely because the task crashes its
+		// worker. Running it again would crash the next worker too.
 		msg := fmt.Sprintf("not run: the previous %d attempts ended without a result (limit %d)", a.task.Attempts-1, a.opts.MaxAttempts)
 		if err := a.finish(ctx, errors.New(msg), false, "", nil); a.kind != EventIgnored {
 			return err

@@ -101,6 +101,25 @@ func measureRequests(tb testing.TB, cfg ddbtrack.Config[Step], clk *clock, prefi
 	refused("refused claim, item returned", false)
 	refused("refused claim, item not returned", true)
 
+	// A claim of a task that is not due yet: refused as any other claim.
+	notDue := prefix + "later"
+	require.NoError(tb, tr.Create(ctx, ddbtrack.NewTask{ID: notDue, DueAt: clk.Now().Add(time.Hour)}))
+	measure("refused claim, not due yet", outcomeRefusal(tb, cfg.Table, keyOf(cfg.Job, ok)), func() {
+		require.ErrorIs(tb, tr.Start(ctx, notDue, okFn), ddbtrack.ErrTaskNotDue)
+	})
+
+	// Cancels: of a task no worker holds, one write; of a running task,
+	// the refused write that finds it running and the request.
+	measure("cancel, not running", oneUpdate, func() { require.NoError(tb, tr.Cancel(ctx, notDue, "not needed")) })
+	running := prefix + "running"
+	require.NoError(tb, tr.Create(ctx, ddbtrack.NewTask{ID: running}))
+	cancelRunning := outcomeRefusal(tb, cfg.Table, keyOf(cfg.Job, ok)).Add(oneUpdate)
+	err = tr.Start(ctx, running, func(context.Context, *ddbtrack.Task[Step]) error {
+		measure("cancel, running", cancelRunning, func() { require.NoError(tb, tr.Cancel(ctx, running, "not needed")) })
+		return nil
+	})
+	require.ErrorIs(tb, err, ddbtrack.ErrCancelled, "the cancel reached DynamoDB before the success")
+
 	// A takeover: the first worker's lease expires while it runs; a second
 	// worker claims the task, and the first worker's late result is refused.
 	rc2 := reqcount.New(server)

@@ -29,6 +29,7 @@ const (
 	PutItem            = "PutItem"
 	UpdateItem         = "UpdateItem"
 	DeleteItem         = "DeleteItem"
+	TransactWriteItems = "TransactWriteItems"
 	Query              = "Query"
 	CreateTable        = "CreateTable"
 	DescribeTable      = "DescribeTable"
@@ -52,9 +53,21 @@ func (c Counts) Total() int {
 // Reads returns the number of item reads: GetItem and Query calls.
 func (c Counts) Reads() int { return c[GetItem] + c[Query] }
 
-// Writes returns the number of item writes: PutItem, UpdateItem and
-// DeleteItem calls.
-func (c Counts) Writes() int { return c[PutItem] + c[UpdateItem] + c[DeleteItem] }
+// Writes returns the number of write requests: PutItem, UpdateItem,
+// DeleteItem and TransactWriteItems calls.
+func (c Counts) Writes() int { return c[PutItem] + c[UpdateItem] + c[DeleteItem] + c[TransactWriteItems] }
+
+// Add returns c plus other.
+func (c Counts) Add(other Counts) Counts {
+	out := Counts{}
+	for op, n := range c {
+		out[op] += n
+	}
+	for op, n := range other {
+		out[op] += n
+	}
+	return out
+}
 
 // Sub returns c minus before, for counting what one step of a test sent.
 func (c Counts) Sub(before Counts) Counts {
@@ -206,6 +219,11 @@ func (c *Client) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, o
 		c.addCapacity(UpdateItem, out.ConsumedCapacity)
 	}
 	return out, c.refused(err)
+}
+
+func (c *Client) TransactWriteItems(ctx context.Context, in *dynamodb.TransactWriteItemsInput, optFns ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error) {
+	c.count(TransactWriteItems)
+	return c.Client.TransactWriteItems(ctx, in, optFns...)
 }
 
 func (c *Client) DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error) {
