@@ -309,13 +309,22 @@ type pool[S Status] struct {
 	start func(cand *Task[S], pg *page)
 }
 
-// dispatch remembers a version of a task handed to a worker: its update
-// time, which every status change moves. The index may go on listing a
-// version for a moment after it changed; the feeder skips it rather than
-// waste a claim on it.
+// dispatch remembers a version of a task handed to a worker. The index may
+// go on listing a version for a moment after it changed; the feeder skips it
+// rather than waste a claim on it.
 type dispatch struct {
-	version int64
+	version version
 	at      time.Time
+}
+
+// version identifies one state of a task. The update time alone does not:
+// a claim and a failure within one millisecond, or under a test's stopped
+// clock (Config.Now), leave it as it was, and the retry would then wait
+// forgetAfter. The fence grows with every claim and the status changes with
+// every reset or requeue, so together they tell the versions apart.
+type version struct {
+	updated, fence int64
+	status         int
 }
 
 // candidateTTL is how long the feeder keeps a page of candidates that it
@@ -658,7 +667,7 @@ func (p *pool[S]) claimable(cand *Task[S]) bool {
 	if p.inflight[cand.ID] {
 		return false
 	}
-	version := cand.UpdatedAt.UnixMilli()
+	version := version{cand.UpdatedAt.UnixMilli(), cand.Fence, int(cand.Status)}
 	if d, ok := p.dispatched[cand.ID]; ok && d.version == version {
 		return false
 	}
