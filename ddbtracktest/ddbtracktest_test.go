@@ -29,15 +29,15 @@ const (
 	Doing
 	Retry
 	Done
-	Skipped
+	Dropped
 )
 
 func (s Step) String() string {
-	return [...]string{"todo", "doing", "retry", "done", "skipped"}[s]
+	return [...]string{"todo", "doing", "retry", "done", "dropped"}[s]
 }
 
 func config() ddbtrack.Config[Step] {
-	return ddbtrack.Config[Step]{Job: "job", Pending: Todo, Running: Doing, Failed: Retry, Succeeded: Done, Ignored: Skipped}
+	return ddbtrack.Config[Step]{Job: "job", Pending: Todo, Running: Doing, Failed: Retry, Succeeded: Done, Ignored: Dropped}
 }
 
 func TestNewGivesEachTestATableOfItsOwn(t *testing.T) {
@@ -147,7 +147,7 @@ func TestDrainRunsEveryTaskToTheEnd(t *testing.T) {
 	require.Equal(t, 1, res.Failed)
 	require.Equal(t, 1, res.Ignored)
 	ddbtracktest.RequireTask(t, tr, "ok-1", ddbtracktest.Want[Step]{Status: Done, Output: map[string]any{"doubled": 8}})
-	ddbtracktest.RequireTask(t, tr, "bad-1", ddbtracktest.Want[Step]{Status: Skipped, Attempts: 2, LastError: "row 7"})
+	ddbtracktest.RequireTask(t, tr, "bad-1", ddbtracktest.Want[Step]{Status: Dropped, Attempts: 2, LastError: "row 7"})
 }
 
 func TestDrainWithAStoppedClock(t *testing.T) {
