@@ -6,12 +6,12 @@ import (
 )
 
 // Clock is a clock that a test moves by hand. Give its Now method to
-// Config.Now, and a test can expire leases, check stored times and reach a
-// task's due time without sleeping:
+// Config.Now, and a test can expire leases and check stored times without
+// sleeping:
 //
 //	var clock ddbtracktest.Clock
 //	tr := ddbtracktest.New(t, ddbtrack.Config[Status]{..., Now: clock.Now})
-//	clock.Advance(tr.Config().Lease) // the lease of any running task has expired
+//	clock.Advance(time.Hour) // Past the default 15-minute lease of any running task.
 //
 // The zero Clock reads 2026-01-01 12:00:00 UTC until it is moved: a fixed,
 // ordinary instant, so stored times look real and are the same on every run. It is safe for concurrent use: trackers read it from

@@ -31,7 +31,8 @@
 //     moto.server'` works (`pip install 'moto[server]'`).
 //
 // DDBTRACK_SERVER=dynalite or DDBTRACK_SERVER=moto insists on one of them.
-// The server stops when the test binary exits. A test that finds no server
+// The server stops when the test binary exits, however it exits, so a test
+// needs no TestMain. A test that finds no server
 // fails with the reason and the fix; it is never skipped, because a suite
 // that quietly skips its storage tests looks green while testing nothing.
 //

@@ -12,9 +12,11 @@
 // DynamoDB's documented behaviour.
 //
 // A server runs as a child process in its own process group, so [Server.Stop]
-// removes it together with anything it spawned. On Linux the child is also
-// killed when the process that started it dies, so a test binary that panics
-// or times out does not leave servers behind.
+// removes it together with anything it spawned. The child also exits when
+// the process that started it dies, so a test binary that panics, times out,
+// or never stops its shared server does not leave servers behind: it reads
+// its standard input, a pipe from the starter, until the OS closes it, and
+// on Linux the parent-death signal kills it as well.
 package ddblocal
 
 import (
@@ -311,8 +313,8 @@ func (s *Server) launch(ctx context.Context) error {
 
 	// The server's standard input is a pipe whose write end only this
 	// process holds, until the server exits. The OS closes it when this
-	// process dies, however it dies, and dynalite's guard script exits when
-	// its input ends. So a test binary that never stops its shared server,
+	// process dies, however it dies, and both dynalite's guard script and
+	// moto's launcher exit when their input ends. So a test binary that never stops its shared server,
 	// or crashes, leaves none behind, also where there is no parent-death
 	// signal (macOS, Windows).
 	stdin, keepOpen, err := os.Pipe()
@@ -380,11 +382,26 @@ func (s *Server) command() (*exec.Cmd, error) {
 		}
 		// -I keeps the user's site directory and PYTHON* variables from
 		// changing which moto is imported.
-		return exec.Command(python, "-I", "-m", "moto.server", "-H", "127.0.0.1", "-p", port), nil
+		return exec.Command(python, "-I", "-c", motoLauncher, "-H", "127.0.0.1", "-p", port), nil
 	default:
 		return nil, fmt.Errorf("ddblocal: unknown server kind %q: use %q or %q", s.Kind, Dynalite, Moto)
 	}
 }
+
+// motoLauncher runs moto's server as `python -m moto.server` would, and
+// exits when its standard input ends, as dynalite's guard does: the input is
+// a pipe whose write end only the starting process holds, so the server ends
+// with that process on every OS, not only where a parent-death signal exists.
+const motoLauncher = `import os, sys, threading
+
+def exit_when_input_ends():
+    sys.stdin.buffer.read()
+    os._exit(0)
+
+threading.Thread(target=exit_when_input_ends, daemon=True).start()
+from moto.server import main
+main(sys.argv[1:])
+`
 
 // waitReady polls ListTables until the server answers, the process exits, or
 // ctx ends.
@@ -658,9 +675,10 @@ var shared struct {
 // same connection, or the same error: a server that failed to start once is
 // not tried again by every test.
 //
-// Nothing needs to stop it. On Linux the server dies with the process; on
-// other systems dynalite exits when its standard input, a pipe from this
-// process, closes. [StopShared] stops it in order.
+// Nothing needs to stop it: the server exits when its standard input, a
+// pipe from this process, closes, which happens when this process ends
+// however it ends, and on Linux the parent-death signal kills it too.
+// [StopShared] stops it in order.
 func Shared() (*Conn, error) {
 	shared.once.Do(func() {
 		// The server outlives any one caller, so its start must not be

@@ -235,34 +235,49 @@ func TestConnectFallsBackToMoto(t *testing.T) {
 	require.ErrorContains(t, err, "dynalite is not installed")
 }
 
-// TestGuardEndsDynaliteWithItsInput checks the guard that stops a server
-// whose starter died without stopping it, on any OS: closing its standard
-// input is what the OS does when the starter dies.
-func TestGuardEndsDynaliteWithItsInput(t *testing.T) {
+// TestServersEndWithTheirInput checks what stops a server whose starter
+// died without stopping it, on any OS: closing its standard input is what
+// the OS does when the starter dies.
+func TestServersEndWithTheirInput(t *testing.T) {
 	t.Parallel()
 	guard, err := ddblocal.WriteGuard()
 	require.NoError(t, err)
 	script, err := filepath.Abs(filepath.Join("..", "..", "node_modules", "dynalite", "cli.js"))
 	require.NoError(t, err)
 
-	cmd := exec.Command("node", "--require", guard, script, "--host", "127.0.0.1", "--port", "0")
-	stdin, err := cmd.StdinPipe()
-	require.NoError(t, err)
-	var out syncBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() { _ = cmd.Process.Kill() })
-	require.Eventually(t, func() bool { return strings.Contains(out.String(), "listening") }, 10*time.Second, 10*time.Millisecond,
-		"dynalite did not start: %s", &out)
+	for _, tt := range []struct {
+		kind  ddblocal.Kind
+		cmd   []string
+		ready string
+	}{
+		{ddblocal.Dynalite, []string{"node", "--require", guard, script, "--host", "127.0.0.1", "--port", "0"}, "listening"},
+		{ddblocal.Moto, []string{"python3", "-I", "-c", ddblocal.MotoLauncher, "-H", "127.0.0.1", "-p", "0"}, "Running on"},
+	} {
+		t.Run(string(tt.kind), func(t *testing.T) {
+			t.Parallel()
+			if tt.kind == ddblocal.Moto && exec.Command("python3", "-I", "-c", "import moto.server").Run() != nil {
+				t.Skip("moto is not installed for python3; install it with `pip install 'moto[server]'` to run this test")
+			}
+			cmd := exec.Command(tt.cmd[0], tt.cmd[1:]...)
+			stdin, err := cmd.StdinPipe()
+			require.NoError(t, err)
+			var out syncBuffer
+			cmd.Stdout, cmd.Stderr = &out, &out
+			require.NoError(t, cmd.Start())
+			t.Cleanup(func() { _ = cmd.Process.Kill() })
+			require.Eventually(t, func() bool { return strings.Contains(out.String(), tt.ready) }, 20*time.Second, 10*time.Millisecond,
+				"%s did not start: %s", tt.kind, &out)
 
-	require.NoError(t, stdin.Close())
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	select {
-	case err := <-exited:
-		require.NoError(t, err, "dynalite should exit cleanly when its input ends")
-	case <-time.After(10 * time.Second):
-		t.Fatal("dynalite kept running after its input ended")
+			require.NoError(t, stdin.Close())
+			exited := make(chan error, 1)
+			go func() { exited <- cmd.Wait() }()
+			select {
+			case err := <-exited:
+				require.NoError(t, err, "%s should exit cleanly when its input ends", tt.kind)
+			case <-time.After(10 * time.Second):
+				t.Fatalf("%s kept running after its input ended", tt.kind)
+			}
+		})
 	}
 }
 

@@ -9,6 +9,7 @@ var (
 	CacheDir        = cacheDir
 	WriteGuard      = writeGuard
 	NPMFiles        = npmFiles
+	MotoLauncher    = motoLauncher
 )
 
 // ConnectKind connects as Connect does and reports which server runs.
