@@ -3,8 +3,8 @@ package ddbtrack
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"math/rand/v2"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"

@@ -96,4 +96,11 @@
 // Refusals are [*TaskError] values that match the sentinels (ErrTaskLocked,
 // ErrTaskIgnored, ...) with [errors.Is] and carry the state the task was
 // found in. Errors from the caller's function are returned unchanged.
+//
+// # Testing
+//
+// Package [github.com/ddbtrack/ddbtrack/ddbtracktest] tests code that uses
+// ddbtrack: it gives each test a tracker on a fresh table of a local
+// DynamoDB that it starts itself, runs a job's tasks to the end, checks how
+// a task ended, and provides a clock for [Config].Now that the test moves.
 package ddbtrack

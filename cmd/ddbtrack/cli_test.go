@@ -15,11 +15,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/stretchr/testify/require"
 
 	"github.com/ddbtrack/ddbtrack/cmd/ddbtrack/internal/fixture"
 	"github.com/ddbtrack/ddbtrack/cmd/ddbtrack/internal/ops"
-	"github.com/ddbtrack/ddbtrack/internal/ddbtest"
+	"github.com/ddbtrack/ddbtrack/ddbtracktest"
 )
 
 // cursorRE matches a cursor, which encodes the random table name and so
@@ -140,7 +141,7 @@ func TestCreateTable(t *testing.T) {
 	t.Parallel()
 	fx := fixture.New(t)
 	c := newCLI(t, fx)
-	c.env[envTable] = ddbtest.Table(t)
+	c.env[envTable] = ddbtracktest.Table(t)
 	for range 2 { // The second run finds the table and leaves it.
 		r := c.run("create-table")
 		require.Equal(t, exitOK, r.code, r.stderr)
@@ -416,7 +417,7 @@ func TestLoadClient(t *testing.T) {
 	t.Parallel()
 	fx := fixture.New(t)
 	fx.Seed(t)
-	endpoint := ddbtest.Endpoint(t)
+	endpoint := aws.ToString(ddbtracktest.Client(t).Options().BaseEndpoint)
 	if endpoint == "" {
 		t.Skip("the tests run against real AWS, where --endpoint-url does not apply")
 	}

@@ -13,12 +13,9 @@ import (
 
 	"github.com/ddbtrack/ddbtrack"
 	"github.com/ddbtrack/ddbtrack/cmd/ddbtrack/internal/fixture"
-	"github.com/ddbtrack/ddbtrack/internal/ddbtest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata with the output of this run")
-
-func TestMain(m *testing.M) { ddbtest.Main(m) }
 
 // cli runs the command in-process against a fixture's table, with the
 // fixture's clock.

@@ -1,17 +1,22 @@
 // Package ddblocal runs a local DynamoDB-compatible server for ddbtrack's
-// tests, examples and benchmarks, and builds SDK clients that talk to it.
+// tests, examples and benchmarks, and for the public test kit
+// (ddbtracktest), and builds SDK clients that talk to it.
 //
-// Two servers are supported. [Dynalite] (pinned in package-lock.json and
-// installed by `make deps`) is the default because it starts in well under a
-// second and can keep its data on disk across a [Server.Restart]. [Moto] is a
-// second, independent implementation: running the suite against both catches
-// tests that depend on one emulator's quirks rather than on DynamoDB's
-// documented behaviour.
+// Two servers are supported. [Dynalite] (pinned in package-lock.json) is the
+// default because it starts in well under a second and can keep its data on
+// disk across a [Server.Restart]. In this repository `make deps` installs it
+// into node_modules; anywhere else, the first start installs the pinned
+// version into the user's cache directory (see [DynaliteVersion]). [Moto] is
+// a second, independent implementation: running the suite against both
+// catches tests that depend on one emulator's quirks rather than on
+// DynamoDB's documented behaviour.
 //
 // A server runs as a child process in its own process group, so [Server.Stop]
-// removes it together with anything it spawned. On Linux the child is also
-// killed when the process that started it dies, so a test binary that panics
-// or times out does not leave servers behind.
+// removes it together with anything it spawned. The child also exits when
+// the process that started it dies, so a test binary that panics, times out,
+// or never stops its shared server does not leave servers behind: it reads
+// its standard input, a pipe from the starter, until the OS closes it, and
+// on Linux the parent-death signal kills it as well.
 package ddblocal
 
 import (
@@ -119,7 +124,8 @@ type Server struct {
 	// Kind is the server implementation that is running.
 	Kind Kind
 
-	opts Options // opts.Port is the port actually in use.
+	opts   Options // opts.Port is the port actually in use.
+	script string  // dynalite's cli.js, for Kind Dynalite.
 
 	mu   sync.Mutex
 	proc *process // nil once stopped.
@@ -162,6 +168,16 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		opts.Path = abs
 	}
 
+	// Finding dynalite may mean installing it, which has its own, longer
+	// time limit, so it happens before the start-up clock runs.
+	var script string
+	if opts.Kind == Dynalite {
+		var err error
+		if script, err = findDynalite(ctx); err != nil {
+			return nil, err
+		}
+	}
+
 	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
 
@@ -181,6 +197,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 			Endpoint: "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(opts.Port)),
 			Kind:     opts.Kind,
 			opts:     opts,
+			script:   script,
 		}
 		err := s.launch(ctx)
 		if err == nil {
@@ -294,12 +311,27 @@ func (s *Server) launch(ctx context.Context) error {
 	cmd.WaitDelay = time.Second
 	setProcAttr(cmd)
 
-	if err := cmd.Start(); err != nil {
+	// The server's standard input is a pipe whose write end only this
+	// process holds, until the server exits. The OS closes it when this
+	// process dies, however it dies, and both dynalite's guard script and
+	// moto's launcher exit when their input ends. So a test binary that never stops its shared server,
+	// or crashes, leaves none behind, also where there is no parent-death
+	// signal (macOS, Windows).
+	stdin, keepOpen, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("ddblocal: start %s: %w", s.Kind, err)
+	}
+	cmd.Stdin = stdin
+	err = cmd.Start()
+	stdin.Close() // The child has its own copy.
+	if err != nil {
+		keepOpen.Close()
 		return fmt.Errorf("ddblocal: start %s: %w", s.Kind, err)
 	}
 	p := &process{cmd: cmd, tail: tail, done: make(chan struct{})}
 	go func() {
 		p.err = cmd.Wait()
+		keepOpen.Close()
 		close(p.done)
 	}()
 	s.proc = p
@@ -321,14 +353,10 @@ func (s *Server) command() (*exec.Cmd, error) {
 	port := strconv.Itoa(s.opts.Port)
 	switch s.Kind {
 	case Dynalite:
-		bin, err := findDynalite()
-		if err != nil {
-			return nil, err
-		}
-		// The script's "#!/usr/bin/env node" line would fail with a bare
-		// exit status 127 without node; a direct check names the fix.
+		// Without node the start would fail with a bare "executable file
+		// not found"; a direct check names the fix.
 		if _, err := exec.LookPath("node"); err != nil {
-			return nil, errors.New("ddblocal: node is not on PATH: install Node.js 20 or newer, then run `make deps`")
+			return nil, errors.New("ddblocal: node is not on PATH: install Node.js 20 or newer (with npm)")
 		}
 		args := []string{
 			"--host", "127.0.0.1",
@@ -346,7 +374,7 @@ func (s *Server) command() (*exec.Cmd, error) {
 		if err != nil {
 			return nil, err
 		}
-		return exec.Command("node", append([]string{"--require", guard, bin}, args...)...), nil
+		return exec.Command("node", append([]string{"--require", guard, s.script}, args...)...), nil
 	case Moto:
 		python, err := findPython()
 		if err != nil {
@@ -354,11 +382,26 @@ func (s *Server) command() (*exec.Cmd, error) {
 		}
 		// -I keeps the user's site directory and PYTHON* variables from
 		// changing which moto is imported.
-		return exec.Command(python, "-I", "-m", "moto.server", "-H", "127.0.0.1", "-p", port), nil
+		return exec.Command(python, "-I", "-c", motoLauncher, "-H", "127.0.0.1", "-p", port), nil
 	default:
 		return nil, fmt.Errorf("ddblocal: unknown server kind %q: use %q or %q", s.Kind, Dynalite, Moto)
 	}
 }
+
+// motoLauncher runs moto's server as `python -m moto.server` would, and
+// exits when its standard input ends, as dynalite's guard does: the input is
+// a pipe whose write end only the starting process holds, so the server ends
+// with that process on every OS, not only where a parent-death signal exists.
+const motoLauncher = `import os, sys, threading
+
+def exit_when_input_ends():
+    sys.stdin.buffer.read()
+    os._exit(0)
+
+threading.Thread(target=exit_when_input_ends, daemon=True).start()
+from moto.server import main
+main(sys.argv[1:])
+`
 
 // waitReady polls ListTables until the server answers, the process exits, or
 // ctx ends.
@@ -402,7 +445,7 @@ func (s *Server) exitError(p *process) error {
 	case s.Kind == Moto && strings.Contains(out, "No module named"):
 		hint = "moto or one of its server dependencies is not installed: run `pip install 'moto[server]'`; "
 	case s.Kind == Dynalite && strings.Contains(out, "Cannot find module"):
-		hint = "node_modules is incomplete: run `make deps` (npm ci); "
+		hint = fmt.Sprintf("the node_modules holding %s is incomplete: run npm ci there again; ", s.script)
 	}
 	return fmt.Errorf("ddblocal: %s exited before it was ready (%v): %sits output ended with:\n%s",
 		s.Kind, p.err, hint, out)
@@ -426,51 +469,6 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// findDynalite looks for node_modules/.bin/dynalite in the working directory
-// and its parents, then in the main module's directory and its parents. The
-// first covers `go test` in any package (it runs in the package directory);
-// the second covers `go run` from elsewhere inside a nested module.
-func findDynalite() (string, error) {
-	rel := filepath.Join("node_modules", ".bin", "dynalite")
-	var starts []string
-	if wd, err := os.Getwd(); err == nil {
-		starts = append(starts, wd)
-	}
-	for _, dir := range starts {
-		if bin, ok := searchUp(dir, rel); ok {
-			return bin, nil
-		}
-	}
-	// Only ask the go command when the cheap walk failed: it costs a
-	// process start.
-	if out, err := exec.Command("go", "env", "GOMOD").Output(); err == nil {
-		gomod := strings.TrimSpace(string(out))
-		if gomod != "" && gomod != os.DevNull {
-			dir := filepath.Dir(gomod)
-			starts = append(starts, dir)
-			if bin, ok := searchUp(dir, rel); ok {
-				return bin, nil
-			}
-		}
-	}
-	return "", fmt.Errorf("ddblocal: dynalite is not installed: run `make deps` (npm ci) in the ddbtrack repository; no %s found in %s or their parents",
-		rel, strings.Join(starts, " or "))
-}
-
-func searchUp(dir, rel string) (string, bool) {
-	for {
-		candidate := filepath.Join(dir, rel)
-		if info, err := os.Stat(candidate); err == nil && !info.IsDir() {
-			return candidate, true
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", false
-		}
-		dir = parent
-	}
 }
 
 // findPython prefers python3 because on older systems "python" is Python 2,
@@ -530,6 +528,13 @@ func (t *tailBuffer) String() string {
 // response, and a restarted server breaks pooled connections; both are
 // retried transparently.
 func NewClient(ctx context.Context, endpoint string) (*dynamodb.Client, error) {
+	kind, _ := KindFromEnv()
+	return newClient(ctx, endpoint, kind)
+}
+
+// newClient is NewClient for a server of a known kind, which moto's
+// serialised transport depends on.
+func newClient(ctx context.Context, endpoint string, kind Kind) (*dynamodb.Client, error) {
 	loadOpts := []func(*config.LoadOptions) error{
 		config.WithHTTPClient(awshttp.NewBuildableClient()),
 	}
@@ -543,7 +548,7 @@ func NewClient(ctx context.Context, endpoint string) (*dynamodb.Client, error) {
 	if cfg.Region == "" {
 		cfg.Region = "us-east-1"
 	}
-	if kind, _ := KindFromEnv(); kind == Moto {
+	if kind == Moto {
 		cfg.HTTPClient = &serialHTTP{next: cfg.HTTPClient}
 	}
 	return dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) {
@@ -578,36 +583,122 @@ func KindFromEnv() (Kind, error) {
 
 // Connect returns a client for the server the environment selects (see
 // [KindFromEnv]) and a function that stops it. With AWS_ENDPOINT_URL_DYNAMODB
-// set, nothing is started and stop does nothing. It is meant for programs such
-// as examples and the demo; tests use the internal/ddbtest package, which
-// shares one server across a test binary.
+// set, nothing is started and stop does nothing. When DDBTRACK_SERVER is
+// unset and dynalite cannot start, for example because neither it nor npm is
+// installed, Connect starts moto instead if Python has it. It is meant for
+// programs such as examples and the demo; tests use [Shared], which shares
+// one server across a test binary.
 //
 // The client's Options().BaseEndpoint holds the endpoint in use.
 func Connect(ctx context.Context) (client *dynamodb.Client, stop func(), err error) {
-	kind, err := KindFromEnv()
+	c, err := connect(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
+	return c.Client, c.stop, nil
+}
+
+// Conn is a client for a server that [Shared] or [Connect] chose.
+type Conn struct {
+	// Client is the client for the server.
+	Client *dynamodb.Client
+	// Endpoint is the server's base URL. For an external server it is
+	// the endpoint the SDK resolved, which is empty for real AWS.
+	Endpoint string
+	// Kind is the server that is running, which differs from what the
+	// environment selects when dynalite was unavailable and moto stood in.
+	Kind Kind
+
+	stop func()
+}
+
+func connect(ctx context.Context) (*Conn, error) {
+	kind, err := KindFromEnv()
+	if err != nil {
+		return nil, err
+	}
 	if kind == External {
-		client, err := NewClient(ctx, "")
+		client, err := newClient(ctx, "", External)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		return client, func() {}, nil
+		return &Conn{Client: client, Endpoint: aws.ToString(client.Options().BaseEndpoint), Kind: External, stop: func() {}}, nil
 	}
 
 	srv, err := Start(ctx, Options{Kind: kind})
-	if err != nil {
-		return nil, nil, err
+	if err != nil && kind == Dynalite && os.Getenv(EnvServer) == "" && motoInstalled(ctx) {
+		// dynalite is the default, not a requirement: a machine with
+		// Python and moto but no Node.js can run the tests too. An explicit
+		// DDBTRACK_SERVER=dynalite never falls back, so `make test` always
+		// tests what it says.
+		var motoErr error
+		if srv, motoErr = Start(ctx, Options{Kind: Moto}); motoErr != nil {
+			return nil, fmt.Errorf("%w; moto, tried instead, failed too: %w", err, motoErr)
+		}
+		err = nil
 	}
-	client, err = NewClient(ctx, srv.Endpoint)
+	if err != nil {
+		return nil, err
+	}
+	client, err := newClient(ctx, srv.Endpoint, srv.Kind)
 	if err != nil {
 		_ = srv.Stop()
-		return nil, nil, err
+		return nil, err
 	}
 	// A stop error means the server died early; the caller's own requests
 	// will have reported that already, so there is nothing useful to do here.
-	return client, func() { _ = srv.Stop() }, nil
+	return &Conn{Client: client, Endpoint: srv.Endpoint, Kind: srv.Kind, stop: func() { _ = srv.Stop() }}, nil
+}
+
+// motoInstalled reports whether Python can import moto's server.
+func motoInstalled(ctx context.Context) bool {
+	python, err := findPython()
+	if err != nil {
+		return false
+	}
+	return exec.CommandContext(ctx, python, "-I", "-c", "import moto.server").Run() == nil
+}
+
+// sharedTimeout bounds the shared server's start: a first install of
+// dynalite, then up to two server starts (dynalite, then moto in its place).
+const sharedTimeout = installTimeout + 2*readyTimeout
+
+// shared is the process's one server and client.
+var shared struct {
+	once sync.Once
+	conn *Conn
+	err  error
+}
+
+// Shared returns the connection shared by the whole process, usually a test
+// binary, connecting as [Connect] does on first use. Later calls return the
+// same connection, or the same error: a server that failed to start once is
+// not tried again by every test.
+//
+// Nothing needs to stop it: the server exits when its standard input, a
+// pipe from this process, closes, which happens when this process ends
+// however it ends, and on Linux the parent-death signal kills it too.
+// [StopShared] stops it in order.
+func Shared() (*Conn, error) {
+	shared.once.Do(func() {
+		// The server outlives any one caller, so its start must not be
+		// bound to the context of the caller that happened to ask first.
+		ctx, cancel := context.WithTimeout(context.Background(), sharedTimeout)
+		defer cancel()
+		shared.conn, shared.err = connect(ctx)
+	})
+	return shared.conn, shared.err
+}
+
+// StopShared stops the shared server if one was started, and makes sure none
+// is started after it.
+func StopShared() {
+	// Running the Once synchronises with whichever caller started the
+	// server, and keeps anyone from starting one afterwards.
+	shared.once.Do(func() { shared.err = errors.New("ddblocal: the shared server was stopped") })
+	if shared.conn != nil {
+		shared.conn.stop()
+	}
 }
 
 // motoLock makes every client this process builds for moto send one request
@@ -640,8 +731,8 @@ func (s *serialHTTP) Do(req *http.Request) (*http.Response, error) {
 	return resp, rerr
 }
 
-// dynaliteGuard keeps dynalite alive when a client aborts a request; see
-// the script's own comment.
+// dynaliteGuard keeps dynalite alive when a client aborts a request, and
+// ends it with the process that started it; see the script's own comments.
 //
 //go:embed dynalite-guard.cjs
 var dynaliteGuard []byte

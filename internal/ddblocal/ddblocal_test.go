@@ -2,9 +2,13 @@ package ddblocal_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -125,13 +129,165 @@ func TestStartRejectsBadOptions(t *testing.T) {
 	require.ErrorContains(t, err, "not a TCP port")
 }
 
-func TestStartWithoutDynaliteNamesTheFix(t *testing.T) {
+func TestStartWithoutDynaliteOrNPMNamesTheFix(t *testing.T) {
 	// Outside the repository neither the directory walk nor `go env GOMOD`
-	// can find node_modules.
+	// can find node_modules, the cache is empty, and without npm on PATH
+	// nothing can install dynalite there.
 	t.Chdir(t.TempDir())
+	emptyCache(t)
+	t.Setenv("PATH", t.TempDir())
 
 	_, err := ddblocal.Start(t.Context(), ddblocal.Options{})
-	require.ErrorContains(t, err, "dynalite is not installed: run `make deps` (npm ci)")
+	require.ErrorContains(t, err, "dynalite is not installed, and npm, which would install it into")
+	require.ErrorContains(t, err, "install Node.js 20 or newer with npm")
+}
+
+// TestInstallDynaliteOutsideTheRepository is what a module that is not this
+// repository goes through on a fresh machine: test binaries that start at
+// once all find dynalite missing, one installs the pinned version into the
+// cache while the others wait, and every one of them can then start it.
+func TestInstallDynaliteOutsideTheRepository(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("points the cache elsewhere with XDG_CACHE_HOME, which only Linux's os.UserCacheDir reads")
+	}
+	cache := t.TempDir()
+	t.Setenv("XDG_CACHE_HOME", cache)
+	t.Chdir(t.TempDir())
+	ctx := t.Context()
+
+	dir, err := ddblocal.CacheDir()
+	require.NoError(t, err)
+	require.Equal(t, filepath.Join(cache, "ddbtrack"), filepath.Dir(dir))
+	require.Contains(t, filepath.Base(dir), "dynalite-"+ddblocal.DynaliteVersion()+"-")
+
+	scripts, errs := make([]string, 3), make([]error, 3)
+	var wg sync.WaitGroup
+	for i := range scripts {
+		wg.Go(func() { scripts[i], errs[i] = ddblocal.InstallDynalite(ctx, dir) })
+	}
+	wg.Wait()
+	require.NoError(t, errors.Join(errs...))
+	require.Equal(t, filepath.Join(dir, "node_modules", "dynalite", "cli.js"), scripts[0])
+	require.Equal(t, []string{scripts[0], scripts[0]}, scripts[1:])
+
+	entries, err := os.ReadDir(filepath.Dir(dir))
+	require.NoError(t, err)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	require.Equal(t, []string{filepath.Base(dir)}, names, "no lock file or half-installed directory may be left")
+
+	srv, err := ddblocal.Start(ctx, ddblocal.Options{})
+	require.NoError(t, err, "Start must find the installed dynalite in the cache")
+	client, err := ddblocal.NewClient(ctx, srv.Endpoint)
+	require.NoError(t, err)
+	createTable(t, client, "from_cache")
+	require.NoError(t, srv.Stop())
+}
+
+func TestEmbeddedPinsMatchTheRepository(t *testing.T) {
+	t.Parallel()
+	for _, name := range []string{"package.json", "package-lock.json"} {
+		repo, err := os.ReadFile(filepath.Join("..", "..", name))
+		require.NoError(t, err)
+		embedded, err := ddblocal.NPMFiles.ReadFile("npm/" + name)
+		require.NoError(t, err)
+		require.Equal(t, string(repo), string(embedded),
+			"internal/ddblocal/npm/%s must be a copy of the repository's %s: cp %s internal/ddblocal/npm/", name, name, name)
+	}
+
+	var lock struct {
+		Packages map[string]struct{ Version string } `json:"packages"`
+	}
+	b, err := os.ReadFile(filepath.Join("..", "..", "package-lock.json"))
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(b, &lock))
+	require.Equal(t, lock.Packages["node_modules/dynalite"].Version, ddblocal.DynaliteVersion())
+}
+
+// TestConnectFallsBackToMoto: a machine with Python and moto but no Node.js
+// still gets a server when the environment does not insist on dynalite.
+func TestConnectFallsBackToMoto(t *testing.T) {
+	// The interpreter itself, not a wrapper such as pyenv's shim, which
+	// would need more of PATH than this test leaves.
+	out, err := exec.Command("python3", "-I", "-c", "import moto.server, sys; print(sys.executable)").Output()
+	if err != nil {
+		t.Skip("moto is not installed for python3; install it with `pip install 'moto[server]'` to run this test")
+	}
+	python := strings.TrimSpace(string(out))
+	bin := t.TempDir()
+	require.NoError(t, os.Symlink(python, filepath.Join(bin, "python3")))
+	t.Setenv("PATH", bin) // python3, but no node, npm or go
+	t.Chdir(t.TempDir())
+	emptyCache(t)
+	t.Setenv(ddblocal.EnvServer, "")
+	t.Setenv(ddblocal.EnvEndpoint, "")
+
+	kind, stop, err := ddblocal.ConnectKind(t.Context())
+	require.NoError(t, err)
+	stop()
+	require.Equal(t, ddblocal.Moto, kind)
+
+	// An explicit choice of dynalite is never swapped for another server.
+	t.Setenv(ddblocal.EnvServer, "dynalite")
+	_, _, err = ddblocal.ConnectKind(t.Context())
+	require.ErrorContains(t, err, "dynalite is not installed")
+}
+
+// TestServersEndWithTheirInput checks what stops a server whose starter
+// died without stopping it, on any OS: closing its standard input is what
+// the OS does when the starter dies.
+func TestServersEndWithTheirInput(t *testing.T) {
+	t.Parallel()
+	guard, err := ddblocal.WriteGuard()
+	require.NoError(t, err)
+	script, err := filepath.Abs(filepath.Join("..", "..", "node_modules", "dynalite", "cli.js"))
+	require.NoError(t, err)
+
+	for _, tt := range []struct {
+		kind  ddblocal.Kind
+		cmd   []string
+		ready string
+	}{
+		{ddblocal.Dynalite, []string{"node", "--require", guard, script, "--host", "127.0.0.1", "--port", "0"}, "listening"},
+		{ddblocal.Moto, []string{"python3", "-I", "-c", ddblocal.MotoLauncher, "-H", "127.0.0.1", "-p", "0"}, "Running on"},
+	} {
+		t.Run(string(tt.kind), func(t *testing.T) {
+			t.Parallel()
+			if tt.kind == ddblocal.Moto && exec.Command("python3", "-I", "-c", "import moto.server").Run() != nil {
+				t.Skip("moto is not installed for python3; install it with `pip install 'moto[server]'` to run this test")
+			}
+			cmd := exec.Command(tt.cmd[0], tt.cmd[1:]...)
+			stdin, err := cmd.StdinPipe()
+			require.NoError(t, err)
+			var out syncBuffer
+			cmd.Stdout, cmd.Stderr = &out, &out
+			require.NoError(t, cmd.Start())
+			t.Cleanup(func() { _ = cmd.Process.Kill() })
+			require.Eventually(t, func() bool { return strings.Contains(out.String(), tt.ready) }, 20*time.Second, 10*time.Millisecond,
+				"%s did not start: %s", tt.kind, &out)
+
+			require.NoError(t, stdin.Close())
+			exited := make(chan error, 1)
+			go func() { exited <- cmd.Wait() }()
+			select {
+			case err := <-exited:
+				require.NoError(t, err, "%s should exit cleanly when its input ends", tt.kind)
+			case <-time.After(10 * time.Second):
+				t.Fatalf("%s kept running after its input ended", tt.kind)
+			}
+		})
+	}
+}
+
+// emptyCache points os.UserCacheDir at an empty directory on every OS.
+func emptyCache(t *testing.T) {
+	t.Helper()
+	dir := t.TempDir()
+	t.Setenv("XDG_CACHE_HOME", dir) // Linux and other Unix
+	t.Setenv("HOME", dir)           // macOS: ~/Library/Caches
+	t.Setenv("LocalAppData", dir)   // Windows
 }
 
 func TestNewClientDefaults(t *testing.T) {

@@ -14,34 +14,32 @@ import (
 	"github.com/aws/smithy-go"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ddbtrack/ddbtrack/ddbtracktest"
 	"github.com/ddbtrack/ddbtrack/internal/ddblocal"
-	"github.com/ddbtrack/ddbtrack/internal/ddbtest"
 	"github.com/ddbtrack/ddbtrack/internal/faultproxy"
 )
-
-func TestMain(m *testing.M) { ddbtest.Main(m) }
 
 // setup returns a proxy in front of the test server, a client that goes
 // through it without retrying (so each fault shows), and a table.
 func setup(t *testing.T, seed uint64) (*faultproxy.Proxy, *dynamodb.Client, string) {
 	t.Helper()
 	ctx := context.Background()
-	p, err := faultproxy.New(ddbtest.Endpoint(t), seed)
+	p, err := faultproxy.New(aws.ToString(ddbtracktest.Client(t).Options().BaseEndpoint), seed)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = p.Close() })
 	client, err := ddblocal.NewClient(ctx, p.URL)
 	require.NoError(t, err)
 	client = dynamodb.New(client.Options(), func(o *dynamodb.Options) { o.RetryMaxAttempts = 1 })
 
-	table := ddbtest.Table(t)
-	_, err = ddbtest.Client(t).CreateTable(ctx, &dynamodb.CreateTableInput{
+	table := ddbtracktest.Table(t)
+	_, err = ddbtracktest.Client(t).CreateTable(ctx, &dynamodb.CreateTableInput{
 		TableName:            aws.String(table),
 		BillingMode:          types.BillingModePayPerRequest,
 		AttributeDefinitions: []types.AttributeDefinition{{AttributeName: aws.String("pk"), AttributeType: types.ScalarAttributeTypeS}},
 		KeySchema:            []types.KeySchemaElement{{AttributeName: aws.String("pk"), KeyType: types.KeyTypeHash}},
 	})
 	require.NoError(t, err)
-	w := dynamodb.NewTableExistsWaiter(ddbtest.Client(t), func(o *dynamodb.TableExistsWaiterOptions) { o.MinDelay = 50 * time.Millisecond })
+	w := dynamodb.NewTableExistsWaiter(ddbtracktest.Client(t), func(o *dynamodb.TableExistsWaiterOptions) { o.MinDelay = 50 * time.Millisecond })
 	require.NoError(t, w.Wait(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(table)}, time.Minute))
 	return p, client, table
 }
@@ -57,7 +55,7 @@ func put(ctx context.Context, c *dynamodb.Client, table, pk string) error {
 // exists reads directly from the server, around the proxy.
 func exists(t *testing.T, table, pk string) bool {
 	t.Helper()
-	out, err := ddbtest.Client(t).GetItem(context.Background(), &dynamodb.GetItemInput{
+	out, err := ddbtracktest.Client(t).GetItem(context.Background(), &dynamodb.GetItemInput{
 		TableName:      aws.String(table),
 		Key:            map[string]types.AttributeValue{"pk": &types.AttributeValueMemberS{Value: pk}},
 		ConsistentRead: aws.Bool(true),

@@ -55,7 +55,9 @@ func (c Counts) Reads() int { return c[GetItem] + c[Query] }
 
 // Writes returns the number of write requests: PutItem, UpdateItem,
 // DeleteItem and TransactWriteItems calls.
-func (c Counts) Writes() int { return c[PutItem] + c[UpdateItem] + c[DeleteItem] + c[TransactWriteItems] }
+func (c Counts) Writes() int {
+	return c[PutItem] + c[UpdateItem] + c[DeleteItem] + c[TransactWriteItems]
+}
 
 // Add returns c plus other.
 func (c Counts) Add(other Counts) Counts {

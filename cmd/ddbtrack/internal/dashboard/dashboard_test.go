@@ -16,10 +16,7 @@ import (
 
 	"github.com/ddbtrack/ddbtrack/cmd/ddbtrack/internal/dashboard"
 	"github.com/ddbtrack/ddbtrack/cmd/ddbtrack/internal/fixture"
-	"github.com/ddbtrack/ddbtrack/internal/ddbtest"
 )
-
-func TestMain(m *testing.M) { ddbtest.Main(m) }
 
 // site is a dashboard on a test server, and a browser-like client for it:
 // it keeps cookies and does not follow redirects, so tests see them.
