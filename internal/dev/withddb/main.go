@@ -29,6 +29,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/ddbtrack/ddbtrack/internal/ddblocal"
@@ -129,9 +130,11 @@ func localEnv(env []string, endpoint string, haveCredentials bool) []string {
 	return env
 }
 
+// hasVar reports whether env sets name to something; the SDK treats an
+// empty value as unset.
 func hasVar(env []string, name string) bool {
 	for _, kv := range env {
-		if len(kv) > len(name) && kv[:len(name)+1] == name+"=" {
+		if k, v, _ := strings.Cut(kv, "="); k == name && v != "" {
 			return true
 		}
 	}
