@@ -17,6 +17,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+
+	"github.com/ddbtrack/ddbtrack/internal/dev/devenv"
 )
 
 func main() {
@@ -46,7 +48,7 @@ func runAll(args []string) error {
 	if err := runWith(args, "dynalite"); err != nil {
 		return err
 	}
-	python, ok := motoPython()
+	python, ok := devenv.MotoPython()
 	if !ok {
 		fmt.Printf("==> Skipped the moto run: moto is not installed for %s (pip install 'moto[server]')\n", python)
 		return nil
@@ -65,18 +67,4 @@ func runWith(args []string, server string) error {
 		cmd.Env = append(cmd.Env, "DDBTRACK_SERVER="+server)
 	}
 	return cmd.Run()
-}
-
-// motoPython returns the Python interpreter the tests would start moto
-// with, and whether moto's server imports in it. Like the tests, it looks
-// for python3 before python, because on older systems python is Python 2,
-// which moto does not support, and it passes -I so that the user's site
-// directory and PYTHON* variables cannot change the answer.
-func motoPython() (string, bool) {
-	for _, name := range []string{"python3", "python"} {
-		if path, err := exec.LookPath(name); err == nil {
-			return name, exec.Command(path, "-I", "-c", "import moto.server").Run() == nil
-		}
-	}
-	return "python3", false
 }
