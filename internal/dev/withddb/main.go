@@ -13,7 +13,8 @@
 // the server, and run unchanged against any endpoint or AWS itself.
 //
 // With AWS_ENDPOINT_URL_DYNAMODB already set, no server is started and the
-// command runs against that endpoint. DDBTRACK_SERVER=moto picks moto over
+// command runs against that endpoint, with placeholder credentials if it is
+// on this machine. DDBTRACK_SERVER=moto picks moto over
 // dynalite, as it does for the tests.
 //
 // Ctrl-C reaches the command first, as it would without withddb; the
@@ -26,6 +27,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -67,7 +70,13 @@ func run(args []string, port int, kind ddblocal.Kind) int {
 	if envKind, err := ddblocal.KindFromEnv(); err != nil {
 		return fail(err)
 	} else if envKind == ddblocal.External {
-		fmt.Fprintf(os.Stderr, "withddb: %s is set: running against %s\n", ddblocal.EnvEndpoint, os.Getenv(ddblocal.EnvEndpoint))
+		endpoint := os.Getenv(ddblocal.EnvEndpoint)
+		fmt.Fprintf(os.Stderr, "withddb: %s is set: running against %s\n", ddblocal.EnvEndpoint, endpoint)
+		// A server on this machine is a local one that takes any
+		// credentials; anywhere else, the SDK's own search must run.
+		if isLoopback(endpoint) {
+			env = localEnv(env, endpoint, localaws.CredentialsInEnv())
+		}
 	} else {
 		if kind == "" {
 			kind = envKind
@@ -128,6 +137,19 @@ func localEnv(env []string, endpoint string, haveCredentials bool) []string {
 		env = append(env, "AWS_REGION=us-east-1")
 	}
 	return env
+}
+
+// isLoopback reports whether endpoint is a URL on this machine.
+func isLoopback(endpoint string) bool {
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return false
+	}
+	if u.Hostname() == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(u.Hostname())
+	return ip != nil && ip.IsLoopback()
 }
 
 // hasVar reports whether env sets name to something; the SDK treats an

@@ -40,3 +40,17 @@ func TestLocalEnv(t *testing.T) {
 		})
 	}
 }
+
+func TestIsLoopback(t *testing.T) {
+	t.Parallel()
+	for endpoint, want := range map[string]bool{
+		"http://127.0.0.1:8000":                    true,
+		"http://localhost:8000":                    true,
+		"http://[::1]:8000":                        true,
+		"https://dynamodb.us-east-1.amazonaws.com": false,
+		"http://10.0.0.5:8000":                     false,
+		"":                                         false,
+	} {
+		require.Equal(t, want, isLoopback(endpoint), endpoint)
+	}
+}
