@@ -26,7 +26,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -48,7 +47,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "release: unexpected arguments; usage: go run ./internal/dev/release [-version vX.Y.Z] [-ref REF] [-keep]")
 		os.Exit(2)
 	}
-	if err := check(context.Background(), *version, *ref, *keep); err != nil {
+	if err := check(*version, *ref, *keep); err != nil {
 		fmt.Fprintln(os.Stderr, "release:", err)
 		os.Exit(1)
 	}
@@ -59,7 +58,7 @@ func main() {
 // because the go command rejects it in module versions.
 var semver = regexp.MustCompile(`^v(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?$`)
 
-func check(ctx context.Context, version, ref string, keep bool) error {
+func check(version, ref string, keep bool) error {
 	repo, err := output(".", nil, "git", "rev-parse", "--show-toplevel")
 	if err != nil {
 		return fmt.Errorf("run it inside the repository: %w", err)
