@@ -74,7 +74,7 @@ var commands []*command
 func init() {
 	commands = []*command{
 		cmdCreateTable, cmdStats, cmdLs, cmdShow, cmdRequeue, cmdReset, cmdDelete, cmdServe,
-		cmdCompletion,
+		cmdCompletion, cmdVersion,
 	}
 }
 
@@ -110,6 +110,10 @@ func (a *app) run(ctx context.Context, args []string) int {
 		}
 		a.printUsage(a.stdout)
 		return exitOK
+	case "-version", "--version":
+		// The flag spelling is what people try first; it means the
+		// version command.
+		args = append([]string{"version"}, args[1:]...)
 	}
 	cmd := findCommand(args[0])
 	if cmd == nil {

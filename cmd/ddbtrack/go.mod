@@ -1,6 +1,6 @@
 module github.com/ddbtrack/ddbtrack/cmd/ddbtrack
 
-go 1.26.8
+go 1.25.0
 
 require (
 	github.com/aws/aws-sdk-go-v2 v1.48.0
@@ -9,7 +9,7 @@ require (
 	github.com/aws/aws-sdk-go-v2/service/dynamodb v1.74.0
 	github.com/chromedp/cdproto v0.159.0
 	github.com/chromedp/chromedp v0.23.0
-	github.com/ddbtrack/ddbtrack v0.0.0
+	github.com/ddbtrack/ddbtrack v0.1.0
 	github.com/stretchr/testify v1.12.1
 )
 
@@ -32,5 +32,3 @@ require (
 	github.com/go-json-experiment/json v0.0.0-20260213210345-44df1a37e875 // indirect
 	go.yaml.in/yaml/v3 v3.0.5 // indirect
 )
-
-replace github.com/ddbtrack/ddbtrack => ../..

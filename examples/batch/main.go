@@ -3,11 +3,13 @@
 // then the count of tasks in each status and the errors of the tasks that
 // failed for good, and finally reruns those once their "bug" is fixed.
 //
-// It starts dynalite itself unless AWS_ENDPOINT_URL_DYNAMODB points at a
-// server:
+// It finds DynamoDB through the AWS SDK's own configuration, as any
+// program would. From the repository, withddb starts a local dynalite for
+// it; AWS_ENDPOINT_URL_DYNAMODB with any credentials and region points it
+// at another server:
 //
-//	go run ./examples/batch
-//	go run ./examples/batch -tasks 500 -workers 4
+//	go run ./internal/dev/withddb -- go run ./examples/batch
+//	go run ./internal/dev/withddb -- go run ./examples/batch -tasks 500 -workers 4
 //
 // Interrupt it with Ctrl-C to see a graceful shutdown: no new claims, the
 // tasks in flight finish, and a second run carries on where it stopped.
@@ -28,8 +30,10 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+
 	"github.com/ddbtrack/ddbtrack"
-	"github.com/ddbtrack/ddbtrack/internal/ddblocal"
 )
 
 // Status is the job's own enum: an image thumbnailing job.
@@ -80,11 +84,11 @@ func main() {
 }
 
 func run(ctx context.Context, n, workers int, flakiness float64) error {
-	client, stopServer, err := ddblocal.Connect(ctx)
+	awsCfg, err := config.LoadDefaultConfig(ctx)
 	if err != nil {
 		return err
 	}
-	defer stopServer()
+	client := dynamodb.NewFromConfig(awsCfg)
 
 	tracker, err := ddbtrack.New(client, ddbtrack.Config[Status]{
 		Table:       fmt.Sprintf("batch-example-%08x", rand.Uint32()),

@@ -3,11 +3,13 @@
 // fails, three failures in a row that make it ignored, the refusal that
 // follows, and the records as JSON.
 //
-// It starts dynalite itself unless AWS_ENDPOINT_URL_DYNAMODB points at a
-// server, so `make demo` needs nothing else:
+// It finds DynamoDB through the AWS SDK's own configuration, as any
+// program would. `make demo` starts a local dynalite and points it there;
+// to use another server, name it and give any credentials and region:
 //
 //	make demo
-//	AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:8000 go run ./examples/quickstart
+//	AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:8000 AWS_REGION=us-east-1 \
+//		AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local go run ./examples/quickstart
 package main
 
 import (
@@ -20,8 +22,10 @@ import (
 	"os"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+
 	"github.com/ddbtrack/ddbtrack"
-	"github.com/ddbtrack/ddbtrack/internal/ddblocal"
 )
 
 // StatusEnum is the seed notebook's enum: a machine-readable integer that
@@ -60,11 +64,11 @@ func main() {
 }
 
 func run(ctx context.Context) error {
-	client, stop, err := ddblocal.Connect(ctx)
+	awsCfg, err := config.LoadDefaultConfig(ctx)
 	if err != nil {
 		return err
 	}
-	defer stop()
+	client := dynamodb.NewFromConfig(awsCfg)
 
 	tracker, err := ddbtrack.New(client, ddbtrack.Config[StatusEnum]{
 		Table:       envOr("DDBTRACK_TABLE", "ddbtrack-quickstart"),

@@ -1,8 +1,8 @@
 module github.com/ddbtrack/ddbtrack/examples/testing
 
-go 1.26.8
+go 1.25.0
 
-require github.com/ddbtrack/ddbtrack v0.0.0
+require github.com/ddbtrack/ddbtrack v0.1.0
 
 require (
 	github.com/aws/aws-sdk-go-v2 v1.48.0 // indirect

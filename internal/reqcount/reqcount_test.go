@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/stretchr/testify/require"
@@ -19,7 +20,7 @@ type refusing struct{ ddbtrack.Client }
 
 func (refusing) UpdateItem(context.Context, *dynamodb.UpdateItemInput, ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
 	return nil, &types.ConditionalCheckFailedException{
-		Message: new("refused"),
+		Message: aws.String("refused"),
 		Item:    map[string]types.AttributeValue{"pk": &types.AttributeValueMemberS{Value: "k"}},
 	}
 }
