@@ -1,0 +1,177 @@
+package ddbtrack_test
+
+// This file holds every call that the chaos test (chaos_test.go) and the
+// lost-response tests (reliability_test.go) make into the parts of
+// ddbtrack's API that plan.md is changing: Create, CreateMany, the tracker's
+// Config, and Process with its six hooks, which become one Config.OnEvent.
+// It also holds the matchers that pick ddbtrack's writes out of the traffic
+// through the fault proxy, which depend on how those writes are built. When
+// the API or the shape of a write changes, this is the one file to adapt;
+// the tests themselves see only the small types below.
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"regexp"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/stretchr/testify/require"
+
+	"github.com/ddbtrack/ddbtrack"
+)
+
+// Kinds of poolEvent, one per way an attempt of Process can be reported.
+const (
+	evClaimed   = "claimed"
+	evSucceeded = "succeeded"
+	evFailed    = "failed"
+	evIgnored   = "ignored"
+	evReleased  = "released"
+	evLeaseLost = "lease-lost"
+	evError     = "error"
+)
+
+// poolEvent is one report from Process about an attempt, or an error that
+// is no attempt's outcome. TaskID is empty for an error that names no task.
+type poolEvent struct {
+	Kind    string
+	TaskID  string
+	Fence   int64
+	Attempt int
+	Err     string
+}
+
+// poolCounts is what one call of Process counted.
+type poolCounts struct {
+	Claimed, Succeeded, Failed, Ignored, Released, LeaseLost, Refused, Errors int
+}
+
+// poolOptions are the few settings of Process that the tests choose.
+type poolOptions struct {
+	Concurrency  int
+	PollInterval time.Duration
+	MaxBackoff   time.Duration
+}
+
+// taskInError finds the task an error from Process names. Today OnError
+// receives a bare error, whose text names the task; the coming event hook
+// carries the task itself, and this goes away.
+var taskInError = regexp.MustCompile(`task "([^"]+)"`)
+
+// runPool runs Process in Batch mode and reports every hook as a poolEvent.
+// onEvent is called from the pool's workers, concurrently.
+func runPool(ctx context.Context, tr *ddbtrack.Tracker[Step], fn func(context.Context, *ddbtrack.Task[Step]) error,
+	opts poolOptions, onEvent func(poolEvent)) (poolCounts, error) {
+	hook := func(kind string) func(ddbtrack.Event[Step]) {
+		return func(ev ddbtrack.Event[Step]) {
+			pe := poolEvent{Kind: kind}
+			if ev.Task != nil {
+				pe.TaskID, pe.Fence, pe.Attempt = ev.Task.ID, ev.Task.Fence, ev.Task.Attempts
+			}
+			if ev.Err != nil {
+				pe.Err = ev.Err.Error()
+			}
+			onEvent(pe)
+		}
+	}
+	res, err := tr.Process(ctx, fn, ddbtrack.ProcessOptions[Step]{
+		Concurrency:  opts.Concurrency,
+		PollInterval: opts.PollInterval,
+		MaxBackoff:   opts.MaxBackoff,
+		OnClaim:      hook(evClaimed),
+		OnSuccess:    hook(evSucceeded),
+		OnFailure:    hook(evFailed),
+		OnIgnored:    hook(evIgnored),
+		OnLeaseLost:  hook(evLeaseLost),
+		OnError: func(err error) {
+			pe := poolEvent{Kind: evError, Err: err.Error()}
+			if m := taskInError.FindStringSubmatch(pe.Err); m != nil {
+				pe.TaskID = m[1]
+			}
+			onEvent(pe)
+		},
+	})
+	return poolCounts{
+		Claimed: res.Claimed, Succeeded: res.Succeeded, Failed: res.Failed, Ignored: res.Ignored,
+		Released: res.Released, LeaseLost: res.LeaseLost, Refused: res.Refused, Errors: res.Errors,
+	}, err
+}
+
+// createTask creates one Pending task without data.
+func createTask(ctx context.Context, tr *ddbtrack.Tracker[Step], id string) error {
+	return tr.Create(ctx, id, nil)
+}
+
+// createMany creates Pending tasks without data and says which were
+// created and which already existed.
+func createMany(ctx context.Context, tr *ddbtrack.Tracker[Step], ids []string) (created, existing []string, err error) {
+	tasks := make([]ddbtrack.NewTask, len(ids))
+	for i, id := range ids {
+		tasks[i] = ddbtrack.NewTask{ID: id}
+	}
+	res, err := tr.CreateMany(ctx, tasks)
+	return res.Created, res.Existing, err
+}
+
+// trackerSettings are the Config fields the chaos workers and the
+// lost-response tests set beyond the roles.
+type trackerSettings struct {
+	Table, Owner              string
+	Lease, FinishTimeout      time.Duration
+	MaxAttempts, ErrorHistory int
+	Now                       func() time.Time
+}
+
+// newTrackerWith returns a tracker on an existing table for the job
+// "test-job", with the seed's statuses and a quiet logger.
+func newTrackerWith(client *dynamodb.Client, s trackerSettings) (*ddbtrack.Tracker[Step], error) {
+	return ddbtrack.New(client, ddbtrack.Config[Step]{
+		Table: s.Table, Job: "test-job",
+		Pending: Todo, Running: InProgress, Failed: Failed, Succeeded: Success, Ignored: Ignore,
+		Owner: s.Owner, Lease: s.Lease, FinishTimeout: s.FinishTimeout,
+		MaxAttempts: s.MaxAttempts, ErrorHistory: s.ErrorHistory,
+		Now: s.Now, Logger: quietLogger(),
+	})
+}
+
+// isLeaseLost reports whether an error from Start says that the attempt's
+// lease was lost, so its outcome was not recorded.
+func isLeaseLost(err error) bool { return errors.Is(err, ddbtrack.ErrLeaseLost) }
+
+// The matchers below pick ddbtrack's writes out of the requests through the
+// fault proxy, by what only that write does. They follow the request
+// bodies that lock.go and create.go build today.
+
+// isClaim matches a claim: the only write that sets a new lease token.
+func isClaim(op string, body []byte) bool {
+	return op == "UpdateItem" && bytes.Contains(body, []byte("#lease_token = :lease_token"))
+}
+
+// isOutcome matches an outcome or release write: fenced by the attempt's
+// lease token (":token"), and removing the lease, which a renewal does not.
+func isOutcome(op string, body []byte) bool {
+	return op == "UpdateItem" && bytes.Contains(body, []byte(`":token":`)) &&
+		bytes.Contains(body, []byte("REMOVE")) && !isRenewal(op, body)
+}
+
+// forTask narrows a matcher to one task of the job "test-job", by the key
+// in the request.
+func forTask(id string, match func(string, []byte) bool) func(string, []byte) bool {
+	key := []byte(`{"S":"test-job#` + id + `"}`)
+	return func(op string, body []byte) bool {
+		return bytes.Contains(body, key) && (match == nil || match(op, body))
+	}
+}
+
+// trackerOn returns a tracker for cfg's table and job that sends its
+// requests with client, under its own owner name.
+func trackerOn(t testing.TB, client *dynamodb.Client, cfg ddbtrack.Config[Step], owner string) *ddbtrack.Tracker[Step] {
+	t.Helper()
+	cfg.Owner = owner
+	tr, err := ddbtrack.New(client, cfg)
+	require.NoError(t, err)
+	return tr
+}
