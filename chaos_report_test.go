@@ -243,9 +243,9 @@ func (rep *chaosReport) checkTask(task *ddbtrack.Task[Step], runs []*chaosRun, a
 			}
 			run.recorded = "failure"
 			seen[e.Attempt] = append(seen[e.Attempt], "failure of "+run.id)
-		case strings.HasPrefix(e.Message, "abandoned"):
+		case isAbandonedEntry(e.Message):
 			seen[e.Attempt] = append(seen[e.Attempt], "abandoned")
-		case strings.HasPrefix(e.Message, "not run"):
+		case isNotRunEntry(e.Message):
 			seen[e.Attempt] = append(seen[e.Attempt], "not run")
 		default:
 			rep.findings = append(rep.findings, fmt.Sprintf("%s: unexpected history entry for attempt %d: %q", id, e.Attempt, e.Message))

@@ -456,7 +456,9 @@ func (r *chaosRig) run() bool {
 			pauses += len(p.pauses)
 		}
 		if live := r.live(); paused == nil && outageEnds.IsZero() && pauses < r.plan.Pauses && done >= at(pauses, r.plan.Pauses, 0.45, 0.8) && len(live) > 0 {
-			paused = live[r.rng.IntN(len(live))]
+			// The worker that has run longest: one just started again
+			// after a kill may hold no task yet.
+			paused = live[0]
 			paused.pauses = append(paused.pauses, window{from: time.Now()})
 			_ = paused.cmd.Process.Signal(syscall.SIGSTOP)
 			pauseEnds = now.Add(r.plan.Pause)
@@ -470,6 +472,7 @@ func (r *chaosRig) run() bool {
 func (r *chaosRig) stopAll() {
 	for _, p := range r.procs {
 		if !p.exited() {
+			p.killed = time.Now()
 			_ = p.cmd.Process.Signal(syscall.SIGCONT)
 			_ = p.cmd.Process.Signal(syscall.SIGKILL)
 			<-p.done

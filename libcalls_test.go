@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -140,6 +141,14 @@ func newTrackerWith(client *dynamodb.Client, s trackerSettings) (*ddbtrack.Track
 // isLeaseLost reports whether an error from Start says that the attempt's
 // lease was lost, so its outcome was not recorded.
 func isLeaseLost(err error) bool { return errors.Is(err, ddbtrack.ErrLeaseLost) }
+
+// isAbandonedEntry reports whether a history entry is the one a takeover
+// writes for the attempt whose worker died.
+func isAbandonedEntry(msg string) bool { return strings.HasPrefix(msg, "abandoned") }
+
+// isNotRunEntry reports whether a history entry is the one written for an
+// attempt that was not run because too many workers died running it.
+func isNotRunEntry(msg string) bool { return strings.HasPrefix(msg, "not run") }
 
 // The matchers below pick ddbtrack's writes out of the requests through the
 // fault proxy, by what only that write does. They follow the request
