@@ -137,8 +137,10 @@ func analyseChaos(t *testing.T, r *chaosRig, tasks map[string]*ddbtrack.Task[Ste
 					run := byAttempt[attemptKey{p, l.Task, l.Fence}]
 					if run == nil {
 						// An attempt that never ran fn: a task that had
-						// killed too many workers is made Ignored unrun.
-						if l.Kind != evIgnored {
+						// killed too many workers is made Ignored unrun,
+						// and a claim Start cannot go on with may be
+						// released (issue 9 point 5).
+						if l.Kind != evIgnored && l.Kind != evReleased {
 							rep.violate(aAgree, "%s: %s reported %s for fence %d at %s, which no run of it started with",
 								l.Task, p.name, l.Kind, l.Fence, rep.at(l.T))
 						}
@@ -347,7 +349,7 @@ func (rep *chaosReport) checkTask(task *ddbtrack.Task[Step], runs []*chaosRun, a
 				id, run.id, run.fence, run.outcome, orNothing(run.recorded))
 		case run.outcome == evIgnored && task.Status != Ignore:
 			rep.violate(aAgree, "%s: Process reported run %s as ignored, but the task is %s", id, run.id, task.Status)
-		case run.outcome == evLeaseLost && run.recorded != "":
+		case (run.outcome == evLeaseLost || run.outcome == evReleased) && run.recorded != "":
 			rep.violate(aAgree, "%s: Process counted a lost lease for run %s (fence %d), but the table holds its %s (issue 9 point 1)",
 				id, run.id, run.fence, run.recorded)
 		case run.outcome == "" && run.recorded != "" && run.proc.killed.IsZero():
@@ -408,6 +410,8 @@ func (rep *chaosReport) cause(run *chaosRun) (cause, detail, assertion string) {
 	}
 	// fn returned, and its outcome is not in the table.
 	switch run.outcome {
+	case evReleased:
+		return "released", "", ""
 	case evLeaseLost:
 		switch {
 		case paused(run.start, run.outcomeAt):

@@ -63,7 +63,9 @@ type poolOptions struct {
 var taskInError = regexp.MustCompile(`task "([^"]+)"`)
 
 // runPool runs Process in Batch mode and reports every hook as a poolEvent.
-// onEvent is called from the pool's workers, concurrently.
+// onEvent is called from the pool's workers, concurrently. Process has no
+// hook for a release today, so evReleased is never reported; the count is
+// in poolCounts.
 func runPool(ctx context.Context, tr *ddbtrack.Tracker[Step], fn func(context.Context, *ddbtrack.Task[Step]) error,
 	opts poolOptions, onEvent func(poolEvent)) (poolCounts, error) {
 	hook := func(kind string) func(ddbtrack.Event[Step]) {
