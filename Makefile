@@ -62,7 +62,7 @@ comma := ,
 empty :=
 space := $(empty) $(empty)
 
-.PHONY: help deps browser-deps vet lint test release-check demo dashboard bench cover
+.PHONY: help deps browser-deps vet lint test chaos release-check demo dashboard bench cover
 
 help: ## Show this help.
 	@echo "Usage: make <target>"; echo
@@ -88,6 +88,14 @@ lint: vet ## Check formatting, and run go vet and staticcheck on every module.
 test: deps vet browser-deps ## Run every module's tests with -race on dynalite, then moto if installed; then release-check.
 	$(GO) run ./internal/dev/eachserver -- $(GO) test $(TEST_FLAGS) $(TEST_PKGS)
 	$(GO) run ./internal/dev/release
+
+# make chaos runs the long form of TestChaos (chaos_test.go): 2,000 tasks,
+# worker processes killed, paused and cut off, for a few minutes. The short
+# form runs in make test. CHAOS_SERVER=moto runs a smaller job on moto.
+CHAOS_SERVER ?= dynalite
+
+chaos: deps ## Run the long chaos test against CHAOS_SERVER (dynalite or moto).
+	DDBTRACK_SERVER=$(CHAOS_SERVER) $(GO) test -race -count=1 -timeout 30m -run '^TestChaos$$' -v . -args -chaos.long
 
 release-check: deps ## Prove that go install ...cmd/ddbtrack@VERSION works, from a local proxy of the working tree.
 	$(GO) run ./internal/dev/release

@@ -147,8 +147,11 @@ type attempt[S Status] struct {
 	// abandoned is the history record of the dead worker's attempt that
 	// this claim took over, or nil.
 	abandoned *ErrorRecord
-	waited    time.Duration // from due to claim
-	ran       time.Duration // how long the function ran
+	// outcomes are the fences of the recent outcomes the claimed item
+	// remembered, to which this attempt's outcome adds its own.
+	outcomes []int64
+	waited   time.Duration // from due to claim
+	ran      time.Duration // how long the function ran
 	// kind is how the attempt ended: an outcome's event kind, or zero
 	// while it runs and when its claim was refused.
 	kind EventKind
@@ -247,6 +250,7 @@ func (a *attempt[S]) claimed(item map[string]types.AttributeValue) error {
 	task.staged = &staged{table: a.t.cfg.Table}
 	a.task = task
 	a.claimedFrom = S(num(item, attrClaimedFrom))
+	a.outcomes = outcomes(item)
 	a.waited = max(task.StartedAt.Sub(millis(item, attrClaimedDue)), 0)
 	a.log = a.log.With(logAttempt, task.Attempts, logFence, task.Fence)
 	if owner := str(item, attrAbandonedOwner); owner != "" {
@@ -384,7 +388,7 @@ func (a *attempt[S]) outcome(fnErr error, panicked bool, stack string, lease *le
 	if lease != nil && lease.err != nil {
 		msg += " (" + lease.err.Error() + ")"
 	}
-	rec := ErrorRecord{Attempt: task.Attempts, Fence: task.Fence, At: time.UnixMilli(now.UnixMilli()),
+	rec := ErrorRecord{Attempt: task.Attempts, Fence: task.Fence, At: whole(now),
 		Message: truncate(msg, maxMessageBytes), Stack: truncate(stack, maxStackBytes)}
 	e := &ending[S]{kind: EventFailed, status: t.cfg.Failed, now: now, lastError: &rec.Message,
 		due: now.Add(max(a.opts.RetryDelay(task.Attempts), 0))}
@@ -448,7 +452,7 @@ func (a *attempt[S]) history(records ...ErrorRecord) []ErrorRecord {
 func (a *attempt[S]) recorded(e *ending[S]) {
 	task := a.task
 	task.Status, task.StatusName = e.status, statusName[S](int(e.status))
-	task.DueAt, task.UpdatedAt = time.UnixMilli(e.due.UnixMilli()), time.UnixMilli(e.now.UnixMilli())
+	task.DueAt, task.UpdatedAt = whole(e.due), whole(e.now)
 	task.ExpiresAt = a.t.expiresAt(e.status, e.now)
 	task.LeaseOwner, task.LeaseExpiresAt = "", time.Time{}
 	if e.errors != nil {
@@ -618,7 +622,7 @@ func (a *attempt[S]) beat(ctx context.Context, cancel context.CancelCauseFunc) *
 			// as the injected clock may not move with real time.
 			timeout := max(min(expires.Sub(t.cfg.Now()), lease), interval)
 			cctx, ccancel := context.WithTimeout(rctx, timeout)
-			next := time.UnixMilli(t.cfg.Now().Add(lease).UnixMilli())
+			next := whole(t.cfg.Now().Add(lease))
 			item, err := t.send(cctx, t.renewWrite(id, token, next))
 			ccancel()
 			wait := interval

@@ -10,12 +10,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ddbtrack/ddbtrack"
-	"github.com/ddbtrack/ddbtrack/internal/ddbtest"
+	"github.com/ddbtrack/ddbtrack/ddbtracktest"
 )
 
 func TestConfigErrors(t *testing.T) {
 	t.Parallel()
-	client := ddbtest.Client(t)
+	client := ddbtracktest.Client(t)
 	cases := []struct {
 		name   string
 		mutate func(*ddbtrack.Config[Step])

@@ -35,7 +35,7 @@ type baseline struct {
 }
 
 func newBaseline(client ddbtrack.Client, cfg ddbtrack.Config[Step]) *baseline {
-	return &baseline{client: client, table: cfg.Table, job: cfg.Job, owner: "baseline-worker", shards: 4, lease: 15 * time.Minute}
+	return &baseline{client: client, table: cfg.Table, job: cfg.Job, owner: "baseline-worker", shards: 2, lease: 15 * time.Minute}
 }
 
 const (

@@ -16,8 +16,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ddbtrack/ddbtrack"
-	"github.com/ddbtrack/ddbtrack/internal/ddbtest"
-	"github.com/ddbtrack/ddbtrack/internal/reqcount"
+	"github.com/ddbtrack/ddbtrack/ddbtracktest"
+	"github.com/ddbtrack/ddbtrack/internal/dev/reqcount"
 )
 
 // Benchmarks against the local server. `make bench` runs them in several
@@ -62,7 +62,7 @@ func throughput(b *testing.B, workers int, against string) {
 	cfg := config(b)
 	cfg.Logger = slog.New(slog.DiscardHandler)
 	tr := newTracker(b, cfg)
-	base := newBaseline(ddbtest.Client(b), cfg)
+	base := newBaseline(ddbtracktest.Client(b), cfg)
 	chunk := max(24, 2*workers)
 	if against == "process" {
 		// A Batch call pays a fixed number of queries to find out that
@@ -73,7 +73,7 @@ func throughput(b *testing.B, workers int, against string) {
 	chunks := (b.N + chunk - 1) / chunk
 	baseIDs := createTasks(b, tr, "b", b.N)
 	var run func(c, from, to int)
-	rc := reqcount.New(ddbtest.Client(b))
+	rc := reqcount.New(ddbtracktest.Client(b))
 	switch against {
 	case "start":
 		t, err := ddbtrack.New(rc, cfg)
@@ -228,7 +228,7 @@ func BenchmarkContention(b *testing.B) {
 			b.Run(fmt.Sprintf("workers=%d/tasks=%d/order=%s", workers, tasks, order), func(b *testing.B) {
 				cfg := config(b)
 				newTracker(b, cfg)
-				rc := reqcount.New(ddbtest.Client(b))
+				rc := reqcount.New(ddbtracktest.Client(b))
 				tr, err := ddbtrack.New(rc, cfg)
 				require.NoError(b, err)
 				var refused, processed atomic.Int64

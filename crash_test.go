@@ -14,8 +14,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ddbtrack/ddbtrack"
+	"github.com/ddbtrack/ddbtrack/ddbtracktest"
 	"github.com/ddbtrack/ddbtrack/internal/ddblocal"
-	"github.com/ddbtrack/ddbtrack/internal/ddbtest"
 )
 
 // crashWorkerEnv names the table a child process works on when
@@ -35,7 +35,7 @@ func TestCrashWorkerProcess(t *testing.T) {
 	}
 	// Not config(t): that would delete the parent's table when this
 	// process ends, if it ever ended on its own.
-	tr, err := ddbtrack.New(ddbtest.Client(t), ddbtrack.Config[Step]{
+	tr, err := ddbtrack.New(ddbtracktest.Client(t), ddbtrack.Config[Step]{
 		Table: table, Job: "test-job",
 		Pending: Todo, Running: InProgress, Failed: Failed, Succeeded: Success, Ignored: Ignore,
 		Lease:  time.Second,
@@ -63,7 +63,7 @@ func TestWorkerKilledMidTask(t *testing.T) {
 	tr := newTracker(t, cfg)
 	ids := pendingTasks(t, tr, 6)
 
-	endpoint := ddbtest.Endpoint(t)
+	endpoint := serverEndpoint(t)
 	if endpoint == "" {
 		t.Skip("the child process needs an endpoint to reach the same server; the tests run against real AWS")
 	}

@@ -12,7 +12,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"github.com/ddbtrack/ddbtrack"
-	"github.com/ddbtrack/ddbtrack/internal/ddbtest"
 )
 
 // Status is a job's own enum of statuses.
@@ -33,7 +32,7 @@ func (s Status) String() string {
 // localClient stands in for dynamodb.NewFromConfig(awsCfg) in the examples:
 // it is a client for the local server the tests run against.
 func localClient() *dynamodb.Client {
-	client, err := ddbtest.SharedClient()
+	client, err := sharedClient()
 	if err != nil {
 		panic(err)
 	}

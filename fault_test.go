@@ -21,8 +21,7 @@ import (
 
 	"github.com/ddbtrack/ddbtrack"
 	"github.com/ddbtrack/ddbtrack/internal/ddblocal"
-	"github.com/ddbtrack/ddbtrack/internal/ddbtest"
-	"github.com/ddbtrack/ddbtrack/internal/faultproxy"
+	"github.com/ddbtrack/ddbtrack/internal/dev/faultproxy"
 )
 
 // faultClient returns a client for endpoint whose retries suit a test: a
@@ -44,7 +43,7 @@ func faultClient(t testing.TB, endpoint string) *dynamodb.Client {
 // newProxy starts a fault proxy in front of the test server.
 func newProxy(t testing.TB, seed uint64) *faultproxy.Proxy {
 	t.Helper()
-	p, err := faultproxy.New(ddbtest.Endpoint(t), seed)
+	p, err := faultproxy.New(serverEndpoint(t), seed)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = p.Close() })
 	return p
@@ -350,8 +349,8 @@ func TestBlockedHeartbeatLosesLease(t *testing.T) {
 // for good, which real DynamoDB never does.
 func TestServerRestartMidRun(t *testing.T) {
 	t.Parallel()
-	if ddbtest.Kind() != "dynalite" {
-		t.Skipf("needs dynalite, which keeps its data on disk across a restart; the server here is %s", ddbtest.Kind())
+	if serverKind() != "dynalite" {
+		t.Skipf("needs dynalite, which keeps its data on disk across a restart; the server here is %s", serverKind())
 	}
 	ctx := context.Background()
 	srv, err := ddblocal.Start(ctx, ddblocal.Options{Path: t.TempDir()})

@@ -2,20 +2,19 @@ package ddbtrack_test
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/stretchr/testify/require"
 
 	"github.com/ddbtrack/ddbtrack"
-	"github.com/ddbtrack/ddbtrack/internal/ddbtest"
+	"github.com/ddbtrack/ddbtrack/ddbtracktest"
+	"github.com/ddbtrack/ddbtrack/internal/ddblocal"
 )
-
-func TestMain(m *testing.M) { ddbtest.Main(m) }
 
 // Step is the seed notebook's status enum.
 type Step int
@@ -44,25 +43,46 @@ func (s Step) String() string {
 	return ""
 }
 
-// clock is a settable clock for Config.Now, so lease expiry is tested
-// without sleeping. It starts at a fixed, realistic time.
-type clock struct{ ms atomic.Int64 }
+// clock is the test kit's settable clock for Config.Now, so that leases
+// and retry delays are tested without sleeping.
+type clock = ddbtracktest.Clock
 
-func newClock() *clock {
-	c := &clock{}
-	c.ms.Store(time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC).UnixMilli())
-	return c
+func newClock() *clock { return &ddbtracktest.Clock{} }
+
+func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// serverKind reports which server the tests use: "dynalite", "moto" or
+// "external".
+func serverKind() string {
+	if conn, err := ddblocal.Shared(); err == nil {
+		return string(conn.Kind)
+	}
+	kind, _ := ddblocal.KindFromEnv()
+	return string(kind)
 }
 
-func (c *clock) Now() time.Time          { return time.UnixMilli(c.ms.Load()) }
-func (c *clock) Advance(d time.Duration) { c.ms.Add(d.Milliseconds()) }
+// serverEndpoint returns the shared server's endpoint.
+func serverEndpoint(t testing.TB) string {
+	t.Helper()
+	ddbtracktest.Client(t) // Fails the test, with the fix, if there is no server.
+	conn, _ := ddblocal.Shared()
+	return conn.Endpoint
+}
 
-func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+// sharedClient returns the shared server's client, for code that has no
+// testing.TB, such as Example functions.
+func sharedClient() (*dynamodb.Client, error) {
+	conn, err := ddblocal.Shared()
+	if err != nil {
+		return nil, err
+	}
+	return conn.Client, nil
+}
 
 // config returns the seed's configuration for a fresh table of this test.
 func config(t testing.TB) ddbtrack.Config[Step] {
 	return ddbtrack.Config[Step]{
-		Table:     ddbtest.Table(t),
+		Table:     ddbtracktest.Table(t),
 		Job:       "test-job",
 		Pending:   Todo,
 		Running:   InProgress,
@@ -132,10 +152,7 @@ func clockedConfig(t testing.TB) (ddbtrack.Config[Step], *clock) {
 // newTracker creates the table for cfg and returns a tracker on it.
 func newTracker(t testing.TB, cfg ddbtrack.Config[Step]) *ddbtrack.Tracker[Step] {
 	t.Helper()
-	tr, err := ddbtrack.New(ddbtest.Client(t), cfg)
-	require.NoError(t, err)
-	require.NoError(t, tr.CreateTable(context.Background()))
-	return tr
+	return ddbtracktest.New(t, cfg)
 }
 
 // worker returns another tracker on the same table and job, as a second
@@ -143,7 +160,7 @@ func newTracker(t testing.TB, cfg ddbtrack.Config[Step]) *ddbtrack.Tracker[Step]
 func worker(t testing.TB, cfg ddbtrack.Config[Step], owner string) *ddbtrack.Tracker[Step] {
 	t.Helper()
 	cfg.Owner = owner
-	tr, err := ddbtrack.New(ddbtest.Client(t), cfg)
+	tr, err := ddbtrack.New(ddbtracktest.Client(t), cfg)
 	require.NoError(t, err)
 	return tr
 }
@@ -159,7 +176,7 @@ func ok(context.Context, *ddbtrack.Task[Step]) error { return nil }
 
 // defaultShards is Config.Shards's default, which tests that write items
 // by hand must use too.
-const defaultShards = 4
+const defaultShards = 2
 
 // warnCounter is a slog handler that counts warnings and errors while on.
 type warnCounter struct {

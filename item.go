@@ -2,6 +2,7 @@ package ddbtrack
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -37,7 +38,7 @@ const (
 	attrClaimedDue     = "claimed_due"      // and the due time it found, to tell how long the task waited
 	attrAbandonedOwner = "abandoned_owner"  // the lease a takeover claim replaced
 	attrAbandonedUntil = "abandoned_until"  // and when it had expired
-	attrOutcomeFence   = "outcome_fence"    // the fence of the attempt whose outcome was written last
+	attrOutcomes       = "outcomes"         // the fences of the last attempts that wrote an outcome
 	attrCreateToken    = "create_token"     // the Create call that wrote the item
 	attrCancelledAt    = "cancelled_at"     //
 	attrCancelReason   = "cancel_reason"    //
@@ -165,17 +166,58 @@ func num(item map[string]types.AttributeValue, name string) int64 {
 
 func millis(item map[string]types.AttributeValue, name string) time.Time {
 	if ms := num(item, name); ms != 0 {
-		return time.UnixMilli(ms)
+		return time.UnixMilli(ms).UTC()
 	}
 	return time.Time{}
 }
 
+// whole returns t as it is stored: whole milliseconds, in UTC, as every
+// time read back from an item is.
+func whole(t time.Time) time.Time { return time.UnixMilli(t.UnixMilli()).UTC() }
+
 // seconds reads an epoch-seconds attribute, the unit time to live needs.
 func seconds(item map[string]types.AttributeValue, name string) time.Time {
 	if s := num(item, name); s != 0 {
-		return time.Unix(s, 0)
+		return time.Unix(s, 0).UTC()
 	}
 	return time.Time{}
+}
+
+// recentOutcomes is how many outcomes an item remembers, by their
+// attempts' fences, so that a write whose answer was lost recognises its
+// own effect even after later attempts have come and gone.
+const recentOutcomes = 8
+
+// outcomes returns the fences an item remembers outcomes of.
+func outcomes(item map[string]types.AttributeValue) []int64 {
+	ns, _ := item[attrOutcomes].(*types.AttributeValueMemberNS)
+	if ns == nil {
+		return nil
+	}
+	fences := make([]int64, 0, len(ns.Value))
+	for _, v := range ns.Value {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+			fences = append(fences, n)
+		}
+	}
+	return fences
+}
+
+// withOutcome returns the set of fences to store once the attempt with
+// fence has written its outcome: the newest recentOutcomes of them.
+// Fences only grow, so the newest are the largest.
+func withOutcome(fences []int64, fence int64) types.AttributeValue {
+	all := append(slices.Clone(fences), fence)
+	slices.Sort(all)
+	all = slices.Compact(all)
+	if len(all) > recentOutcomes {
+		all = all[len(all)-recentOutcomes:]
+	}
+	ns := make([]string, len(all))
+	for i, n := range all {
+		ns[i] = strconv.FormatInt(n, 10)
+	}
+	return &types.AttributeValueMemberNS{Value: ns}
 }
 
 func numAV(n int64) types.AttributeValue {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -350,7 +351,7 @@ func (t *Tracker[S]) expiresAt(s S, now time.Time) time.Time {
 	if s != t.cfg.Succeeded || t.cfg.Retention <= 0 {
 		return time.Time{}
 	}
-	return time.Unix(now.Add(t.cfg.Retention).Unix(), 0)
+	return time.Unix(now.Add(t.cfg.Retention).Unix(), 0).UTC()
 }
 
 // leaseAttrs are the attributes of a claim, which every write that ends an
@@ -443,12 +444,13 @@ func (t *Tracker[S]) renewWrite(taskID, token string, expires time.Time) *write 
 // the outcome's, and is fenced by the lease token. Unless the outcome is a
 // cancellation, a cancel asked for meanwhile refuses it, so that a cancel
 // that reached DynamoDB first always wins. A retry recognises the write by
-// its fence in outcome_fence, which the next claim leaves alone.
+// its fence among the item's recent outcomes, which claims leave alone and
+// later outcomes keep.
 func (t *Tracker[S]) outcomeWrite(a *attempt[S], op string, s S, due, now time.Time, cancel bool) *write {
 	w := &write{op: op, taskID: a.task.ID, token: a.token, persist: true}
 	fence := a.task.Fence
 	t.move(&w.expr, a.task.ID, s, due, now).
-		Set(attrOutcomeFence, numAV(fence)).
+		Set(attrOutcomes, withOutcome(a.outcomes, fence)).
 		Remove(leaseAttrs...).
 		Value("token", strAV(a.token))
 	if cancel {
@@ -456,7 +458,7 @@ func (t *Tracker[S]) outcomeWrite(a *attempt[S], op string, s S, due, now time.T
 	} else {
 		w.expr.Where("#lease_token = :token AND attribute_not_exists(#cancelled_at)")
 	}
-	w.landed = func(item map[string]types.AttributeValue) bool { return num(item, attrOutcomeFence) == fence }
+	w.landed = func(item map[string]types.AttributeValue) bool { return slices.Contains(outcomes(item), fence) }
 	return w
 }
 

@@ -11,8 +11,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ddbtrack/ddbtrack"
-	"github.com/ddbtrack/ddbtrack/internal/ddbtest"
-	"github.com/ddbtrack/ddbtrack/internal/reqcount"
+	"github.com/ddbtrack/ddbtrack/ddbtracktest"
+	"github.com/ddbtrack/ddbtrack/internal/dev/reqcount"
 )
 
 // TestHeartbeatKeepsLongTaskLocked: a task that runs for three times its
@@ -187,7 +187,7 @@ func TestHeartbeatStopsBeforeStartReturns(t *testing.T) {
 	// A lease long enough that a heartbeat left running would still be
 	// waiting for its first beat when the check looks for it.
 	cfg.Lease = 3 * time.Second
-	counted := reqcount.New(ddbtest.Client(t))
+	counted := reqcount.New(ddbtracktest.Client(t))
 	tr, err := ddbtrack.New(counted, cfg)
 	require.NoError(t, err)
 	require.NoError(t, tr.CreateTable(ctx))

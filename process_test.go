@@ -14,8 +14,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ddbtrack/ddbtrack"
-	"github.com/ddbtrack/ddbtrack/internal/ddbtest"
-	"github.com/ddbtrack/ddbtrack/internal/reqcount"
+	"github.com/ddbtrack/ddbtrack/ddbtracktest"
+	"github.com/ddbtrack/ddbtrack/internal/dev/reqcount"
 )
 
 // pendingTasks creates n Pending tasks named task-0000 onwards.
@@ -36,7 +36,7 @@ func pendingTasks(t testing.TB, tr *ddbtrack.Tracker[Step], n int) []string {
 // scaled returns n, or less on moto, which serves about 100 requests a
 // second: the tests check behaviour, not throughput.
 func scaled(n int) int {
-	if ddbtest.Kind() == "moto" {
+	if serverKind() == "moto" {
 		return max(n/4, 10)
 	}
 	return n
@@ -218,7 +218,7 @@ func TestProcessTakesOverExpiredLease(t *testing.T) {
 	behind := cfg
 	behind.Owner = "stale-worker"
 	behind.Now = func() time.Time { return time.Now().Add(-time.Hour) }
-	stale, err := ddbtrack.New(ddbtest.Client(t), behind)
+	stale, err := ddbtrack.New(ddbtracktest.Client(t), behind)
 	require.NoError(t, err)
 
 	err = stale.Start(ctx, "t", func(context.Context, *ddbtrack.Task[Step]) error {
@@ -300,7 +300,7 @@ func TestProcessProgress(t *testing.T) {
 
 func TestProcessRejectsBadOptions(t *testing.T) {
 	t.Parallel()
-	tr, err := ddbtrack.New(ddbtest.Client(t), config(t))
+	tr, err := ddbtrack.New(ddbtracktest.Client(t), config(t))
 	require.NoError(t, err)
 	for _, opts := range []ddbtrack.ProcessOptions[Step]{
 		{Concurrency: -1},
@@ -467,7 +467,7 @@ func TestProcessQueriesPerTask(t *testing.T) {
 	tr := newTracker(t, cfg)
 	const n = 400
 	pendingTasks(t, tr, n)
-	counted := reqcount.New(ddbtest.Client(t))
+	counted := reqcount.New(ddbtracktest.Client(t))
 	counted.MeasureCapacity = true
 	pt, err := ddbtrack.New(counted, cfg)
 	require.NoError(t, err)

@@ -16,7 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/ddbtrack/ddbtrack"
-	"github.com/ddbtrack/ddbtrack/internal/ddbtest"
+	"github.com/ddbtrack/ddbtrack/ddbtracktest"
 )
 
 // qBenchSizes are the job sizes the query benchmarks run at.
@@ -47,7 +47,7 @@ func qBenchJob(b *testing.B, n int) ddbtrack.Config[Step] {
 		Pending: Todo, Running: InProgress, Failed: Failed, Succeeded: Success, Ignored: Ignore,
 		Logger: quietLogger(), Now: clk.Now,
 	}
-	client := ddbtest.Client(b)
+	client := ddbtracktest.Client(b)
 	tr, err := ddbtrack.New(client, cfg)
 	if err != nil {
 		b.Fatal(err)
@@ -58,7 +58,7 @@ func qBenchJob(b *testing.B, n int) ddbtrack.Config[Step] {
 	start := time.Now()
 	qSeed(b, client, cfg.Table, cfg.Job, defaultShards, qGenerate(n, clk.Now()))
 	b.Logf("loaded %d tasks in %v", n, time.Since(start).Round(time.Millisecond))
-	if ddbtest.Kind() == "external" {
+	if serverKind() == "external" {
 		// A table left on a real service costs money: it goes with this
 		// benchmark, and the next one loads its own.
 		b.Cleanup(func() {
@@ -127,7 +127,7 @@ func BenchmarkQuery(b *testing.B) {
 	for _, n := range qBenchSizes {
 		b.Run(fmt.Sprintf("tasks=%d", n), func(b *testing.B) {
 			cfg := qBenchJob(b, n)
-			counter := &qBenchCounter{Client: ddbtest.Client(b)}
+			counter := &qBenchCounter{Client: ddbtracktest.Client(b)}
 			tr, err := ddbtrack.New(counter, cfg)
 			if err != nil {
 				b.Fatal(err)
@@ -161,7 +161,7 @@ func BenchmarkStats(b *testing.B) {
 	for _, n := range qBenchSizes {
 		b.Run(fmt.Sprintf("tasks=%d", n), func(b *testing.B) {
 			cfg := qBenchJob(b, n)
-			counter := &qBenchCounter{Client: ddbtest.Client(b)}
+			counter := &qBenchCounter{Client: ddbtracktest.Client(b)}
 			tr, err := ddbtrack.New(counter, cfg)
 			if err != nil {
 				b.Fatal(err)

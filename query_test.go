@@ -22,7 +22,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ddbtrack/ddbtrack"
-	"github.com/ddbtrack/ddbtrack/internal/ddbtest"
+	"github.com/ddbtrack/ddbtrack/ddbtracktest"
 )
 
 // qTask is the ground truth of one task a query test stores.
@@ -179,7 +179,7 @@ func qSeed(tb testing.TB, client *dynamodb.Client, table, job string, shards int
 // cost there grows with the table; 1,000 tasks still spread every status
 // over all eight shards and several pages.
 func qQuerySize() int {
-	if ddbtest.Kind() == "moto" {
+	if serverKind() == "moto" {
 		return 1000
 	}
 	return 10000
@@ -258,7 +258,7 @@ func newQFixture(t *testing.T, n int) *qFixture {
 	cfg.Now, cfg.Shards = clk.Now, 8
 	tr := newTracker(t, cfg)
 	tasks := qGenerate(n, clk.Now())
-	qSeed(t, ddbtest.Client(t), cfg.Table, cfg.Job, 8, tasks)
+	qSeed(t, ddbtracktest.Client(t), cfg.Table, cfg.Job, 8, tasks)
 
 	// A few tasks go through the tracker itself, so that what Create and
 	// Start write is queried too, not only what the test wrote. Their truth
@@ -393,7 +393,7 @@ func TestQueryGroundTruth(t *testing.T) {
 						// Small requests too, or each one-task page would
 						// read a full page from every stream.
 						maxPages, opts.PageSize = 25, min(cmp.Or(opts.PageSize, 10), 10)
-						if ddbtest.Kind() == "moto" {
+						if serverKind() == "moto" {
 							maxPages = 10
 						}
 						want = want[:min(len(want), maxPages)]
@@ -487,8 +487,8 @@ func TestQueryStopsWhenTheLoopDoes(t *testing.T) {
 	for i := range tasks {
 		tasks[i] = qTask{ID: fmt.Sprintf("t-%03d", i), Status: []Step{Todo, Failed}[i%2], Updated: 1_700_000_000_000 + int64(i)*1000}
 	}
-	qSeed(t, ddbtest.Client(t), cfg.Table, cfg.Job, defaultShards, tasks)
-	counter := &qCounter{Client: ddbtest.Client(t)}
+	qSeed(t, ddbtracktest.Client(t), cfg.Table, cfg.Job, defaultShards, tasks)
+	counter := &qCounter{Client: ddbtracktest.Client(t)}
 	tr, err := ddbtrack.New(counter, cfg)
 	require.NoError(t, err)
 	streams := int64(2 * defaultShards)
@@ -551,7 +551,7 @@ func TestQueryRejectsBadOptions(t *testing.T) {
 	ctx := context.Background()
 	cfg := config(t)
 	newTracker(t, cfg)
-	counter := &qCounter{Client: ddbtest.Client(t)}
+	counter := &qCounter{Client: ddbtracktest.Client(t)}
 	tr, err := ddbtrack.New(counter, cfg)
 	require.NoError(t, err)
 	since := time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC)
@@ -641,7 +641,7 @@ func TestShardOfTaskIDIsStable(t *testing.T) {
 	tr := newTracker(t, cfg)
 	for id, shard := range map[string]int{"t-1": 1, "t-2": 0, "task-000042": 5} {
 		require.NoError(t, tr.Create(ctx, ddbtrack.NewTask{ID: id}))
-		out, err := ddbtest.Client(t).GetItem(ctx, &dynamodb.GetItemInput{
+		out, err := ddbtracktest.Client(t).GetItem(ctx, &dynamodb.GetItemInput{
 			TableName: aws.String(cfg.Table),
 			Key:       keyOf(cfg.Job, id),
 		})

@@ -15,8 +15,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ddbtrack/ddbtrack"
-	"github.com/ddbtrack/ddbtrack/internal/ddbtest"
-	"github.com/ddbtrack/ddbtrack/internal/reqcount"
+	"github.com/ddbtrack/ddbtrack/ddbtracktest"
+	"github.com/ddbtrack/ddbtrack/internal/dev/reqcount"
 )
 
 // requestRow is what one step of a task's life sent, and what it may send.
@@ -45,7 +45,7 @@ var (
 func measureRequests(tb testing.TB, cfg ddbtrack.Config[Step], clk *clock, prefix string) []requestRow {
 	tb.Helper()
 	ctx := context.Background()
-	server := ddbtest.Client(tb)
+	server := ddbtracktest.Client(tb)
 	rc := reqcount.New(server)
 	tr, err := ddbtrack.New(rc, cfg)
 	require.NoError(tb, err)
@@ -87,7 +87,7 @@ func measureRequests(tb testing.TB, cfg ddbtrack.Config[Step], clk *clock, prefi
 	// returning the refusing item.
 	refused := func(step string, drop bool) {
 		if !drop && !returnsRefusedItem(tb, cfg.Table, keyOf(cfg.Job, ok)) {
-			rows = append(rows, requestRow{Step: step, Want: oneUpdate, NA: ddbtest.Kind() + " does not return the refusing item; run with DDBTRACK_SERVER=moto"})
+			rows = append(rows, requestRow{Step: step, Want: oneUpdate, NA: serverKind() + " does not return the refusing item; run with DDBTRACK_SERVER=moto"})
 			return
 		}
 		rc.DropRefusedItem = drop
@@ -214,7 +214,7 @@ func outcomeRefusal(tb testing.TB, table string, key map[string]types.AttributeV
 // making a write that the existing item refuses.
 func returnsRefusedItem(tb testing.TB, table string, key map[string]types.AttributeValue) bool {
 	tb.Helper()
-	_, err := ddbtest.Client(tb).UpdateItem(context.Background(), &dynamodb.UpdateItemInput{
+	_, err := ddbtracktest.Client(tb).UpdateItem(context.Background(), &dynamodb.UpdateItemInput{
 		TableName:                           aws.String(table),
 		Key:                                 key,
 		UpdateExpression:                    aws.String("SET #probe = :probe"),
@@ -230,7 +230,7 @@ func returnsRefusedItem(tb testing.TB, table string, key map[string]types.Attrib
 
 func requestTable(rows []requestRow) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "| step | requests (%s) | budget |\n| --- | --- | --- |\n", ddbtest.Kind())
+	fmt.Fprintf(&b, "| step | requests (%s) | budget |\n| --- | --- | --- |\n", serverKind())
 	for _, r := range rows {
 		got := r.Got.String()
 		if r.NA != "" {

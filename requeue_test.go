@@ -17,7 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ddbtrack/ddbtrack"
-	"github.com/ddbtrack/ddbtrack/internal/ddbtest"
+	"github.com/ddbtrack/ddbtrack/ddbtracktest"
 )
 
 // TestRequeue moves stored tasks back to Pending by status, time window
@@ -30,11 +30,11 @@ func TestRequeue(t *testing.T) {
 	// Moto reads every item of the table for each query, so it gets a
 	// smaller job; 400 tasks still fill several batches of 100 moves.
 	n := 1000
-	if ddbtest.Kind() == "moto" {
+	if serverKind() == "moto" {
 		n = 400
 	}
 	tasks := qGenerate(n, clk.Now())
-	qSeed(t, ddbtest.Client(t), cfg.Table, cfg.Job, tr.Config().Shards, tasks)
+	qSeed(t, ddbtracktest.Client(t), cfg.Table, cfg.Job, tr.Config().Shards, tasks)
 	clk.Advance(time.Minute)
 	truth := map[string]qTask{}
 	for _, task := range tasks {
@@ -159,7 +159,7 @@ func TestRequeueSkipsTasksClaimedMeanwhile(t *testing.T) {
 		require.Error(t, tr.Start(ctx, id, func(context.Context, *ddbtrack.Task[Step]) error { return errors.New("timeout") }))
 	}
 	w := worker(t, cfg, "worker")
-	hook := &rqHook{Client: ddbtest.Client(t), before: map[string]func(func() error) error{}}
+	hook := &rqHook{Client: ddbtracktest.Client(t), before: map[string]func(func() error) error{}}
 	// Requeue leaves a task that changed in the millisecond it starts, so
 	// its clock is a millisecond ahead of the workers' standing one.
 	rcfg := cfg
@@ -220,8 +220,8 @@ func TestRequeueWithWorkersRacing(t *testing.T) {
 	// Moto serves about 100 requests a second, so it gets fewer tasks and
 	// a calmer requeuer.
 	n, workers, pause := 100, 3, 20*time.Millisecond
-	var client ddbtrack.Client = ddbtest.Client(t)
-	if ddbtest.Kind() == "moto" {
+	var client ddbtrack.Client = ddbtracktest.Client(t)
+	if serverKind() == "moto" {
 		n, pause = 30, 200*time.Millisecond
 	}
 	newWorker := func(owner string) *ddbtrack.Tracker[Step] {
@@ -371,7 +371,7 @@ func TestDeleteByStatus(t *testing.T) {
 	cfg, clk := clockedConfig(t)
 	tr := newTracker(t, cfg)
 	tasks := qGenerate(600, clk.Now())
-	qSeed(t, ddbtest.Client(t), cfg.Table, cfg.Job, tr.Config().Shards, tasks)
+	qSeed(t, ddbtracktest.Client(t), cfg.Table, cfg.Job, tr.Config().Shards, tasks)
 	truth := stats(t, tr)
 
 	n, err := tr.DeleteByStatus(ctx, Success, Ignore)

@@ -15,8 +15,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ddbtrack/ddbtrack"
-	"github.com/ddbtrack/ddbtrack/internal/ddbtest"
-	"github.com/ddbtrack/ddbtrack/internal/reqcount"
+	"github.com/ddbtrack/ddbtrack/ddbtracktest"
+	"github.com/ddbtrack/ddbtrack/internal/dev/reqcount"
 )
 
 // TestRetention: with Config.Retention set, a success stores its expiry in
@@ -30,12 +30,12 @@ func TestRetention(t *testing.T) {
 	cfg, clk := clockedConfig(t)
 	cfg.Retention = 30 * 24 * time.Hour
 	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
-	client := ddbtest.Client(t)
+	client := ddbtracktest.Client(t)
 	tr := newTracker(t, cfg)
 
 	ttl, err := client.DescribeTimeToLive(ctx, &dynamodb.DescribeTimeToLiveInput{TableName: aws.String(cfg.Table)})
 	require.NoError(t, err)
-	if ddbtest.Kind() == "dynalite" {
+	if serverKind() == "dynalite" {
 		require.Equal(t, types.TimeToLiveStatusDisabled, ttl.TimeToLiveDescription.TimeToLiveStatus)
 		require.Contains(t, logs.String(), "the server has no time to live", "a server without TTL is named in a warning")
 	} else {
@@ -48,7 +48,7 @@ func TestRetention(t *testing.T) {
 	require.NoError(t, tr.Create(ctx, ddbtrack.NewTask{ID: "done"}))
 	clk.Advance(1500 * time.Millisecond) // Off a whole second, to see the rounding.
 	require.NoError(t, tr.Start(ctx, "done", ok))
-	want := time.Unix(clk.Now().Add(cfg.Retention).Unix(), 0)
+	want := time.Unix(clk.Now().Add(cfg.Retention).Unix(), 0).UTC()
 	require.Equal(t, want, get(t, tr, "done").ExpiresAt)
 	require.Equal(t, strconv.FormatInt(want.Unix(), 10), rawAttr(t, client, cfg, "done", "expires_at"))
 
@@ -87,7 +87,7 @@ func TestRetention(t *testing.T) {
 func TestRetentionOffLeavesTTLAlone(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	counted := reqcount.New(ddbtest.Client(t))
+	counted := reqcount.New(ddbtracktest.Client(t))
 	cfg := config(t)
 	tr, err := ddbtrack.New(counted, cfg)
 	require.NoError(t, err)
@@ -102,12 +102,12 @@ func TestRetentionOffLeavesTTLAlone(t *testing.T) {
 // table made without it, leaves it alone once it is on, and refuses a
 // table that expires items by another attribute, since a table has one.
 func TestRetentionOnExistingTable(t *testing.T) {
-	if ddbtest.Kind() == "dynalite" {
+	if serverKind() == "dynalite" {
 		t.Skip("dynalite has no time to live; run with DDBTRACK_SERVER=moto")
 	}
 	t.Parallel()
 	ctx := context.Background()
-	client := ddbtest.Client(t)
+	client := ddbtracktest.Client(t)
 	// withRetention creates a table without Retention, as an older
 	// release would have, and returns a tracker on it with Retention set.
 	withRetention := func(c ddbtrack.Client) (*ddbtrack.Tracker[Step], ddbtrack.Config[Step]) {

@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ddbtrack/ddbtrack"
-	"github.com/ddbtrack/ddbtrack/internal/ddbtest"
+	"github.com/ddbtrack/ddbtrack/ddbtracktest"
 )
 
 // TestExponential: the default retry delay doubles from its base up to its
@@ -84,7 +84,7 @@ func TestRetryDelay(t *testing.T) {
 	// The default protects a flapping dependency from being hammered.
 	def := config(t)
 	def.RetryDelay = nil
-	d, err := ddbtrack.New(ddbtest.Client(t), def)
+	d, err := ddbtrack.New(ddbtracktest.Client(t), def)
 	require.NoError(t, err)
 	require.NotNil(t, d.Config().RetryDelay)
 	require.GreaterOrEqual(t, d.Config().RetryDelay(1), 30*time.Second)
@@ -147,7 +147,7 @@ func TestSchedule(t *testing.T) {
 	// Requeue makes a task waiting out its retry delay due now.
 	slow := cfg
 	slow.RetryDelay = func(int) time.Duration { return time.Hour }
-	st, err := ddbtrack.New(ddbtest.Client(t), slow)
+	st, err := ddbtrack.New(ddbtracktest.Client(t), slow)
 	require.NoError(t, err)
 	require.NoError(t, st.Create(ctx, ddbtrack.NewTask{ID: "backing-off"}))
 	require.Error(t, st.Start(ctx, "backing-off", func(context.Context, *ddbtrack.Task[Step]) error { return errors.New("no") }))
@@ -369,7 +369,7 @@ func TestCancelledTaskOfDeadWorker(t *testing.T) {
 	require.NoError(t, tr.Create(ctx, ddbtrack.NewTask{ID: "orphan"}))
 	// The worker loses DynamoDB once the cancel is stored, so it cannot
 	// record anything, and its lease runs out: as good as dead.
-	link := &severable{Client: ddbtest.Client(t)}
+	link := &severable{Client: ddbtracktest.Client(t)}
 	dying, err := ddbtrack.New(link, cfg)
 	require.NoError(t, err)
 	err = dying.Start(ctx, "orphan", func(context.Context, *ddbtrack.Task[Step]) error {

@@ -91,10 +91,12 @@ type Config[S Status] struct {
 	// Shards is the number of status-index partitions each status of the
 	// job is spread over, so that a status with many changes per second
 	// does not become a hot partition: each takes about 1,000 writes per
-	// second. Queries and idle workers read every shard, so more shards
-	// cost more requests. Keep it fixed for the life of a job: a task is
-	// indexed under the shard count in force when its status last changed.
-	// Defaults to 4.
+	// second, so two carry a job that finishes about 600 tasks a second.
+	// Queries, counts and idle workers read every shard, so each one more
+	// costs requests; raise it for faster jobs, or for fleets of many
+	// machines, which it spreads over more partitions. Keep it fixed for
+	// the life of a job: a task is indexed under the shard count in force
+	// when its status last changed. Defaults to 2.
 	Shards int
 
 	// Retention is how long a task is kept once it has succeeded. When it
@@ -198,7 +200,7 @@ func defaults[S Status](cfg *Config[S]) error {
 	}{
 		{"MaxAttempts", &cfg.MaxAttempts, 3},
 		{"ErrorHistory", &cfg.ErrorHistory, 10},
-		{"Shards", &cfg.Shards, 4},
+		{"Shards", &cfg.Shards, 2},
 	} {
 		if err := positive("Config."+f.name, f.v, f.def); err != nil {
 			return err

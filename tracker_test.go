@@ -17,7 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ddbtrack/ddbtrack"
-	"github.com/ddbtrack/ddbtrack/internal/ddbtest"
+	"github.com/ddbtrack/ddbtrack/ddbtracktest"
 )
 
 type payload struct {
@@ -171,7 +171,7 @@ func TestManyTasksManyWorkers(t *testing.T) {
 	tr := newTracker(t, cfg)
 	const workers = 8
 	n := 2000
-	if ddbtest.Kind() == "moto" {
+	if serverKind() == "moto" {
 		// moto answers about a hundred requests a second here (and the
 		// test client serialises them, see ddbtest), so 2,000 tasks raced
 		// by 8 workers would take minutes. 300 still make every worker
@@ -488,12 +488,12 @@ func TestExtraStartableStatus(t *testing.T) {
 	// Step 2 has its own roles and treats step 1's Success as a start.
 	cfg2 := cfg
 	cfg2.Pending, cfg2.Running, cfg2.Failed, cfg2.Succeeded, cfg2.Ignored = 100, 103, 106, 109, 110
-	step2, err := ddbtrack.New(ddbtest.Client(t), cfg2)
+	step2, err := ddbtrack.New(ddbtracktest.Client(t), cfg2)
 	require.NoError(t, err)
 	require.ErrorIs(t, step2.Start(ctx, "t", ok), ddbtrack.ErrTaskNotReady)
 
 	cfg2.Startable = []Step{Success}
-	step2, err = ddbtrack.New(ddbtest.Client(t), cfg2)
+	step2, err = ddbtrack.New(ddbtracktest.Client(t), cfg2)
 	require.NoError(t, err)
 	require.NoError(t, step2.Start(ctx, "t", ok))
 	require.Equal(t, Step(109), get(t, step1, "t").Status)
@@ -507,7 +507,7 @@ func TestCreateTableChecksSchema(t *testing.T) {
 	require.NoError(t, tr.CreateTable(ctx), "an existing table with the right schema is fine")
 
 	other := config(t)
-	client := ddbtest.Client(t)
+	client := ddbtracktest.Client(t)
 	_, err := client.CreateTable(ctx, &dynamodb.CreateTableInput{
 		TableName:            &other.Table,
 		BillingMode:          types.BillingModePayPerRequest,

@@ -227,8 +227,7 @@ func joinErrors(errs []error) error {
 func exitCode(ctx context.Context, err error) int {
 	var usage *usageError
 	switch {
-	case errors.As(err, &usage), errors.Is(err, ddbtrack.ErrInvalidTaskID), errors.Is(err, ddbtrack.ErrInvalidConfig),
-		errors.Is(err, ddbtrack.ErrInvalidQuery), errors.Is(err, ddbtrack.ErrInvalidCursor):
+	case errors.As(err, &usage), errors.Is(err, ddbtrack.ErrInvalidTaskID), errors.Is(err, ddbtrack.ErrInvalidOption):
 		return exitUsage
 	case errors.Is(err, ddbtrack.ErrTaskNotFound), isTableMissing(err):
 		return exitNotFound
@@ -314,7 +313,7 @@ func registerCommon(fs *flag.FlagSet, getenv func(string) string) *common {
 	fs.StringVar(&c.statuses, "statuses", statuses, "the job's status `list` as role:name=value,... ($"+envStatuses+"; see `ddbtrack help statuses`)")
 	shards, _ := strconv.Atoi(getenv(envShards))
 	if shards <= 0 {
-		shards = ddbtrack.DefaultShards
+		shards = defaultShards
 	}
 	fs.IntVar(&c.shards, "shards", shards, "status-index shards the job was configured with, Config.Shards ($"+envShards+")")
 	fs.StringVar(&c.region, "region", "", "AWS `region`; defaults to the SDK's ($AWS_REGION, the profile)")
@@ -322,6 +321,10 @@ func registerCommon(fs *flag.FlagSet, getenv func(string) string) *common {
 	fs.StringVar(&c.endpoint, "endpoint-url", "", "DynamoDB endpoint `URL`, e.g. http://127.0.0.1:8000; defaults to $AWS_ENDPOINT_URL_DYNAMODB")
 	return c
 }
+
+// defaultShards is the default of ddbtrack's Config.Shards, which a job
+// that does not set it is indexed with.
+const defaultShards = 2
 
 // commonFlags are shown apart from a command's own flags in its help.
 var commonFlags = map[string]bool{

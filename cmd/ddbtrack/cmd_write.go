@@ -207,11 +207,12 @@ Examples:
 				total int64
 				parts []string
 			)
+			counts, err := s.tracker.Count(ctx, ddbtrack.CountOptions[ops.Code]{Statuses: statuses})
+			if err != nil {
+				return err
+			}
 			for _, c := range statuses {
-				n, err := s.tracker.Count(ctx, c)
-				if err != nil {
-					return err
-				}
+				n := counts.ByStatus[c]
 				total += n
 				parts = append(parts, fmt.Sprintf("%s: %d", s.st.Name(c), n))
 			}

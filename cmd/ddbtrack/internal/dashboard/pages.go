@@ -273,7 +273,7 @@ func (s *Server) tasks(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	page, err := s.tr.QueryPage(r.Context(), f.Query(s.st, now, ddbtrack.NewestFirst, q.Limit), cursor)
-	if errors.Is(err, ddbtrack.ErrInvalidCursor) {
+	if oe := (*ddbtrack.OptionError)(nil); errors.As(err, &oe) && oe.Field == "cursor" {
 		return badRequest("This page's link no longer fits its filter (%v). Start again from the first page.", err)
 	}
 	if err != nil {

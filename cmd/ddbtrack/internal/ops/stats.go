@@ -32,10 +32,11 @@ type Counts struct {
 // Stuck tasks are found by reading the Running tasks, which are few in a
 // healthy job, since only a task's lease tells whether it is stuck.
 func Count(ctx context.Context, tr *ddbtrack.Tracker[Code], st *Statuses, now time.Time) (Counts, error) {
-	byStatus, err := tr.Stats(ctx)
+	counts, err := tr.Count(ctx, ddbtrack.CountOptions[Code]{})
 	if err != nil {
 		return Counts{}, err
 	}
+	byStatus := counts.ByStatus
 	seen := map[Code]bool{}
 	c := Counts{At: now}
 	add := func(code Code) {

@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ddbtrack/ddbtrack"
-	"github.com/ddbtrack/ddbtrack/internal/reqcount"
+	"github.com/ddbtrack/ddbtrack/internal/dev/reqcount"
 )
 
 // refusing answers every UpdateItem with a refusal that carries the item, as

@@ -16,7 +16,7 @@ import (
 
 	"github.com/ddbtrack/ddbtrack/ddbtracktest"
 	"github.com/ddbtrack/ddbtrack/internal/ddblocal"
-	"github.com/ddbtrack/ddbtrack/internal/faultproxy"
+	"github.com/ddbtrack/ddbtrack/internal/dev/faultproxy"
 )
 
 // setup returns a proxy in front of the test server, a client that goes
