@@ -150,7 +150,7 @@ func checkSchema(d *types.TableDescription) error {
 		}
 		got, want := keySchema(g.KeySchema, attrTypes), "status_key:S:HASH order_key:S:RANGE"
 		if got == "status_key:S:HASH updated_at:N:RANGE" {
-			return fmt.Errorf("its index %s has the key of ddbtrack before v0.2 (%s), which cannot order tasks by due time", IndexName, got)
+			return fmt.Errorf("its index %s has the key of an earlier ddbtrack (%s), which cannot order tasks by due time", IndexName, got)
 		}
 		if got != want {
 			return fmt.Errorf("its index %s has key %s, not %s", IndexName, got, want)

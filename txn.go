@@ -44,8 +44,9 @@ const (
 // item, none on the task's own item, and 4 MB in all. An attempt whose
 // writes break a limit is recorded as failed with that error, even if the
 // function ignores it, and nothing is sent. Transactions cost twice the
-// write units of plain writes; a server without them (dynalite has none)
-// fails the attempt with an error matching ErrTransaction. AddWrites works
+// write units of plain writes; a server without them, as some local
+// DynamoDB emulators are, fails the attempt with an error matching
+// ErrTransaction. AddWrites works
 // only inside the function that Start runs.
 func (t *Task[S]) AddWrites(items ...types.TransactWriteItem) error {
 	if t.staged == nil {
