@@ -56,7 +56,10 @@ import (
 // matches ErrLeaseLost. The heartbeat has stopped by the time Start
 // returns.
 func (t *Tracker[S]) Start(ctx context.Context, taskID string, fn func(ctx context.Context, task *Task[S]) error) error {
-	return t.StartWith(ctx, taskID, StartOptions{}, fn)
+	if err := t.checkID("taskID", taskID); err != nil {
+		return err
+	}
+	return t.newAttempt(taskID, t.start).run(ctx, fn)
 }
 
 // StartOptions adjusts one [Tracker.StartWith] call. The zero value means
@@ -123,7 +126,7 @@ func (t *Tracker[S]) startOptions(opts StartOptions, name string) (StartOptions,
 // limit, a retry delay and a timeout of its own, or release instead of
 // failure on cancellation.
 func (t *Tracker[S]) StartWith(ctx context.Context, taskID string, opts StartOptions, fn func(ctx context.Context, task *Task[S]) error) error {
-	if err := t.checkID(taskID); err != nil {
+	if err := t.checkID("taskID", taskID); err != nil {
 		return err
 	}
 	opts, err := t.startOptions(opts, "StartOptions")
@@ -214,7 +217,7 @@ func (a *attempt[S]) claim(ctx context.Context) error {
 		var te *TaskError
 		switch {
 		case err == nil:
-			if err := a.claimed(item); err != nil {
+			if err := a.claimed(ctx, item); err != nil {
 				return err
 			}
 			if ctx.Err() != nil {
@@ -242,7 +245,7 @@ func (a *attempt[S]) claim(ctx context.Context) error {
 }
 
 // claimed takes the attempt's state from the item as the claim left it.
-func (a *attempt[S]) claimed(item map[string]types.AttributeValue) error {
+func (a *attempt[S]) claimed(ctx context.Context, item map[string]types.AttributeValue) error {
 	task, err := decodeTask[S](item)
 	if err != nil {
 		return err
@@ -265,9 +268,9 @@ func (a *attempt[S]) claimed(item map[string]types.AttributeValue) error {
 			Message: fmt.Sprintf("abandoned: the lease of worker %s expired at %s before it recorded a result",
 				owner, until.UTC().Format(time.RFC3339Nano)),
 		}
-		a.log.Warn("took over an expired lease", logOwner, owner, logLeaseExpiresAt, until)
+		a.log.WarnContext(ctx, "took over an expired lease", logOwner, owner, logLeaseExpiresAt, until)
 	}
-	a.log.Info("task claimed", logStatus, task.StatusName, logLeaseExpiresAt, task.LeaseExpiresAt)
+	a.log.InfoContext(ctx, "task claimed", logStatus, task.StatusName, logLeaseExpiresAt, task.LeaseExpiresAt)
 	return nil
 }
 
@@ -483,21 +486,21 @@ func (a *attempt[S]) end(ctx context.Context, kind EventKind, fnErr, err error) 
 	evErr := fnErr
 	switch kind {
 	case EventSucceeded:
-		a.log.Info("task succeeded", logStatus, a.task.StatusName)
+		a.log.InfoContext(ctx, "task succeeded", logStatus, a.task.StatusName)
 	case EventFailed:
-		a.log.Warn("task failed", logStatus, a.task.StatusName, logDueAt, a.task.DueAt, logError, fnErr)
+		a.log.WarnContext(ctx, "task failed", logStatus, a.task.StatusName, logDueAt, a.task.DueAt, logError, fnErr)
 	case EventIgnored:
-		a.log.Error("task ignored", logStatus, a.task.StatusName, logError, fnErr)
+		a.log.ErrorContext(ctx, "task ignored", logStatus, a.task.StatusName, logError, fnErr)
 	case EventReleased:
-		a.log.Info("task released", logStatus, a.task.StatusName, logDueAt, a.task.DueAt)
+		a.log.InfoContext(ctx, "task released", logStatus, a.task.StatusName, logDueAt, a.task.DueAt)
 	case EventCancelled:
-		a.log.Info("task cancelled", logStatus, a.task.StatusName, "reason", a.task.CancelReason)
+		a.log.InfoContext(ctx, "task cancelled", logStatus, a.task.StatusName, "reason", a.task.CancelReason)
 		evErr = err
 	case EventLeaseLost:
-		a.log.Warn("outcome not recorded: lease lost", logError, err)
+		a.log.WarnContext(ctx, "outcome not recorded: lease lost", logError, err)
 		evErr = err
 	case EventError:
-		a.log.Error("outcome not recorded", logError, err)
+		a.log.ErrorContext(ctx, "outcome not recorded", logError, err)
 		evErr = errors.Join(fnErr, err)
 	}
 	a.t.emit(ctx, Event[S]{Kind: kind, TaskID: a.task.ID, Task: a.task, Err: evErr, Waited: a.waited, Ran: a.ran})
@@ -508,6 +511,18 @@ func (a *attempt[S]) end(ctx context.Context, kind EventKind, fnErr, err error) 
 		return err
 	}
 	return errors.Join(fnErr, err)
+}
+
+// emit reports ev to Config.OnEvent and returns the context for what
+// follows: OnEvent's, for an EventClaimed.
+func (t *Tracker[S]) emit(ctx context.Context, ev Event[S]) context.Context {
+	if t.cfg.OnEvent == nil {
+		return ctx
+	}
+	if next := t.cfg.OnEvent(ctx, ev); next != nil && ev.Kind == EventClaimed {
+		return next
+	}
+	return ctx
 }
 
 // errTimedOut is the cause of the function's context when the attempt's
@@ -602,51 +617,17 @@ type heartbeat struct {
 // this worker's clock: from then on another worker may claim the task, so
 // fn must stop even though nobody may have.
 func (a *attempt[S]) beat(ctx context.Context, cancel context.CancelCauseFunc) *heartbeat {
-	t := a.t
 	// Renewals must not end with the caller's context, which is fn's to
 	// react to; they end when the attempt has recorded its outcome.
 	rctx, rcancel := context.WithCancel(context.WithoutCancel(ctx))
 	h := &heartbeat{stopc: make(chan struct{}), done: make(chan struct{}), cancel: rcancel}
-	id, token, expires, lease := a.task.ID, a.token, a.task.LeaseExpiresAt, a.opts.Lease
-	interval := max(lease/3, time.Millisecond)
+	expires, interval := a.task.LeaseExpiresAt, max(a.opts.Lease/3, time.Millisecond)
 	h.first = time.AfterFunc(interval, func() {
 		defer close(h.done)
 		timer := time.NewTimer(interval)
 		defer timer.Stop()
-		for {
-			if h.stopped() {
-				return
-			}
-			// A renewal may take as long as the lease has left, for a slow
-			// answer is as good as a fast one until then; at least a beat,
-			// as the injected clock may not move with real time.
-			timeout := max(min(expires.Sub(t.cfg.Now()), lease), interval)
-			cctx, ccancel := context.WithTimeout(rctx, timeout)
-			next := whole(t.cfg.Now().Add(lease))
-			item, err := t.send(cctx, t.renewWrite(id, token, next))
-			ccancel()
-			wait := interval
-			var st leaseState
-			switch {
-			case err == nil:
-				if item != nil {
-					next = millis(item, attrLeaseExpiresAt) // A lost answer's retry; the item holds the expiry.
-				}
-				expires = next
-			case errors.Is(err, ErrCancelled):
-				st = leaseState{err: err, refused: true, cancelled: true,
-					reason: str(item, attrCancelReason), at: millis(item, attrCancelledAt)}
-			case errors.Is(err, ErrLeaseLost):
-				st = leaseState{err: err, refused: true}
-			case h.stopped():
-				return // The renewal was cut short because the attempt ended.
-			case t.cfg.Now().Before(expires):
-				a.log.LogAttrs(rctx, warnLevel, "lease renewal failed; trying again", slog.Time(logLeaseExpiresAt, expires), errAttr(err))
-				wait = max(interval/4, time.Millisecond)
-			default:
-				st = leaseState{err: fmt.Errorf("%w: could not renew the lease of task %q before it expired at %s: %w",
-					ErrLeaseLost, id, expires.UTC().Format(time.RFC3339Nano), err)}
-			}
+		for !h.stopped() {
+			wait, st := a.renew(rctx, h, &expires, interval)
 			if st.err != nil {
 				h.mu.Lock()
 				h.lease = st
@@ -654,6 +635,9 @@ func (a *attempt[S]) beat(ctx context.Context, cancel context.CancelCauseFunc) *
 				a.log.LogAttrs(rctx, warnLevel, "lease lost or task cancelled while it ran; cancelling its function", errAttr(st.err))
 				cancel(st.err)
 				return
+			}
+			if wait < 0 {
+				return // The renewal was cut short because the attempt ended.
 			}
 			timer.Reset(wait)
 			select {
@@ -664,6 +648,40 @@ func (a *attempt[S]) beat(ctx context.Context, cancel context.CancelCauseFunc) *
 		}
 	})
 	return h
+}
+
+// renew sends one renewal of the lease that expires at *expires, and
+// moves *expires on when it lands. It returns how long to wait before the
+// next one (negative if the heartbeat was stopped meanwhile), or what
+// became of the lease if it is lost or the task cancelled.
+func (a *attempt[S]) renew(ctx context.Context, h *heartbeat, expires *time.Time, interval time.Duration) (time.Duration, leaseState) {
+	t, lease := a.t, a.opts.Lease
+	// A renewal may take as long as the lease has left, for a slow answer
+	// is as good as a fast one until then; at least a beat, as the
+	// injected clock may not move with real time.
+	cctx, cancel := context.WithTimeout(ctx, max(min(expires.Sub(t.cfg.Now()), lease), interval))
+	defer cancel()
+	next := whole(t.cfg.Now().Add(lease))
+	item, err := t.send(cctx, t.renewWrite(a.id, a.token, next))
+	switch {
+	case err == nil:
+		if item != nil {
+			next = millis(item, attrLeaseExpiresAt) // A lost answer's retry; the item holds the expiry.
+		}
+		*expires = next
+		return interval, leaseState{}
+	case errors.Is(err, ErrCancelled):
+		return 0, leaseState{err: err, refused: true, cancelled: true, reason: str(item, attrCancelReason), at: millis(item, attrCancelledAt)}
+	case errors.Is(err, ErrLeaseLost):
+		return 0, leaseState{err: err, refused: true}
+	case h.stopped():
+		return -1, leaseState{}
+	case t.cfg.Now().Before(*expires):
+		a.log.LogAttrs(ctx, warnLevel, "lease renewal failed; trying again", slog.Time(logLeaseExpiresAt, *expires), errAttr(err))
+		return max(interval/4, time.Millisecond), leaseState{}
+	}
+	return 0, leaseState{err: fmt.Errorf("%w: could not renew the lease of task %q before it expired at %s: %w",
+		ErrLeaseLost, a.id, expires.UTC().Format(time.RFC3339Nano), err)}
 }
 
 func (h *heartbeat) stopped() bool {

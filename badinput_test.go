@@ -59,8 +59,8 @@ func TestBadTaskIDs(t *testing.T) {
 	tr := newTracker(t, config(t))
 	require.NoError(t, tr.Create(ctx, ddbtrack.NewTask{ID: "good"}))
 	for id, want := range map[string]string{
-		"":                        "task ID is empty",
-		strings.Repeat("x", 3000): "task ID is 3000 bytes, over the limit of 1008",
+		"":                        "ID is empty: give every task a non-empty ID",
+		strings.Repeat("x", 3000): "ID is 3000 bytes, over the limit of 1008",
 		"\xff\xfe":                "not valid UTF-8",
 	} {
 		for op, err := range map[string]error{
@@ -69,17 +69,17 @@ func TestBadTaskIDs(t *testing.T) {
 			"reset":  tr.Reset(ctx, id),
 			"delete": tr.Delete(ctx, id),
 		} {
-			require.ErrorIs(t, err, ddbtrack.ErrInvalidTaskID, op)
+			require.ErrorIs(t, err, ddbtrack.ErrInvalidOption, op)
 			require.ErrorContains(t, err, want, op)
 		}
 		_, err := tr.CreateMany(ctx, []ddbtrack.NewTask{{ID: "fine"}, {ID: id}})
-		require.ErrorIs(t, err, ddbtrack.ErrInvalidTaskID)
+		require.ErrorIs(t, err, ddbtrack.ErrInvalidOption)
 		require.ErrorContains(t, err, "tasks[1]")
 	}
 	_, err := tr.Get(ctx, "fine")
 	require.ErrorIs(t, err, ddbtrack.ErrTaskNotFound, "a CreateMany with one bad task writes nothing")
 	_, err = tr.CreateMany(ctx, []ddbtrack.NewTask{{ID: "a"}, {ID: "a"}})
-	require.ErrorContains(t, err, `tasks[0] and tasks[1] have the same ID "a"`)
+	require.ErrorContains(t, err, `tasks[1].ID is "a", the same as tasks[0].ID`)
 	require.Equal(t, Todo, get(t, tr, "good").Status)
 }
 

@@ -30,7 +30,7 @@ import (
 // and CancelledAt tells a cancelled task from one that ran out of
 // attempts. Reset and Requeue undo a cancel.
 func (t *Tracker[S]) Cancel(ctx context.Context, taskID, reason string) error {
-	if err := t.checkID(taskID); err != nil {
+	if err := t.checkID("taskID", taskID); err != nil {
 		return err
 	}
 	if reason == "" {

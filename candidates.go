@@ -210,9 +210,25 @@ func (f *feeder[S]) refill(ctx context.Context) error {
 		}
 	}
 	f.p.healthy()
+	f.schedule(src, tasks, pivot != "", due)
+	pg := &page{}
+	read := time.Now()
+	rand.Shuffle(len(tasks), func(i, j int) { tasks[i], tasks[j] = tasks[j], tasks[i] })
+	for _, task := range tasks {
+		version := strconv.Itoa(int(task.Status)) + "/" + strconv.FormatInt(task.Fence, 10)
+		f.cands = append(f.cands, candidate[S]{task: task, version: version, page: pg, read: read})
+	}
+	return nil
+}
+
+// schedule decides, from what a read of src found, how to read it next:
+// from a random point if it is crowded, and when, if it had nothing due.
+// due is when its next task is due, if a read told.
+func (f *feeder[S]) schedule(src *source, tasks []*Task[S], pivoted bool, due time.Time) {
 	f.mu.Lock()
+	defer f.mu.Unlock()
 	switch {
-	case len(tasks) == 0 && pivot != "":
+	case len(tasks) == 0 && pivoted:
 		// Nothing due from the random point on: read from the start next.
 		src.crowded = false
 	case len(tasks) == 0:
@@ -223,7 +239,7 @@ func (f *feeder[S]) refill(ctx context.Context) error {
 		}
 	default:
 		src.crowded = len(tasks) == f.p.opts.PageSize
-		if pivot == "" {
+		if !pivoted {
 			src.head = keys.Order(tasks[0].DueAt.UnixMilli(), tasks[0].ID)
 		}
 		if !src.crowded {
@@ -232,15 +248,6 @@ func (f *feeder[S]) refill(ctx context.Context) error {
 			src.nextRead = time.Now().Add(candidateTTL / 2)
 		}
 	}
-	f.mu.Unlock()
-	pg := &page{}
-	read := time.Now()
-	rand.Shuffle(len(tasks), func(i, j int) { tasks[i], tasks[j] = tasks[j], tasks[i] })
-	for _, task := range tasks {
-		version := strconv.Itoa(int(task.Status)) + "/" + strconv.FormatInt(task.Fence, 10)
-		f.cands = append(f.cands, candidate[S]{task: task, version: version, page: pg, read: read})
-	}
-	return nil
 }
 
 // realTime converts a time by Config.Now, such as a due time, to the real
@@ -394,7 +401,7 @@ func (p *plan[S]) page(ctx context.Context) ([]*Task[S], error) {
 	in.Limit = aws.Int32(int32(p.limit))
 	out, err := p.t.client.Query(ctx, in)
 	if err != nil {
-		return nil, fmt.Errorf("ddbtrack: query index %s, partition %s: %w", IndexName, p.parts[0].key(p.t.cfg.Job), err)
+		return nil, fmt.Errorf("ddbtrack: query index %s, partition %s: %w", indexName, p.parts[0].key(p.t.cfg.Job), err)
 	}
 	tasks := make([]*Task[S], 0, len(out.Items))
 	for _, item := range out.Items {

@@ -12,13 +12,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
 
-// CountOptions selects what [Tracker.Count] counts.
-type CountOptions[S Status] struct {
-	// Statuses lists the statuses to count. Defaults to the five roles of
-	// Config and every status in Config.Startable.
-	Statuses []S
-}
-
 // Counts is what [Tracker.Count] found.
 type Counts[S Status] struct {
 	// ByStatus holds the number of tasks in each status counted, zero
@@ -28,7 +21,8 @@ type Counts[S Status] struct {
 	AsOf time.Time
 }
 
-// Count counts the tasks in each status. It sends a Select=COUNT query to
+// Count counts the tasks in each of statuses, or, with none, in the five
+// roles of Config and every status in Config.Startable. It sends a Select=COUNT query to
 // each of the statuses' index partitions, several at once, and follows
 // each one's pages; it never scans the table.
 //
@@ -37,12 +31,11 @@ type Counts[S Status] struct {
 // tasks in the statuses (see the package documentation). The index is
 // eventually consistent, so a status change of the last moment may not be
 // counted yet.
-func (t *Tracker[S]) Count(ctx context.Context, opts CountOptions[S]) (Counts[S], error) {
-	statuses := opts.Statuses
+func (t *Tracker[S]) Count(ctx context.Context, statuses ...S) (Counts[S], error) {
 	if len(statuses) == 0 {
 		statuses = append([]S{t.cfg.Pending, t.cfg.Running, t.cfg.Failed, t.cfg.Succeeded, t.cfg.Ignored}, t.cfg.Startable...)
 	}
-	parts, err := t.partitions(QueryOptions[S]{Statuses: statuses}, "CountOptions", time.Time{}, false)
+	parts, err := t.partitions(QueryOptions[S]{Statuses: statuses}, "statuses", time.Time{}, false)
 	if err != nil {
 		return Counts[S]{}, err
 	}
@@ -78,7 +71,7 @@ func (t *Tracker[S]) countPartition(ctx context.Context, part partition) (int64,
 	}
 	in := &dynamodb.QueryInput{
 		TableName:                 aws.String(t.cfg.Table),
-		IndexName:                 aws.String(IndexName),
+		IndexName:                 aws.String(indexName),
 		KeyConditionExpression:    e.KeyCondition(),
 		ExpressionAttributeNames:  e.Names(),
 		ExpressionAttributeValues: e.Values(),
@@ -88,7 +81,7 @@ func (t *Tracker[S]) countPartition(ctx context.Context, part partition) (int64,
 	for {
 		out, err := t.client.Query(ctx, in)
 		if err != nil {
-			return 0, fmt.Errorf("ddbtrack: count index %s, partition %s: %w", IndexName, part.key(t.cfg.Job), err)
+			return 0, fmt.Errorf("ddbtrack: count index %s, partition %s: %w", indexName, part.key(t.cfg.Job), err)
 		}
 		n += int64(out.Count)
 		if len(out.LastEvaluatedKey) == 0 {

@@ -41,7 +41,7 @@ func (t *Tracker[S]) Create(ctx context.Context, task NewTask) error {
 // newTask checks a new task and returns the write that creates it. name is
 // how the caller knows it, for errors.
 func (t *Tracker[S]) newTask(task NewTask, name string) (*write, error) {
-	if err := t.checkID(task.ID); err != nil {
+	if err := t.checkID(name+".ID", task.ID); err != nil {
 		return nil, err
 	}
 	now := t.cfg.Now()
@@ -86,12 +86,12 @@ func (t *Tracker[S]) CreateMany(ctx context.Context, tasks []NewTask) (CreateMan
 	seen := make(map[string]int, len(tasks))
 	for i, nt := range tasks {
 		if j, dup := seen[nt.ID]; dup {
-			return CreateManyResult{}, fmt.Errorf("%w: tasks[%d] and tasks[%d] have the same ID %q: each task in one call needs its own ID", ErrInvalidTaskID, j, i, nt.ID)
+			return CreateManyResult{}, optionError(fmt.Sprintf("tasks[%d].ID", i), fmt.Sprintf("is %q, the same as tasks[%d].ID", nt.ID, j), "give each task in one call its own ID")
 		}
 		seen[nt.ID] = i
 		w, err := t.newTask(nt, fmt.Sprintf("tasks[%d]", i))
 		if err != nil {
-			return CreateManyResult{}, fmt.Errorf("tasks[%d]: %w", i, err)
+			return CreateManyResult{}, err
 		}
 		writes[i] = w
 	}

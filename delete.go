@@ -12,7 +12,7 @@ import (
 // task gives a [*TaskError] matching ErrTaskNotFound; a delete whose answer
 // was lost, and whose retry found the task gone, is reported as done.
 func (t *Tracker[S]) Delete(ctx context.Context, taskID string) error {
-	if err := t.checkID(taskID); err != nil {
+	if err := t.checkID("taskID", taskID); err != nil {
 		return err
 	}
 	if _, err := t.send(ctx, t.deleteWrite(taskID)); err != nil {

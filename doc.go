@@ -30,7 +30,7 @@
 // # Table schema
 //
 // One item per task, keyed by the string "pk" = job + "#" + task ID. The
-// status index [IndexName] is keyed by "status_key" = job + "#" + status +
+// status index, "status-index", is keyed by "status_key" = job + "#" + status +
 // "#" + shard and "order_key" = the task's due time as 15 zero-padded
 // digits of epoch milliseconds, "#", and its ID. Every index partition is
 // thus sorted by due time and then ID, a total order: finding due work

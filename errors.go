@@ -42,10 +42,8 @@ var (
 	// ErrItemTooLarge means a write would push the task's item over
 	// DynamoDB's 400 KB limit.
 	ErrItemTooLarge = errors.New("ddbtrack: task record would exceed DynamoDB's 400 KB item limit")
-	// ErrInvalidTaskID means a task ID cannot be stored as a DynamoDB key.
-	ErrInvalidTaskID = errors.New("ddbtrack: invalid task ID")
-	// ErrInvalidOption means a Config, options struct or argument cannot be
-	// used as given. It comes as an [*OptionError] that names the field, the
+	// ErrInvalidOption means a Config, options struct or argument, such as
+	// a task ID that cannot be a DynamoDB key, cannot be used as given. It comes as an [*OptionError] that names the field, the
 	// problem and the fix.
 	ErrInvalidOption = errors.New("ddbtrack: invalid option")
 	// ErrRelease is for the function that Start runs: returning an error

@@ -1,7 +1,6 @@
 package ddbtrack
 
 import (
-	"context"
 	"log/slog"
 	"time"
 )
@@ -93,18 +92,6 @@ const warnLevel = slog.LevelWarn
 func strAttr(key, v string) slog.Attr { return slog.String(key, v) }
 
 func errAttr(err error) slog.Attr { return slog.Any(logError, err) }
-
-// emit reports ev to Config.OnEvent and returns the context for what
-// follows: OnEvent's, for an EventClaimed.
-func (t *Tracker[S]) emit(ctx context.Context, ev Event[S]) context.Context {
-	if t.cfg.OnEvent == nil {
-		return ctx
-	}
-	if next := t.cfg.OnEvent(ctx, ev); next != nil && ev.Kind == EventClaimed {
-		return next
-	}
-	return ctx
-}
 
 // debugLevel is slog.LevelDebug, named for LogAttrs calls.
 const debugLevel = slog.LevelDebug

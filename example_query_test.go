@@ -68,7 +68,7 @@ func ExampleTracker_Query() {
 		fmt.Println("reran", task.ID, "after:", task.LastError, "error:", err)
 	}
 
-	counts, err := tracker.Count(ctx, ddbtrack.CountOptions[Status]{})
+	counts, err := tracker.Count(ctx)
 	if err != nil {
 		panic(err)
 	}
@@ -106,7 +106,7 @@ func ExampleTracker_Requeue() {
 	}
 	fmt.Printf("requeued: %+v\n", res)
 
-	counts, err := tracker.Count(ctx, ddbtrack.CountOptions[Status]{})
+	counts, err := tracker.Count(ctx)
 	if err != nil {
 		panic(err)
 	}

@@ -84,10 +84,10 @@ func Example() {
 	if err := task.UnmarshalOutput(&out); err != nil {
 		panic(err)
 	}
-	fmt.Println("after:", task.Status, "imported", out.Imported, "locked", task.IsLocked(task.UpdatedAt))
+	fmt.Println("after:", task.Status, "imported", out.Imported, "leased", task.LeaseOwner != "")
 	// Output:
 	// running: file-0001.csv attempt 1 status importing
-	// after: imported imported 120 locked false
+	// after: imported imported 120 leased false
 }
 
 // This example shows what a failing task leaves behind: it waits out its

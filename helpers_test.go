@@ -101,7 +101,7 @@ func noDelay(int) time.Duration { return 0 }
 // count returns the number of tasks in status s.
 func count(t testing.TB, tr *ddbtrack.Tracker[Step], s Step) int64 {
 	t.Helper()
-	c, err := tr.Count(context.Background(), ddbtrack.CountOptions[Step]{Statuses: []Step{s}})
+	c, err := tr.Count(context.Background(), s)
 	require.NoError(t, err)
 	return c.ByStatus[s]
 }
@@ -109,7 +109,7 @@ func count(t testing.TB, tr *ddbtrack.Tracker[Step], s Step) int64 {
 // stats returns the number of tasks in every status of the job.
 func stats(t testing.TB, tr *ddbtrack.Tracker[Step]) map[Step]int64 {
 	t.Helper()
-	c, err := tr.Count(context.Background(), ddbtrack.CountOptions[Step]{})
+	c, err := tr.Count(context.Background())
 	require.NoError(t, err)
 	return c.ByStatus
 }
@@ -193,3 +193,9 @@ func (w *warnCounter) Handle(_ context.Context, r slog.Record) error {
 }
 func (w *warnCounter) WithAttrs([]slog.Attr) slog.Handler { return w }
 func (w *warnCounter) WithGroup(string) slog.Handler      { return w }
+
+// locked reports whether a worker holds an unexpired lease on the task at
+// now.
+func locked(task *ddbtrack.Task[Step], now time.Time) bool {
+	return task.LeaseOwner != "" && now.Before(task.LeaseExpiresAt)
+}

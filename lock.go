@@ -2,6 +2,8 @@ package ddbtrack
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -612,4 +614,12 @@ func (t *Tracker[S]) deleteIdleWrite(task *Task[S], now time.Time) *write {
 		Value("status", numAV(int64(task.Status))).
 		Value("now", numAV(now.UnixMilli()))
 	return w
+}
+
+// newToken returns a random token: a lease token, or a create's. Tokens
+// only need to be unique; 128 random bits make a collision implausible.
+func newToken() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms.
+	return hex.EncodeToString(b[:])
 }

@@ -29,7 +29,7 @@ func (s *stream) fill(ctx context.Context, c Client) error {
 	for s.pos == len(s.buf) && !s.done {
 		out, err := c.Query(ctx, s.in)
 		if err != nil {
-			return fmt.Errorf("ddbtrack: query index %s, partition %s: %w", IndexName, s.name, err)
+			return fmt.Errorf("ddbtrack: query index %s, partition %s: %w", indexName, s.name, err)
 		}
 		s.buf, s.pos = out.Items, 0
 		s.in.ExclusiveStartKey = out.LastEvaluatedKey

@@ -173,18 +173,12 @@ func (t *Tracker[S]) processOptions(opts ProcessOptions[S]) (ProcessOptions[S], 
 	case opts.MaxOutage == 0 && opts.Mode == Batch:
 		opts.MaxOutage = 15 * time.Minute
 	}
-	for _, f := range []struct {
-		name string
-		v    *time.Duration
-		def  time.Duration
-	}{
+	if err := durations("ProcessOptions.", []durationField{
 		{"PollInterval", &opts.PollInterval, 1500 * time.Millisecond},
 		{"MaxBackoff", &opts.MaxBackoff, 10 * time.Second},
 		{"ProgressInterval", &opts.ProgressInterval, 5 * time.Second},
-	} {
-		if err := duration("ProcessOptions."+f.name, f.v, f.def, time.Millisecond); err != nil {
-			return opts, err
-		}
+	}); err != nil {
+		return opts, err
 	}
 	if err := positive("ProcessOptions.PageSize", &opts.PageSize, min(max(4*opts.Concurrency, 32), 100)); err != nil {
 		return opts, err

@@ -49,7 +49,7 @@ func (p *pool[S]) report(ctx context.Context, stop <-chan struct{}) {
 		// The last report runs after ctx may have ended; it still says
 		// where the job stands.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		counts, err := p.t.Count(rctx, CountOptions[S]{})
+		counts, err := p.t.Count(rctx)
 		cancel()
 		if err != nil {
 			if !final {

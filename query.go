@@ -387,7 +387,7 @@ func (p *plan[S]) input(part partition, after string) (*dynamodb.QueryInput, err
 	}
 	in := &dynamodb.QueryInput{
 		TableName:                 aws.String(p.t.cfg.Table),
-		IndexName:                 aws.String(IndexName),
+		IndexName:                 aws.String(indexName),
 		KeyConditionExpression:    e.KeyCondition(),
 		FilterExpression:          e.Filter(),
 		ExpressionAttributeNames:  e.Names(),

@@ -168,7 +168,7 @@ func BenchmarkStats(b *testing.B) {
 			}
 			var total int64
 			for b.Loop() {
-				counts, err := tr.Count(ctx, ddbtrack.CountOptions[Step]{})
+				counts, err := tr.Count(ctx)
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -16,7 +16,7 @@ import (
 // unexpired lease, with a [*TaskError] matching ErrTaskLocked, and a missing
 // task with one matching ErrTaskNotFound. It is a Requeue of one task.
 func (t *Tracker[S]) Reset(ctx context.Context, taskID string) error {
-	if err := t.checkID(taskID); err != nil {
+	if err := t.checkID("taskID", taskID); err != nil {
 		return err
 	}
 	if _, err := t.send(ctx, t.resetWrite(taskID, t.cfg.Now())); err != nil {

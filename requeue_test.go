@@ -108,7 +108,7 @@ func TestRequeue(t *testing.T) {
 	for _, id := range expired {
 		task := get(t, tr, id)
 		require.Empty(t, task.LeaseOwner)
-		require.False(t, task.IsLocked(clk.Now()))
+		require.False(t, locked(task, clk.Now()))
 	}
 
 	_, err = tr.Requeue(ctx, ddbtrack.RequeueOptions[Step]{Statuses: []Step{Failed, Todo}})

@@ -12,9 +12,9 @@ import (
 	"github.com/aws/smithy-go"
 )
 
-// IndexName is the name of the status index, the global secondary index
+// indexName is the name of the status index, the global secondary index
 // that every status query reads.
-const IndexName = "status-index"
+const indexName = "status-index"
 
 // CreateTableInput returns the request that creates the tracker's table:
 // a string partition key "pk", and the status index keyed by "status_key"
@@ -35,7 +35,7 @@ func (t *Tracker[S]) CreateTableInput() *dynamodb.CreateTableInput {
 			{AttributeName: aws.String(attrPK), KeyType: types.KeyTypeHash},
 		},
 		GlobalSecondaryIndexes: []types.GlobalSecondaryIndex{{
-			IndexName: aws.String(IndexName),
+			IndexName: aws.String(indexName),
 			KeySchema: []types.KeySchemaElement{
 				{AttributeName: aws.String(attrStatusKey), KeyType: types.KeyTypeHash},
 				{AttributeName: aws.String(attrOrderKey), KeyType: types.KeyTypeRange},
@@ -79,7 +79,7 @@ func (t *Tracker[S]) CreateTable(ctx context.Context) error {
 			return err
 		}
 	}
-	t.log.Info("table ready", "table", t.cfg.Table)
+	t.log.InfoContext(ctx, "table ready", "table", t.cfg.Table)
 	return nil
 }
 
@@ -114,12 +114,12 @@ func (t *Tracker[S]) enableTTL(ctx context.Context) error {
 	})
 	switch {
 	case unsupported(err):
-		t.log.Warn("the server has no time to live; succeeded tasks are kept beyond Config.Retention", "table", t.cfg.Table)
+		t.log.WarnContext(ctx, "the server has no time to live; succeeded tasks are kept beyond Config.Retention", "table", t.cfg.Table)
 		return nil
 	case err != nil:
 		return fmt.Errorf("ddbtrack: turn on time to live for table %q, which Config.Retention needs: %w", t.cfg.Table, err)
 	}
-	t.log.Info("time to live on", "table", t.cfg.Table, "attribute", attrExpiresAt, "retention", t.cfg.Retention)
+	t.log.InfoContext(ctx, "time to live on", "table", t.cfg.Table, "attribute", attrExpiresAt, "retention", t.cfg.Retention)
 	return nil
 }
 
@@ -145,22 +145,22 @@ func checkSchema(d *types.TableDescription) error {
 		return fmt.Errorf("its key is %s, not pk:S:HASH", got)
 	}
 	for _, g := range d.GlobalSecondaryIndexes {
-		if aws.ToString(g.IndexName) != IndexName {
+		if aws.ToString(g.IndexName) != indexName {
 			continue
 		}
 		got, want := keySchema(g.KeySchema, attrTypes), "status_key:S:HASH order_key:S:RANGE"
 		if got == "status_key:S:HASH updated_at:N:RANGE" {
-			return fmt.Errorf("its index %s has the key of an earlier ddbtrack (%s), which cannot order tasks by due time", IndexName, got)
+			return fmt.Errorf("its index %s has the key of an earlier ddbtrack (%s), which cannot order tasks by due time", indexName, got)
 		}
 		if got != want {
-			return fmt.Errorf("its index %s has key %s, not %s", IndexName, got, want)
+			return fmt.Errorf("its index %s has key %s, not %s", indexName, got, want)
 		}
 		if g.Projection == nil || g.Projection.ProjectionType != types.ProjectionTypeAll {
-			return fmt.Errorf("its index %s does not project all attributes", IndexName)
+			return fmt.Errorf("its index %s does not project all attributes", indexName)
 		}
 		return nil
 	}
-	return fmt.Errorf("it has no global secondary index named %s", IndexName)
+	return fmt.Errorf("it has no global secondary index named %s", indexName)
 }
 
 func keySchema(ks []types.KeySchemaElement, attrTypes map[string]types.ScalarAttributeType) string {

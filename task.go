@@ -48,7 +48,8 @@ type Task[S Status] struct {
 	// has not happened.
 	CreatedAt, UpdatedAt, StartedAt, SucceededAt time.Time
 	// LeaseOwner and LeaseExpiresAt describe the lease of the worker
-	// running the task. Both are empty when no worker holds it.
+	// running the task. Both are empty when no worker holds it; a worker
+	// holds it until LeaseExpiresAt.
 	LeaseOwner     string
 	LeaseExpiresAt time.Time
 	// ExpiresAt is when DynamoDB's time to live may delete the task:
@@ -102,12 +103,6 @@ type ErrorRecord struct {
 	Stack string `json:"stack,omitempty"`
 }
 
-// IsLocked reports whether a worker holds an unexpired lease on the task at
-// time now.
-func (t *Task[S]) IsLocked(now time.Time) bool {
-	return t.LeaseOwner != "" && now.Before(t.LeaseExpiresAt)
-}
-
 // UnmarshalData decodes the task's data into v, which must be a pointer, as
 // [attributevalue.Unmarshal] does. It leaves v untouched when the task has
 // no data.
@@ -136,12 +131,7 @@ func (t *Task[S]) SetData(v any) error {
 	if t.staged == nil {
 		return errNotRunning
 	}
-	av, err := marshalAttr("data", v)
-	if err != nil {
-		return err
-	}
-	t.staged.data, t.staged.dataSet = av, true
-	return nil
+	return stage("data", v, &t.staged.data, &t.staged.dataSet)
 }
 
 // SetOutput sets the output stored with the task's success. A success
@@ -151,11 +141,16 @@ func (t *Task[S]) SetOutput(v any) error {
 	if t.staged == nil {
 		return errNotRunning
 	}
-	av, err := marshalAttr("output", v)
+	return stage("output", v, &t.staged.output, &t.staged.outputSet)
+}
+
+// stage marshals v into *av for the attempt's success, and marks it set.
+func stage(what string, v any, av *types.AttributeValue, set *bool) error {
+	m, err := marshalAttr(what, v)
 	if err != nil {
 		return err
 	}
-	t.staged.output, t.staged.outputSet = av, true
+	*av, *set = m, true
 	return nil
 }
 

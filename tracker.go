@@ -2,8 +2,6 @@ package ddbtrack
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"os"
@@ -158,6 +156,8 @@ type Tracker[S Status] struct {
 	// startable holds the statuses a claim may take a task from, besides
 	// Running under an expired lease.
 	startable map[S]bool
+	// start is the options of an attempt that sets none: the Config's.
+	start StartOptions
 }
 
 // New returns a Tracker for cfg.Job in cfg.Table. It checks cfg and fills
@@ -188,6 +188,10 @@ func New[S Status](client Client, cfg Config[S]) (*Tracker[S], error) {
 	}
 	t := &Tracker[S]{client: client, cfg: cfg, startable: startable}
 	t.log = cfg.Logger.With(logJob, cfg.Job)
+	var err error
+	if t.start, err = t.startOptions(StartOptions{}, "StartOptions"); err != nil {
+		return nil, err
+	}
 	return t, nil
 }
 
@@ -206,18 +210,12 @@ func defaults[S Status](cfg *Config[S]) error {
 			return err
 		}
 	}
-	for _, f := range []struct {
-		name string
-		v    *time.Duration
-		def  time.Duration
-	}{
+	if err := durations("Config.", []durationField{
 		{"Lease", &cfg.Lease, 15 * time.Minute},
 		{"FinishTimeout", &cfg.FinishTimeout, 15 * time.Second},
 		{"AttemptTimeout", &cfg.AttemptTimeout, 0},
-	} {
-		if err := duration("Config."+f.name, f.v, f.def, time.Millisecond); err != nil {
-			return err
-		}
+	}); err != nil {
+		return err
 	}
 	if err := duration("Config.Retention", &cfg.Retention, 0, time.Second); err != nil {
 		return err
@@ -253,6 +251,25 @@ func positive(field string, v *int, def int) error {
 	return nil
 }
 
+// durationField is an optional duration of an options struct, for
+// durations: its name, where it is, and its default.
+type durationField struct {
+	name string
+	v    *time.Duration
+	def  time.Duration
+}
+
+// durations checks optional durations counted in milliseconds, as
+// duration does; prefix qualifies their names, such as "Config.".
+func durations(prefix string, fields []durationField) error {
+	for _, f := range fields {
+		if err := duration(prefix+f.name, f.v, f.def, time.Millisecond); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // duration checks an optional duration: negative is an error, zero means
 // the default, and anything else must be at least unit, the precision it is
 // stored or used with.
@@ -278,7 +295,7 @@ func (t *Tracker[S]) Config() Config[S] { return t.cfg }
 // Get returns the task, read with strong consistency. A missing task gives
 // a [*TaskError] matching ErrTaskNotFound.
 func (t *Tracker[S]) Get(ctx context.Context, taskID string) (*Task[S], error) {
-	if err := t.checkID(taskID); err != nil {
+	if err := t.checkID("taskID", taskID); err != nil {
 		return nil, err
 	}
 	item, err := t.read(ctx, taskID)
@@ -289,19 +306,4 @@ func (t *Tracker[S]) Get(ctx context.Context, taskID string) (*Task[S], error) {
 		return nil, &TaskError{Op: "get", Job: t.cfg.Job, TaskID: taskID, Err: ErrTaskNotFound}
 	}
 	return decodeTask[S](item)
-}
-
-func (t *Tracker[S]) checkID(taskID string) error {
-	if err := keys.CheckTask(t.cfg.Job, taskID); err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalidTaskID, err)
-	}
-	return nil
-}
-
-// newToken returns a random token: a lease token, or a create's. Tokens
-// only need to be unique; 128 random bits make a collision implausible.
-func newToken() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms.
-	return hex.EncodeToString(b[:])
 }

@@ -35,7 +35,7 @@ func TestSeedFlow(t *testing.T) {
 	require.NoError(t, tr.Create(ctx, ddbtrack.NewTask{ID: "t-1", Data: payload{Version: 1}}))
 	before := get(t, tr, "t-1")
 	require.Equal(t, Todo, before.Status)
-	require.False(t, before.IsLocked(clk.Now()))
+	require.False(t, locked(before, clk.Now()))
 
 	// Success: the data and output set inside fn are stored with the success.
 	err := tr.Start(ctx, "t-1", func(ctx context.Context, task *ddbtrack.Task[Step]) error {
@@ -45,7 +45,7 @@ func TestSeedFlow(t *testing.T) {
 		require.Equal(t, int64(1), task.Fence)
 		during := get(t, tr, "t-1")
 		require.Equal(t, InProgress, during.Status)
-		require.True(t, during.IsLocked(clk.Now()))
+		require.True(t, locked(during, clk.Now()))
 		require.Equal(t, cfg.Table != "", during.LeaseOwner != "")
 		var p payload
 		require.NoError(t, task.UnmarshalData(&p))
@@ -57,7 +57,7 @@ func TestSeedFlow(t *testing.T) {
 	after := get(t, tr, "t-1")
 	require.Equal(t, Success, after.Status)
 	require.Equal(t, "s09_success", after.StatusName)
-	require.False(t, after.IsLocked(clk.Now()))
+	require.False(t, locked(after, clk.Now()))
 	require.Empty(t, after.LeaseOwner)
 	require.Equal(t, 0, after.Attempts)
 	require.Equal(t, clk.Now(), after.SucceededAt)
@@ -547,6 +547,6 @@ func TestGoexitInFnStopsHeartbeat(t *testing.T) {
 	// Three lease lengths: a live heartbeat would have renewed it by now.
 	time.Sleep(3 * cfg.Lease)
 	task := get(t, tr, "t")
-	require.False(t, task.IsLocked(time.Now()), "lease still renewed after fn's goroutine exited")
+	require.False(t, locked(task, time.Now()), "lease still renewed after fn's goroutine exited")
 	require.NoError(t, worker(t, cfg, "rescuer").Start(ctx, "t", ok))
 }

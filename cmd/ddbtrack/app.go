@@ -227,7 +227,7 @@ func joinErrors(errs []error) error {
 func exitCode(ctx context.Context, err error) int {
 	var usage *usageError
 	switch {
-	case errors.As(err, &usage), errors.Is(err, ddbtrack.ErrInvalidTaskID), errors.Is(err, ddbtrack.ErrInvalidOption):
+	case errors.As(err, &usage), errors.Is(err, ddbtrack.ErrInvalidOption):
 		return exitUsage
 	case errors.Is(err, ddbtrack.ErrTaskNotFound), isTableMissing(err):
 		return exitNotFound

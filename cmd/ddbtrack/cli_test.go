@@ -18,7 +18,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/stretchr/testify/require"
 
-	"github.com/ddbtrack/ddbtrack"
 	"github.com/ddbtrack/ddbtrack/cmd/ddbtrack/internal/fixture"
 	"github.com/ddbtrack/ddbtrack/cmd/ddbtrack/internal/ops"
 	"github.com/ddbtrack/ddbtrack/ddbtracktest"
@@ -256,7 +255,7 @@ func TestDelete(t *testing.T) {
 	require.Equal(t, exitOK, r.code, r.stderr)
 	require.Equal(t, "Deleted 3 tasks.\n", r.stdout)
 	failed := fx.Statuses.Of(ops.Failed)
-	n, err := fx.Tracker.Count(t.Context(), ddbtrack.CountOptions[ops.Code]{Statuses: []ops.Code{failed}})
+	n, err := fx.Tracker.Count(t.Context(), failed)
 	require.NoError(t, err)
 	require.Zero(t, n.ByStatus[failed])
 

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/ddbtrack/ddbtrack"
 	"github.com/ddbtrack/ddbtrack/cmd/ddbtrack/internal/ops"
 )
@@ -28,7 +29,8 @@ running it twice is safe. One table holds many jobs.`,
 			if err := s.tracker.CreateTable(ctx); err != nil {
 				return err
 			}
-			fmt.Fprintf(s.stdout, "Table %s is ready, with its index %s.\n", s.common.table, ddbtrack.IndexName)
+			index := aws.ToString(s.tracker.CreateTableInput().GlobalSecondaryIndexes[0].IndexName)
+			fmt.Fprintf(s.stdout, "Table %s is ready, with its index %s.\n", s.common.table, index)
 			return nil
 		}
 	},

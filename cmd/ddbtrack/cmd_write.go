@@ -207,7 +207,7 @@ Examples:
 				total int64
 				parts []string
 			)
-			counts, err := s.tracker.Count(ctx, ddbtrack.CountOptions[ops.Code]{Statuses: statuses})
+			counts, err := s.tracker.Count(ctx, statuses...)
 			if err != nil {
 				return err
 			}

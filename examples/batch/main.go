@@ -212,7 +212,7 @@ func process(ctx context.Context, tracker *ddbtrack.Tracker[Status], fn func(con
 
 // statusTable prints the count of tasks in each status.
 func statusTable(ctx context.Context, tracker *ddbtrack.Tracker[Status]) error {
-	counts, err := tracker.Count(ctx, ddbtrack.CountOptions[Status]{})
+	counts, err := tracker.Count(ctx)
 	if err != nil {
 		return err
 	}

@@ -223,7 +223,7 @@ func batch(ctx context.Context, client ddbtrack.Client, cfg ddbtrack.Config[Stat
 	}
 	fmt.Printf("   attempts: %d claimed, %d succeeded, %d failed and retried, %d ignored\n",
 		res.Claimed, res.Succeeded, res.Failed, res.Ignored)
-	counts, err := tracker.Count(ctx, ddbtrack.CountOptions[StatusEnum]{})
+	counts, err := tracker.Count(ctx)
 	if err != nil {
 		return err
 	}
@@ -246,7 +246,7 @@ func show(ctx context.Context, tracker *ddbtrack.Tracker[StatusEnum], id, when s
 		return err
 	}
 	lock := "unlocked"
-	if task.IsLocked(time.Now()) {
+	if task.LeaseOwner != "" && time.Now().Before(task.LeaseExpiresAt) {
 		lock = fmt.Sprintf("locked by %s until %s", task.LeaseOwner, task.LeaseExpiresAt.Format(time.TimeOnly))
 	}
 	fmt.Printf("   %-50s status=%-16s attempts=%d %s data=%v\n", when+":", task.Status, task.Attempts, lock, data)

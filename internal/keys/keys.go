@@ -109,18 +109,19 @@ func CheckJob(job string) (problem, fix string) {
 	return "", ""
 }
 
-// CheckTask reports why a task ID cannot be used in a job, or nil.
-func CheckTask(job, taskID string) error {
+// CheckTask reports why a task ID cannot be used in a job, and how to fix
+// it, or returns two empty strings.
+func CheckTask(job, taskID string) (problem, fix string) {
 	switch {
 	case taskID == "":
-		return fmt.Errorf("task ID is empty: every task needs a non-empty ID that is unique within its job")
+		return "is empty", "give every task a non-empty ID that is unique within its job"
 	case !utf8.ValidString(taskID):
-		return fmt.Errorf("task ID %q is not valid UTF-8: DynamoDB string keys must be UTF-8; encode binary IDs as hex or base64", taskID)
+		return fmt.Sprintf("%q is not valid UTF-8", taskID), "DynamoDB string keys must be UTF-8: encode binary IDs as hex or base64"
 	}
 	limit := min(MaxTaskIDBytes, MaxPartitionKeyBytes-len(job)-len(Sep))
 	if len(taskID) > limit {
-		return fmt.Errorf("task ID is %d bytes, over the limit of %d that DynamoDB's key sizes leave it: use a shorter ID, such as a hash of the long one",
-			len(taskID), limit)
+		return fmt.Sprintf("is %d bytes, over the limit of %d that DynamoDB's key sizes leave it", len(taskID), limit),
+			"use a shorter ID, such as a hash of the long one"
 	}
-	return nil
+	return "", ""
 }

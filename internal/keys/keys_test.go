@@ -67,8 +67,8 @@ func TestCheck(t *testing.T) {
 			var err error
 			if problem, fix := keys.CheckJob(c.job); problem != "" {
 				err = fmt.Errorf("job ID %s: %s", problem, fix)
-			} else {
-				err = keys.CheckTask(c.job, c.task)
+			} else if problem, fix := keys.CheckTask(c.job, c.task); problem != "" {
+				err = fmt.Errorf("task ID %s: %s", problem, fix)
 			}
 			if c.want == "" {
 				require.NoError(t, err)

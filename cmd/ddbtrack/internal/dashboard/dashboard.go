@@ -284,7 +284,7 @@ func (s *Server) failErr(w http.ResponseWriter, r *http.Request, err error) {
 		s.fail(w, r, re.status, re.msg)
 	case errors.Is(err, ddbtrack.ErrTaskNotFound):
 		s.fail(w, r, http.StatusNotFound, err.Error())
-	case errors.Is(err, ddbtrack.ErrInvalidTaskID):
+	case errors.Is(err, ddbtrack.ErrInvalidOption):
 		s.fail(w, r, http.StatusBadRequest, err.Error())
 	case errors.Is(err, ddbtrack.ErrTaskLocked):
 		s.fail(w, r, http.StatusConflict, err.Error())

@@ -335,7 +335,7 @@ func (s *Server) task(w http.ResponseWriter, r *http.Request) error {
 		Role:   string(s.st.RoleOf(t.Status)),
 		Class:  s.statusClass(t.Status),
 		Stuck:  s.st.IsStuck(t, now),
-		Locked: t.IsLocked(now),
+		Locked: t.LeaseOwner != "" && now.Before(t.LeaseExpiresAt),
 		Data:   data,
 		Output: output,
 		Errors: slices.Clone(t.Errors),
@@ -366,7 +366,7 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request) error {
 	switch {
 	case err == nil:
 		http.Redirect(w, r, taskURL(q), http.StatusSeeOther)
-	case errors.Is(err, ddbtrack.ErrTaskNotFound), errors.Is(err, ddbtrack.ErrInvalidTaskID):
+	case errors.Is(err, ddbtrack.ErrTaskNotFound), errors.Is(err, ddbtrack.ErrInvalidOption):
 		http.Redirect(w, r, "/tasks?"+url.Values{"status": {"all"}, "id": {q}}.Encode(), http.StatusSeeOther)
 	default:
 		return err

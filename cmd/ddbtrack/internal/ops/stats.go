@@ -32,7 +32,7 @@ type Counts struct {
 // Stuck tasks are found by reading the Running tasks, which are few in a
 // healthy job, since only a task's lease tells whether it is stuck.
 func Count(ctx context.Context, tr *ddbtrack.Tracker[Code], st *Statuses, now time.Time) (Counts, error) {
-	counts, err := tr.Count(ctx, ddbtrack.CountOptions[Code]{})
+	counts, err := tr.Count(ctx)
 	if err != nil {
 		return Counts{}, err
 	}
