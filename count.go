@@ -22,19 +22,43 @@ type Counts[S Status] struct {
 }
 
 // Count counts the tasks in each of statuses, or, with none, in the five
-// roles of Config and every status in Config.Startable. It sends a Select=COUNT query to
-// each of the statuses' index partitions, several at once, and follows
-// each one's pages; it never scans the table.
+// roles of Config and every status in Config.Startable. It sends a
+// Select=COUNT query to each of the statuses' index partitions, several at
+// once, and follows each one's pages; it never scans the table.
 //
 // A COUNT query returns no items, but DynamoDB still reads every item it
 // counts: its cost in read units, and its time, grow with the number of
 // tasks in the statuses (see the package documentation). The index is
 // eventually consistent, so a status change of the last moment may not be
 // counted yet.
+//
+// With Config.CountMaxAge set, Count returns the job's shared counts when
+// they are at most that old, read with one GetItem, and Counts.AsOf says
+// when they were taken. Counts that are older are refreshed by one caller
+// at a time across every tracker of the job, which takes a lease on the
+// refresh with a conditional write; the others return the counts they
+// found meanwhile, or wait for the first ones. So the job is counted at
+// most once per CountMaxAge, however many dashboards, command-line
+// watchers and progress reports ask.
 func (t *Tracker[S]) Count(ctx context.Context, statuses ...S) (Counts[S], error) {
+	all := t.roles()
 	if len(statuses) == 0 {
-		statuses = append([]S{t.cfg.Pending, t.cfg.Running, t.cfg.Failed, t.cfg.Succeeded, t.cfg.Ignored}, t.cfg.Startable...)
+		statuses = all
 	}
+	if t.cfg.CountMaxAge > 0 && subset(statuses, all) {
+		return t.sharedCount(ctx, t.cfg.CountMaxAge, statuses)
+	}
+	return t.count(ctx, statuses)
+}
+
+// roles returns the statuses the job's counts cover: the five roles and
+// Config.Startable.
+func (t *Tracker[S]) roles() []S {
+	return append([]S{t.cfg.Pending, t.cfg.Running, t.cfg.Failed, t.cfg.Succeeded, t.cfg.Ignored}, t.cfg.Startable...)
+}
+
+// count counts statuses afresh.
+func (t *Tracker[S]) count(ctx context.Context, statuses []S) (Counts[S], error) {
 	parts, err := t.partitions(QueryOptions[S]{Statuses: statuses}, "statuses", time.Time{}, false)
 	if err != nil {
 		return Counts[S]{}, err

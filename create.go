@@ -78,7 +78,8 @@ type CreateManyResult struct {
 // unit, the same as a batched put.
 //
 // Every task is checked before anything is sent, so bad input writes
-// nothing. A task whose write fails for another reason is neither in
+// nothing. Besides the tasks, each call records the job once, so that
+// Tracker.Jobs lists it. A task whose write fails for another reason is neither in
 // Created nor in Existing, and its error, naming its ID, is in the
 // returned error; rerunning CreateMany with the same tasks is safe.
 func (t *Tracker[S]) CreateMany(ctx context.Context, tasks []NewTask) (CreateManyResult, error) {
@@ -94,6 +95,10 @@ func (t *Tracker[S]) CreateMany(ctx context.Context, tasks []NewTask) (CreateMan
 			return CreateManyResult{}, err
 		}
 		writes[i] = w
+	}
+	// One write per call, not per task, lets Tracker.Jobs list the job.
+	if err := t.register(ctx); err != nil {
+		return CreateManyResult{}, err
 	}
 	var (
 		mu   sync.Mutex

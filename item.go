@@ -50,10 +50,25 @@ const (
 	attrOutput         = "output"           //
 )
 
+// The attributes of a job's own item (summary.go), besides job, status_key
+// and order_key, which list it in the status index under jobsKey.
+const (
+	attrCounts        = "counts"         // the job's shared counts: status number -> tasks
+	attrCountedAt     = "counted_at"     // epoch ms: when they were taken
+	attrCountingOwner = "counting_token" // the refresh under way, if any
+	attrCountingUntil = "counting_until" // and when its lease runs out
+	attrRegisteredAt  = "registered_at"  // epoch ms: when the job was first recorded
+)
+
+// jobsKey is the status index partition that lists every job of a table:
+// it starts with the separator, which no job's name may contain, so no
+// status partition of a job can have it.
+const jobsKey = "#jobs"
+
 // checkID checks a task ID given as field, such as "taskID" or
 // "tasks[3].ID".
 func (t *Tracker[S]) checkID(field, taskID string) error {
-	if problem, fix := keys.CheckTask(t.cfg.Job, taskID); problem != "" {
+	if problem, fix := keys.CheckTask(taskID); problem != "" {
 		return optionError(field, problem, fix)
 	}
 	return nil
@@ -67,6 +82,17 @@ func statusName[S Status](v int) string {
 		return name
 	}
 	return fmt.Sprintf("status(%d)", v)
+}
+
+// slimAttrs are the attributes a slim status index holds besides its keys
+// and the table's: what listings and the operator's tools show, and what a
+// requeue or delete by status conditions on, but not data, output or the
+// error history, whose size would otherwise be paid again on every index
+// write. See Config.SlimIndex.
+var slimAttrs = []string{
+	attrJob, attrTaskID, attrStatus, attrStatusName, attrDueAt, attrAttempts, attrFence,
+	attrCreatedAt, attrUpdatedAt, attrStartedAt, attrSucceededAt, attrLeaseOwner, attrLeaseExpiresAt,
+	attrLastError, attrExpiresAt, attrCancelledAt, attrCancelReason,
 }
 
 // Bounds on what one error record may hold. With the default history of ten

@@ -39,7 +39,8 @@ import (
 // try sends the same request.
 type write struct {
 	op     string // what the caller asked for, for errors: "start", "record outcome of", ...
-	taskID string
+	taskID string // the task written, or the job for the job's own item
+	job    bool   // the job's own item (summary.go), keyed by the job alone
 	put    map[string]types.AttributeValue // a new item, for PutItem
 	delete bool                            // DeleteItem instead of UpdateItem
 	expr   ddbexpr.Expr                    // the update and condition, or only the condition
@@ -90,19 +91,21 @@ func (t *Tracker[S]) send(ctx context.Context, w *write) (map[string]types.Attri
 				return nil, nil
 			}
 			return item, t.refusal(w, item, err)
+		case w.persist && !permanent(err) && ctx.Err() != nil:
+			return t.settle(ctx, w, err)
 		case !w.persist || permanent(err) || ctx.Err() != nil:
 			return nil, t.writeError(w, err)
 		}
 		t.log.LogAttrs(ctx, warnLevel, "write failed; trying again", strAttr(logTask, w.taskID), strAttr(logOp, w.op), errAttr(err))
 		if serr := sleep(ctx, wait.next()); serr != nil {
-			return nil, t.unsettled(w, err)
+			return t.settle(ctx, w, err)
 		}
 	}
 }
 
 // request sends one try of w.
 func (t *Tracker[S]) request(ctx context.Context, w *write, b ddbexpr.Built, sends *atomic.Int32) (map[string]types.AttributeValue, error) {
-	table, key := aws.String(t.cfg.Table), t.key(w.taskID)
+	table, key := aws.String(t.cfg.Table), t.keyOf(w)
 	count := countSends(sends)
 	switch {
 	case w.put != nil:
@@ -185,7 +188,7 @@ func (t *Tracker[S]) refusingItem(ctx context.Context, w *write, refusal error) 
 	}
 	wait := newPause(2 * time.Second)
 	for {
-		item, err := t.read(ctx, w.taskID)
+		item, err := t.readKey(ctx, t.keyOf(w), w.taskID)
 		switch {
 		case err == nil:
 			return item, nil
@@ -216,13 +219,19 @@ func itemOfRefusal(err error) map[string]types.AttributeValue {
 // read returns the task's item, read with strong consistency, or nil if the
 // task does not exist.
 func (t *Tracker[S]) read(ctx context.Context, taskID string) (map[string]types.AttributeValue, error) {
+	return t.readKey(ctx, t.key(taskID), taskID)
+}
+
+// readKey returns the item of key, read with strong consistency, or nil if
+// there is none; name says what it is, for errors.
+func (t *Tracker[S]) readKey(ctx context.Context, key map[string]types.AttributeValue, name string) (map[string]types.AttributeValue, error) {
 	out, err := t.client.GetItem(ctx, &dynamodb.GetItemInput{
 		TableName:      aws.String(t.cfg.Table),
-		Key:            t.key(taskID),
+		Key:            key,
 		ConsistentRead: aws.Bool(true),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("ddbtrack: get task %q: %w", taskID, err)
+		return nil, fmt.Errorf("ddbtrack: get %q: %w", name, err)
 	}
 	if len(out.Item) == 0 {
 		return nil, nil
@@ -232,6 +241,14 @@ func (t *Tracker[S]) read(ctx context.Context, taskID string) (map[string]types.
 
 func (t *Tracker[S]) key(taskID string) map[string]types.AttributeValue {
 	return map[string]types.AttributeValue{attrPK: strAV(keys.Task(t.cfg.Job, taskID))}
+}
+
+// keyOf returns the key of the item w writes.
+func (t *Tracker[S]) keyOf(w *write) map[string]types.AttributeValue {
+	if w.job {
+		return map[string]types.AttributeValue{attrPK: strAV(t.cfg.Job)}
+	}
+	return t.key(w.taskID)
 }
 
 // refusal explains why a task refused a write, from the refusing item.
@@ -281,6 +298,25 @@ func (t *Tracker[S]) writeError(w *write, err error) error {
 		return fmt.Errorf("%w: %s task %q: %w; keep large payloads in S3 and store a reference in the task", ErrItemTooLarge, w.op, w.taskID, err)
 	}
 	return fmt.Errorf("ddbtrack: %s task %q: %w", w.op, w.taskID, err)
+}
+
+// settleTimeout bounds the last read of a persistent write that ran out of
+// time.
+const settleTimeout = 2 * time.Second
+
+// settle is the end of a persistent write that ran out of time with no
+// answer: its last try may still have been applied, so one last read, with
+// a moment of its own, looks for its effect. Only if that read cannot tell
+// is the result unknown.
+func (t *Tracker[S]) settle(ctx context.Context, w *write, last error) (map[string]types.AttributeValue, error) {
+	if w.landed != nil {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+		defer cancel()
+		if item, err := t.readKey(rctx, t.keyOf(w), w.taskID); err == nil && w.landed(item) {
+			return item, nil
+		}
+	}
+	return nil, t.unsettled(w, last)
 }
 
 // unsettled reports a persistent write that ran out of time with its
@@ -596,6 +632,45 @@ func (t *Tracker[S]) requeueTaskWrite(task *Task[S], now time.Time) *write {
 	w.landed = func(item map[string]types.AttributeValue) bool {
 		return S(num(item, attrStatus)) == t.cfg.Pending && num(item, attrFence) == task.Fence && num(item, attrUpdatedAt) == at
 	}
+	return w
+}
+
+// registerWrite records that the job exists, in its own item, listed in
+// the status index under jobsKey. It sets nothing that changes, so it may
+// be sent any number of times.
+func (t *Tracker[S]) registerWrite(now time.Time) *write {
+	w := &write{op: "register job", taskID: t.cfg.Job, job: true}
+	w.expr.Set(attrJob, strAV(t.cfg.Job)).
+		Set(attrStatusKey, strAV(jobsKey)).
+		Set(attrOrderKey, strAV(t.cfg.Job)).
+		SetExpr("#registered_at = if_not_exists(#registered_at, :now)").
+		Value("now", numAV(now.UnixMilli()))
+	return w
+}
+
+// countClaimWrite takes the lease on a refresh of the job's shared counts,
+// if they are older than maxAge and no other refresh holds it. It also
+// registers the job.
+func (t *Tracker[S]) countClaimWrite(token string, now time.Time, maxAge time.Duration) *write {
+	w := t.registerWrite(now)
+	w.op = "refresh the counts of job"
+	w.expr.Set(attrCountingOwner, strAV(token)).
+		Set(attrCountingUntil, numAV(now.Add(countLease).UnixMilli())).
+		Where("(attribute_not_exists(#counting_until) OR #counting_until < :now) AND " +
+			"(attribute_not_exists(#counted_at) OR #counted_at < :stale)").
+		Value("stale", numAV(now.Add(-maxAge).UnixMilli()))
+	return w
+}
+
+// countStoreWrite stores fresh shared counts, taken at at, and ends the
+// refresh that token holds.
+func (t *Tracker[S]) countStoreWrite(token string, counts map[string]types.AttributeValue, at time.Time) *write {
+	w := &write{op: "store the counts of job", taskID: t.cfg.Job, job: true}
+	w.expr.Set(attrCounts, &types.AttributeValueMemberM{Value: counts}).
+		Set(attrCountedAt, numAV(at.UnixMilli())).
+		Remove(attrCountingOwner, attrCountingUntil).
+		Where("#counting_token = :token").
+		Value("token", strAV(token))
 	return w
 }
 

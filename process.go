@@ -73,9 +73,10 @@ type ProcessOptions[S Status] struct {
 	Start StartOptions
 
 	// Progress, if set, is called every ProgressInterval, and once more
-	// when Process returns, with counts of the whole job. Each report
-	// counts the job's statuses (see Tracker.Count), so keep the interval
-	// long for big jobs.
+	// when Process returns, with counts of the whole job: shared counts at
+	// most ProgressInterval old (see Config.CountMaxAge), so that however
+	// many pools report progress, the job is counted at most once per
+	// interval. Keep the interval long for big jobs.
 	Progress func(Progress)
 	// ProgressInterval is how often Progress is called. Defaults to 5
 	// seconds.
@@ -240,6 +241,11 @@ const forgetAfter = time.Minute
 var errPanicked = errors.New("ddbtrack: a task panicked")
 
 func (p *pool[S]) run(ctx context.Context) (ProcessResult, error) {
+	// One write per run lets Tracker.Jobs list the job; the pool goes on
+	// without it, since its work does not depend on it.
+	if err := p.t.register(ctx); err != nil && permanent(err) {
+		return ProcessResult{}, err
+	}
 	// What fn sees: by default tasks in flight finish after ctx is
 	// cancelled, so their context must not end with it.
 	workCtx := context.WithoutCancel(ctx)

@@ -281,6 +281,9 @@ func (p *plan[S]) fingerprintOf(opts QueryOptions[S], name string) error {
 			return optionError(name+".Filter", fmt.Sprintf("cannot be built: %v", err),
 				`build it from expression.Name and expression.Value, e.g. expression.Name("last_error").Contains("timeout")`)
 		}
+		if err := p.t.slimCheck(aws.ToString(e.Filter()), e.Names(), name); err != nil {
+			return err
+		}
 		fp.Filter, fp.Names, fp.Values = aws.ToString(e.Filter()), e.Names(), make(map[string]any, len(e.Values()))
 		for k, v := range e.Values() {
 			fp.Values[k] = plain(v)
@@ -298,6 +301,35 @@ func (p *plan[S]) fingerprintOf(opts QueryOptions[S], name string) error {
 	}
 	sum := sha256.Sum256(b)
 	p.fingerprint = base64.RawURLEncoding.EncodeToString(sum[:9])
+	return nil
+}
+
+// slimCheck refuses a filter that tests an attribute a slim index does not
+// hold: DynamoDB would find it missing on every task, and quietly return
+// nothing. Only the first name of each path counts: "data.region" names
+// the attribute data.
+func (t *Tracker[S]) slimCheck(filter string, names map[string]string, field string) error {
+	if !t.cfg.SlimIndex {
+		return nil
+	}
+	held := map[string]bool{attrPK: true, attrStatusKey: true, attrOrderKey: true}
+	for _, a := range slimAttrs {
+		held[a] = true
+	}
+	for i := 0; i < len(filter); i++ {
+		if filter[i] != '#' || i > 0 && filter[i-1] == '.' {
+			continue
+		}
+		j := i + 1
+		for j < len(filter) && (filter[j] == '_' || filter[j] >= '0' && filter[j] <= '9' || filter[j] >= 'a' && filter[j] <= 'z' || filter[j] >= 'A' && filter[j] <= 'Z') {
+			j++
+		}
+		if attr := names[filter[i:j]]; attr != "" && !held[attr] {
+			return optionError(field+".Filter", fmt.Sprintf("tests %s, which the slim status index (Config.SlimIndex) does not hold", attr),
+				"filter on the attributes a listing shows, such as last_error, or read each task with Tracker.Get to test its data")
+		}
+		i = j - 1
+	}
 	return nil
 }
 

@@ -20,8 +20,9 @@ const indexName = "status-index"
 // a string partition key "pk", and the status index keyed by "status_key"
 // (job, status and shard) and "order_key" (the task's due time as 15 zero-
 // padded digits of epoch milliseconds, "#", and its ID), projecting all
-// attributes so that a listing needs no read per row. Billing is
-// pay-per-request. Infrastructure-as-code users can copy the schema from it.
+// attributes so that a listing needs no read per row, or, with
+// Config.SlimIndex, only those a listing shows. Billing is pay-per-request.
+// Infrastructure-as-code users can copy the schema from it.
 func (t *Tracker[S]) CreateTableInput() *dynamodb.CreateTableInput {
 	return &dynamodb.CreateTableInput{
 		TableName:   aws.String(t.cfg.Table),
@@ -40,13 +41,21 @@ func (t *Tracker[S]) CreateTableInput() *dynamodb.CreateTableInput {
 				{AttributeName: aws.String(attrStatusKey), KeyType: types.KeyTypeHash},
 				{AttributeName: aws.String(attrOrderKey), KeyType: types.KeyTypeRange},
 			},
-			Projection: &types.Projection{ProjectionType: types.ProjectionTypeAll},
+			Projection: t.projection(),
 		}},
 	}
 }
 
-// CreateTable creates the table and its status index, and waits until the
-// table is active. A table that already exists with the right schema is
+// projection is the status index's projection for the Config.
+func (t *Tracker[S]) projection() *types.Projection {
+	if !t.cfg.SlimIndex {
+		return &types.Projection{ProjectionType: types.ProjectionTypeAll}
+	}
+	return &types.Projection{ProjectionType: types.ProjectionTypeInclude, NonKeyAttributes: slimAttrs}
+}
+
+// CreateTable creates the table and its status index, waits until the
+// table is active, and records the tracker's job in it (see Tracker.Jobs). A table that already exists with the right schema is
 // left as it is; one with another schema gives an error matching
 // ErrTableSchema. With Config.Retention set, it also turns time to live on
 // for "expires_at", on a new table or an existing one.
@@ -60,7 +69,7 @@ func (t *Tracker[S]) CreateTable(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("ddbtrack: describe existing table %q: %w", t.cfg.Table, err)
 		}
-		if err := checkSchema(out.Table); err != nil {
+		if err := checkSchema(out.Table, t.cfg.SlimIndex); err != nil {
 			return fmt.Errorf("%w: table %q: %v; use another Config.Table for a new table, or copy the tasks to a table that CreateTable made", ErrTableSchema, t.cfg.Table, err)
 		}
 	case err != nil:
@@ -78,6 +87,9 @@ func (t *Tracker[S]) CreateTable(ctx context.Context) error {
 		if err := t.enableTTL(ctx); err != nil {
 			return err
 		}
+	}
+	if err := t.register(ctx); err != nil {
+		return err
 	}
 	t.log.InfoContext(ctx, "table ready", "table", t.cfg.Table)
 	return nil
@@ -133,7 +145,7 @@ func unsupported(err error) bool {
 // checkSchema compares an existing table with the one CreateTableInput
 // describes. Only keys matter; billing mode and extra indexes are the
 // owner's business.
-func checkSchema(d *types.TableDescription) error {
+func checkSchema(d *types.TableDescription, slim bool) error {
 	if d == nil {
 		return errors.New("DescribeTable returned no description")
 	}
@@ -155,12 +167,34 @@ func checkSchema(d *types.TableDescription) error {
 		if got != want {
 			return fmt.Errorf("its index %s has key %s, not %s", indexName, got, want)
 		}
-		if g.Projection == nil || g.Projection.ProjectionType != types.ProjectionTypeAll {
-			return fmt.Errorf("its index %s does not project all attributes", indexName)
-		}
-		return nil
+		return checkProjection(g.Projection, slim)
 	}
 	return fmt.Errorf("it has no global secondary index named %s", indexName)
+}
+
+// checkProjection reports an index that holds less than a Config needs:
+// every attribute, or, with SlimIndex, those of a slim index. An index that
+// holds more than a slim Config needs works, at a higher cost per write.
+func checkProjection(p *types.Projection, slim bool) error {
+	if p == nil {
+		return fmt.Errorf("its index %s has no projection", indexName)
+	}
+	if p.ProjectionType == types.ProjectionTypeAll {
+		return nil
+	}
+	if !slim {
+		return fmt.Errorf("its index %s holds only some attributes (%s), as a slim index does: set Config.SlimIndex to use it", indexName, p.ProjectionType)
+	}
+	held := map[string]bool{}
+	for _, a := range p.NonKeyAttributes {
+		held[a] = true
+	}
+	for _, a := range slimAttrs {
+		if !held[a] {
+			return fmt.Errorf("its index %s does not hold %s, which a slim index needs", indexName, a)
+		}
+	}
+	return nil
 }
 
 func keySchema(ks []types.KeySchemaElement, attrTypes map[string]types.ScalarAttributeType) string {

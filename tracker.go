@@ -38,7 +38,8 @@ type Config[S Status] struct {
 	Table string
 
 	// Job names the job this tracker works on. One table holds many jobs;
-	// a task's key is its job and its ID. Job may not contain '#'.
+	// a task's key is its job and its ID. Job may not contain '#', and is
+	// at most 1,000 bytes.
 	Job string
 
 	// Pending, Running, Failed, Succeeded and Ignored are the job's values
@@ -97,6 +98,18 @@ type Config[S Status] struct {
 	// when its status last changed. Defaults to 2.
 	Shards int
 
+	// SlimIndex makes the status index hold only what listings show (the
+	// status, times, attempts, lease and last error) instead of the whole
+	// item, so that an index write costs the same whatever the size of a
+	// task's data, output and error history: about 5 write units per
+	// lifecycle instead of 5 per KB. Tasks read through the index (Query,
+	// QueryPage) then come without Data, Output and Errors, which Get
+	// reads; a query filter on those is refused. It must match the table:
+	// CreateTable builds the index with it, and refuses a table whose
+	// index holds less than the Config needs. Defaults to false, the whole
+	// item.
+	SlimIndex bool
+
 	// Retention is how long a task is kept once it has succeeded. When it
 	// is positive, every success stores "expires_at", the time DynamoDB's
 	// time to live may delete the task from, and [Tracker.CreateTable]
@@ -122,6 +135,14 @@ type Config[S Status] struct {
 	// cancelled caller never leaves its task Running. Defaults to 15
 	// seconds.
 	FinishTimeout time.Duration
+
+	// CountMaxAge lets Count return the job's counts shared by every
+	// tracker of the job, when they are at most this old, at the cost of
+	// one GetItem, instead of counting afresh: one caller at a time
+	// refreshes them when they are older, so the job is counted at most
+	// once per CountMaxAge, however many dashboards, watchers and progress
+	// reports ask. Defaults to 0: Count always counts afresh.
+	CountMaxAge time.Duration
 
 	// OnEvent, if set, is called at every step of every attempt, by Start
 	// and by Process: a claim, each outcome, a refused claim, and the
@@ -214,6 +235,7 @@ func defaults[S Status](cfg *Config[S]) error {
 		{"Lease", &cfg.Lease, 15 * time.Minute},
 		{"FinishTimeout", &cfg.FinishTimeout, 15 * time.Second},
 		{"AttemptTimeout", &cfg.AttemptTimeout, 0},
+		{"CountMaxAge", &cfg.CountMaxAge, 0},
 	}); err != nil {
 		return err
 	}

@@ -18,16 +18,18 @@ import (
 // is always the last part, so it may contain anything.
 const Sep = "#"
 
-// DynamoDB's limits on key values: 2048 bytes for a partition key, 1024
-// for a sort key.
-const (
-	MaxPartitionKeyBytes = 2048
-	MaxSortKeyBytes      = 1024
-)
+// MaxSortKeyBytes is DynamoDB's limit on a sort key value. Its limit on a
+// partition key, 2048 bytes, never binds: a job and a task ID that fit the
+// sort key fit it too.
+const MaxSortKeyBytes = 1024
 
 // timeDigits is the width of the zero-padded epoch milliseconds that start
 // a sort key. Fifteen digits last until the year 33658.
 const timeDigits = 15
+
+// MaxJobBytes is the longest job ID: a table lists its jobs in the status
+// index with the job as the sort key, whose limit it must leave room in.
+const MaxJobBytes = 1000
 
 // MaxTaskIDBytes is the longest task ID whose sort key fits DynamoDB's
 // limit: the time, the separator, and the ID.
@@ -103,24 +105,25 @@ func CheckJob(job string) (problem, fix string) {
 		return fmt.Sprintf("is %q, which contains %q, the separator of ddbtrack's key parts", job, Sep), "use another character, such as '-' or '/'"
 	case !utf8.ValidString(job):
 		return fmt.Sprintf("is %q, which is not valid UTF-8", job), "DynamoDB string keys must be UTF-8: use a UTF-8 name"
-	case len(job)+len(Sep)+1 > MaxPartitionKeyBytes:
-		return fmt.Sprintf("is %d bytes, which leaves no room for task IDs under DynamoDB's %d-byte key limit", len(job), MaxPartitionKeyBytes), "use a shorter job ID"
+	case len(job) > MaxJobBytes:
+		return fmt.Sprintf("is %d bytes, over the limit of %d", len(job), MaxJobBytes), "use a shorter job ID"
 	}
 	return "", ""
 }
 
 // CheckTask reports why a task ID cannot be used in a job, and how to fix
 // it, or returns two empty strings.
-func CheckTask(job, taskID string) (problem, fix string) {
+func CheckTask(taskID string) (problem, fix string) {
 	switch {
 	case taskID == "":
 		return "is empty", "give every task a non-empty ID that is unique within its job"
 	case !utf8.ValidString(taskID):
 		return fmt.Sprintf("%q is not valid UTF-8", taskID), "DynamoDB string keys must be UTF-8: encode binary IDs as hex or base64"
 	}
-	limit := min(MaxTaskIDBytes, MaxPartitionKeyBytes-len(job)-len(Sep))
-	if len(taskID) > limit {
-		return fmt.Sprintf("is %d bytes, over the limit of %d that DynamoDB's key sizes leave it", len(taskID), limit),
+	// A job of MaxJobBytes leaves room for the longest ID in the
+	// partition key too, so the sort key's limit is the one that binds.
+	if len(taskID) > MaxTaskIDBytes {
+		return fmt.Sprintf("is %d bytes, over the limit of %d that DynamoDB's key sizes leave it", len(taskID), MaxTaskIDBytes),
 			"use a shorter ID, such as a hash of the long one"
 	}
 	return "", ""

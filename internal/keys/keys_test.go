@@ -60,14 +60,15 @@ func TestCheck(t *testing.T) {
 		{"bad utf8 task", "job", "\xff", "not valid UTF-8"},
 		{"task too long", "job", strings.Repeat("x", 1009), "over the limit of 1008"},
 		{"task at the limit", "job", strings.Repeat("x", 1008), ""},
-		{"long job leaves less room", strings.Repeat("j", 1500), strings.Repeat("x", 548), "over the limit of 547"},
+		{"job too long", strings.Repeat("j", 1001), "t", "job ID is 1001 bytes, over the limit of 1000"},
+		{"job at the limit, longest task", strings.Repeat("j", 1000), strings.Repeat("x", 1008), ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			var err error
 			if problem, fix := keys.CheckJob(c.job); problem != "" {
 				err = fmt.Errorf("job ID %s: %s", problem, fix)
-			} else if problem, fix := keys.CheckTask(c.job, c.task); problem != "" {
+			} else if problem, fix := keys.CheckTask(c.task); problem != "" {
 				err = fmt.Errorf("task ID %s: %s", problem, fix)
 			}
 			if c.want == "" {

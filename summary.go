@@ -1,0 +1,161 @@
+package ddbtrack
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+)
+
+// This file is the job's own item: a record that the job exists, so that a
+// table's jobs can be listed without a scan, and the job's shared counts.
+// Its key is the job's name alone, which no task's key can be: a task's
+// key always has a '#' after the job's name.
+
+// countLease is how long a refresh of the shared counts may take before
+// another caller may take it over.
+const countLease = time.Minute
+
+// sharedCount returns the job's shared counts of statuses, refreshing them
+// if they are older than maxAge.
+func (t *Tracker[S]) sharedCount(ctx context.Context, maxAge time.Duration, statuses []S) (Counts[S], error) {
+	wait := newPause(time.Second)
+	for {
+		item, err := t.readKey(ctx, map[string]types.AttributeValue{attrPK: strAV(t.cfg.Job)}, "job "+t.cfg.Job)
+		if err != nil {
+			return Counts[S]{}, err
+		}
+		now := t.cfg.Now()
+		found, ok := t.summary(item, statuses)
+		if ok && now.Sub(found.AsOf) <= maxAge {
+			return found, nil
+		}
+		fresh, counted, err := t.refreshCounts(ctx, now, maxAge)
+		switch {
+		case err != nil:
+			return Counts[S]{}, err
+		case counted:
+			return pick(fresh, statuses), nil
+		case ok:
+			return found, nil // Another caller is refreshing them: these will do meanwhile.
+		}
+		// The first counts of the job are being taken: wait for them.
+		if err := sleep(ctx, wait.next()); err != nil {
+			return Counts[S]{}, err
+		}
+	}
+}
+
+// refreshCounts counts the job, unless another caller holds the refresh:
+// then it reports counted false.
+func (t *Tracker[S]) refreshCounts(ctx context.Context, now time.Time, maxAge time.Duration) (Counts[S], bool, error) {
+	token := newToken()
+	if _, err := t.send(ctx, t.countClaimWrite(token, now, maxAge)); isRefusal(err) {
+		return Counts[S]{}, false, nil
+	} else if err != nil {
+		return Counts[S]{}, false, err
+	}
+	c, err := t.count(ctx, t.roles())
+	if err != nil {
+		return Counts[S]{}, false, err
+	}
+	byName := make(map[string]types.AttributeValue, len(c.ByStatus))
+	for s, n := range c.ByStatus {
+		byName[strconv.Itoa(int(s))] = numAV(n)
+	}
+	// A refresh that outlived its lease may be refused; its counts are as
+	// good as any for this caller.
+	if _, err := t.send(ctx, t.countStoreWrite(token, byName, c.AsOf)); err != nil && !isRefusal(err) {
+		return Counts[S]{}, false, err
+	}
+	return c, true, nil
+}
+
+// summary reads the counts of statuses from the job's item, and reports
+// whether it holds them all.
+func (t *Tracker[S]) summary(item map[string]types.AttributeValue, statuses []S) (Counts[S], bool) {
+	m, _ := item[attrCounts].(*types.AttributeValueMemberM)
+	if m == nil {
+		return Counts[S]{}, false
+	}
+	c := Counts[S]{ByStatus: make(map[S]int64, len(statuses)), AsOf: millis(item, attrCountedAt)}
+	for _, s := range statuses {
+		key := strconv.Itoa(int(s))
+		if _, ok := m.Value[key]; !ok {
+			return Counts[S]{}, false
+		}
+		c.ByStatus[s] = num(m.Value, key)
+	}
+	return c, true
+}
+
+// pick returns the counts of statuses only.
+func pick[S Status](c Counts[S], statuses []S) Counts[S] {
+	out := Counts[S]{ByStatus: make(map[S]int64, len(statuses)), AsOf: c.AsOf}
+	for _, s := range statuses {
+		out.ByStatus[s] = c.ByStatus[s]
+	}
+	return out
+}
+
+func subset[S Status](some, all []S) bool {
+	for _, s := range some {
+		if !slices.Contains(all, s) {
+			return false
+		}
+	}
+	return true
+}
+
+// register records that the job exists, so that Jobs lists it. It is one
+// write, safe to repeat, made by CreateTable, each CreateMany and each
+// Process, and by every refresh of the shared counts, but never by Create
+// or Start, which keep a task's path at three writes.
+func (t *Tracker[S]) register(ctx context.Context) error {
+	_, err := t.send(ctx, t.registerWrite(t.cfg.Now()))
+	return err
+}
+
+// Jobs lists the jobs of the tracker's table, by name, in byte order. It
+// reads the status index, where each job has an entry of its own, so it
+// costs one query whatever the size of the jobs. A job is listed once
+// one of its trackers has run CreateTable, CreateMany, Process or a shared
+// Count (Config.CountMaxAge); Create and Start alone add no write to a
+// task's path, so a job made only by them is not.
+func (t *Tracker[S]) Jobs(ctx context.Context) ([]string, error) {
+	e, err := expression.NewBuilder().
+		WithKeyCondition(expression.Key(attrStatusKey).Equal(expression.Value(jobsKey))).
+		WithProjection(expression.NamesList(expression.Name(attrJob))).
+		Build()
+	if err != nil {
+		return nil, fmt.Errorf("ddbtrack: build the query of jobs: %w", err)
+	}
+	in := &dynamodb.QueryInput{
+		TableName:                 aws.String(t.cfg.Table),
+		IndexName:                 aws.String(indexName),
+		KeyConditionExpression:    e.KeyCondition(),
+		ProjectionExpression:      e.Projection(),
+		ExpressionAttributeNames:  e.Names(),
+		ExpressionAttributeValues: e.Values(),
+	}
+	var jobs []string
+	for {
+		out, err := t.client.Query(ctx, in)
+		if err != nil {
+			return nil, fmt.Errorf("ddbtrack: list the jobs of table %q: %w", t.cfg.Table, err)
+		}
+		for _, item := range out.Items {
+			jobs = append(jobs, str(item, attrJob))
+		}
+		if len(out.LastEvaluatedKey) == 0 {
+			return jobs, nil
+		}
+		in.ExclusiveStartKey = out.LastEvaluatedKey
+	}
+}
