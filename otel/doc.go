@@ -1,0 +1,2 @@
+// Package ddbtrackotel traces and measures ddbtrack attempts with OpenTelemetry.
+package ddbtrackotel
