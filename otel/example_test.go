@@ -16,11 +16,73 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ddbtrack/ddbtrack"
 	"github.com/ddbtrack/ddbtrack/ddbtracktest"
 	ddbtrackotel "github.com/ddbtrack/ddbtrack/otel"
 )
+
+// This example traces a task's attempt under the span of the request that
+// started it, and chains a second hook that logs each step with the
+// attempt's trace. In a service the tracer provider exports to a
+// collector; here it records the spans in memory to print them.
+func ExampleNew() {
+	t := newExampleT() // In a test, the test's own *testing.T.
+	defer t.finish()
+
+	spans := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+	defer func() { _ = tp.Shutdown(context.Background()) }()
+
+	// A logging hook after the tracing one finds the attempt's span in
+	// its context; a slog handler that reads trace IDs from the context
+	// would get them the same way.
+	logSteps := func(ctx context.Context, ev ddbtrack.Event[Status]) context.Context {
+		fmt.Printf("%s %s, traced: %t\n", ev.TaskID, ev.Kind, trace.SpanContextFromContext(ctx).IsValid())
+		return ctx
+	}
+	tr := ddbtracktest.New(t, ddbtrack.Config[Status]{
+		Job:     "resize",
+		Pending: Queued, Running: Working, Failed: Retry, Succeeded: Done, Ignored: GaveUp,
+		OnEvent: ddbtrackotel.Chain(ddbtrackotel.New[Status](ddbtrackotel.Options{TracerProvider: tp}), logSteps),
+	})
+	if err := tr.Create(t.Context(), ddbtrack.NewTask{ID: "cat.png"}); err != nil {
+		panic(err)
+	}
+
+	ctx, request := tp.Tracer("example").Start(t.Context(), "POST /resize")
+	err := tr.Start(ctx, "cat.png", func(ctx context.Context, task *ddbtrack.Task[Status]) error {
+		// The function's own spans nest under the attempt's.
+		_, span := tp.Tracer("example").Start(ctx, "decode image")
+		defer span.End()
+		return nil
+	})
+	request.End()
+	if err != nil {
+		panic(err)
+	}
+
+	names := map[trace.SpanID]string{}
+	for _, s := range spans.Ended() {
+		names[s.SpanContext().SpanID()] = s.Name()
+	}
+	for _, s := range spans.Ended() {
+		fmt.Printf("span %q under %q", s.Name(), names[s.Parent().SpanID()])
+		for _, kv := range s.Attributes() {
+			fmt.Printf(", %s=%s", kv.Key, kv.Value.String())
+		}
+		fmt.Println()
+	}
+	// Output:
+	// cat.png claimed, traced: true
+	// cat.png succeeded, traced: true
+	// span "decode image" under "attempt resize"
+	// span "attempt resize" under "POST /resize", ddbtrack.job=resize, ddbtrack.task.id=cat.png, ddbtrack.task.attempt=1, ddbtrack.task.fence=1, ddbtrack.outcome=succeeded, ddbtrack.task.status=done
+	// span "POST /resize" under ""
+}
 
 // This example serves a tracker's metrics to Prometheus: the exporter is
 // a metric reader that registers the metrics with a Prometheus registry,
