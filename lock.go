@@ -38,9 +38,9 @@ import (
 // write is one conditional write to a task's item, built once so that every
 // try sends the same request.
 type write struct {
-	op     string // what the caller asked for, for errors: "start", "record outcome of", ...
-	taskID string // the task written, or the job for the job's own item
-	job    bool   // the job's own item (summary.go), keyed by the job alone
+	op     string                          // what the caller asked for, for errors: "start", "record outcome of", ...
+	taskID string                          // the task written, or the job for the job's own item
+	job    bool                            // the job's own item (summary.go), keyed by the job alone
 	put    map[string]types.AttributeValue // a new item, for PutItem
 	delete bool                            // DeleteItem instead of UpdateItem
 	expr   ddbexpr.Expr                    // the update and condition, or only the condition
@@ -656,7 +656,7 @@ func (t *Tracker[S]) countClaimWrite(token string, now time.Time, maxAge time.Du
 	w.op = "refresh the counts of job"
 	w.expr.Set(attrCountingOwner, strAV(token)).
 		Set(attrCountingUntil, numAV(now.Add(countLease).UnixMilli())).
-		Where("(attribute_not_exists(#counting_until) OR #counting_until < :now) AND " +
+		Where("(attribute_not_exists(#counting_until) OR #counting_until < :now) AND "+
 			"(attribute_not_exists(#counted_at) OR #counted_at < :stale)").
 		Value("stale", numAV(now.Add(-maxAge).UnixMilli()))
 	return w
