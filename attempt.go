@@ -178,8 +178,12 @@ func (a *attempt[S]) run(ctx context.Context, fn func(context.Context, *Task[S])
 		t.emit(ctx, Event[S]{Kind: a.kind, TaskID: a.id, Err: err})
 		return err
 	}
+	cause := context.Cause(ctx) // The caller may have given up while the claim was settled.
 	ctx = t.emit(ctx, Event[S]{Kind: EventClaimed, TaskID: a.id, Task: a.task, Waited: a.waited})
 	switch {
+	case cause != nil:
+		release := fmt.Errorf("%w: %w", ErrRelease, cause)
+		return errors.Join(cause, a.finish(context.WithoutCancel(ctx), release, false, "", nil))
 	case a.task.CancelledAt.IsZero() && (a.abandoned == nil || a.task.Attempts <= a.opts.MaxAttempts):
 		return a.execute(ctx, fn)
 	case !a.task.CancelledAt.IsZero():
@@ -205,7 +209,8 @@ const maxClaimTries = 3
 // claim takes the lease. A claim whose answer is lost is tried again, with
 // the same token, until it is settled or Config.FinishTimeout has passed:
 // it may have been applied, and the token is how its effect is recognised.
-// If ctx ended meanwhile, a claim that was applied is released at once.
+// It goes on when ctx ends, so that run can release a claim that was
+// applied.
 func (a *attempt[S]) claim(ctx context.Context) error {
 	t := a.t
 	a.token = newToken()
@@ -217,15 +222,7 @@ func (a *attempt[S]) claim(ctx context.Context) error {
 		var te *TaskError
 		switch {
 		case err == nil:
-			if err := a.claimed(ctx, item); err != nil {
-				return err
-			}
-			if ctx.Err() != nil {
-				// The caller gave up while the claim was being settled.
-				release := fmt.Errorf("%w: %w", ErrRelease, context.Cause(ctx))
-				return errors.Join(context.Cause(ctx), a.finish(context.WithoutCancel(ctx), release, false, "", nil))
-			}
-			return nil
+			return a.claimed(ctx, item)
 		case errors.Is(err, ErrUnavailable):
 			return fmt.Errorf("%w; if the claim was applied, the task stays Running until its lease expires", err)
 		case errors.As(err, &te) && item != nil && t.claimable(item, t.cfg.Now()):
@@ -287,8 +284,14 @@ func (a *attempt[S]) execute(ctx context.Context, fn func(context.Context, *Task
 	hb := a.beat(ctx, cancelFn)
 	// The deferred stop covers an fn that never returns normally, such as
 	// one calling runtime.Goexit (t.FailNow in a test): without it the
-	// heartbeat would keep the dead attempt's lease alive.
-	defer hb.stop()
+	// heartbeat would keep the dead attempt's lease alive. Such an attempt
+	// records nothing, and its end is reported as an error.
+	defer func() {
+		hb.stop()
+		if a.kind == 0 {
+			a.end(ctx, EventError, nil, errGoexit)
+		}
+	}()
 	began := time.Now()
 	fnErr, panicked, stack := call(runCtx, a.task, fn)
 	a.ran = time.Since(began)
@@ -519,11 +522,16 @@ func (t *Tracker[S]) emit(ctx context.Context, ev Event[S]) context.Context {
 	if t.cfg.OnEvent == nil {
 		return ctx
 	}
+	ev.Job = t.cfg.Job
 	if next := t.cfg.OnEvent(ctx, ev); next != nil && ev.Kind == EventClaimed {
 		return next
 	}
 	return ctx
 }
+
+// errGoexit is how an attempt ends whose function never returned.
+var errGoexit = errors.New("ddbtrack: the task's function ended its goroutine without returning (runtime.Goexit); " +
+	"no outcome was recorded, and the task is taken over when its lease expires")
 
 // errTimedOut is the cause of the function's context when the attempt's
 // timeout passes.

@@ -53,6 +53,8 @@ func (k EventKind) String() string {
 // Event is one step of an attempt, reported to [Config].OnEvent.
 type Event[S Status] struct {
 	Kind EventKind
+	// Job is the tracker's job.
+	Job string
 	// TaskID names the task. It is empty only for an EventError of a
 	// query.
 	TaskID string
