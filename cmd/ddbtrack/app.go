@@ -12,10 +12,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
-
 	"github.com/ddbtrack/ddbtrack"
-	"github.com/ddbtrack/ddbtrack/cmd/ddbtrack/internal/ops"
+	"github.com/ddbtrack/ddbtrack/dashboard/ops"
 )
 
 // Exit codes. Scripts can tell "nothing to do" from "broken" from "you
@@ -64,8 +62,11 @@ type runFunc func(ctx context.Context, s *session, args []string) error
 type session struct {
 	*app
 	common  *common
-	tracker *ddbtrack.Tracker[ops.Code]
-	st      *ops.Statuses
+	tracker *ddbtrack.Tracker[Code]
+	// job is the tracker's job as the operator sees it; commands reach the
+	// library through it, apart from create-table.
+	job *ops.Job[Code]
+	st  *ops.Statuses[Code]
 }
 
 // commands is the command list in the order help shows it.
@@ -191,7 +192,7 @@ func message(err error) string {
 	case errors.As(err, &te) && errors.Is(te.Err, ddbtrack.ErrTaskLocked):
 		return fmt.Sprintf("task %q is %s and worker %s holds its lease until %s: wait for the worker to finish, or for the lease to expire",
 			te.TaskID, te.StatusName, te.LeaseOwner, formatTime(te.LeaseExpiresAt))
-	case isTableMissing(err):
+	case ops.IsTableMissing(err):
 		return strings.TrimPrefix(err.Error(), "ddbtrack: ") +
 			"\n  The table does not exist there: check --table, --region and --endpoint-url, or create it with `ddbtrack create-table`."
 	}
@@ -223,22 +224,16 @@ func joinErrors(errs []error) error {
 func exitCode(ctx context.Context, err error) int {
 	var usage *usageError
 	switch {
-	case errors.As(err, &usage), errors.Is(err, ddbtrack.ErrInvalidTaskID), errors.Is(err, ddbtrack.ErrInvalidConfig),
-		errors.Is(err, ddbtrack.ErrInvalidQuery), errors.Is(err, ddbtrack.ErrInvalidCursor):
+	case errors.As(err, &usage), ops.IsBadInput(err):
 		return exitUsage
-	case errors.Is(err, ddbtrack.ErrTaskNotFound), isTableMissing(err):
+	case ops.IsNotFound(err), ops.IsTableMissing(err):
 		return exitNotFound
-	case errors.Is(err, ddbtrack.ErrTaskLocked):
+	case ops.IsLocked(err):
 		return exitLocked
 	case ctx.Err() != nil && errors.Is(err, context.Canceled):
 		return exitInterrupted
 	}
 	return exitFailure
-}
-
-func isTableMissing(err error) bool {
-	var rnf *types.ResourceNotFoundException
-	return errors.As(err, &rnf)
 }
 
 // open connects to DynamoDB and builds the tracker from the common flags.
@@ -251,11 +246,11 @@ func (s *session) open(ctx context.Context) error {
 	if c.job == "" {
 		return usagef("no job: pass --job NAME or set %s", envJob)
 	}
-	st, err := ops.ParseStatuses(c.statuses)
+	spec, err := parseStatuses(c.statuses)
 	if err != nil {
 		return usagef("--statuses: %v", err)
 	}
-	st.Register()
+	spec.register()
 	dial := s.dial
 	if dial == nil {
 		dial = loadClient
@@ -264,23 +259,16 @@ func (s *session) open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.st = st
-	s.tracker, err = ddbtrack.New(client, ddbtrack.Config[ops.Code]{
-		Table:     c.table,
-		Job:       c.job,
-		Pending:   st.Of(ops.Pending),
-		Running:   st.Of(ops.Running),
-		Failed:    st.Of(ops.Failed),
-		Succeeded: st.Of(ops.Succeeded),
-		Ignored:   st.Of(ops.Ignored),
-		// The command never starts a task; listing the other statuses as
-		// startable only tells the tracker they belong to the job.
-		Startable: st.Extra(),
-		Shards:    c.shards,
-		Logger:    slog.New(slog.NewTextHandler(s.stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		Now:       s.now,
-	})
-	return err
+	cfg := spec.config(c.table, c.job)
+	cfg.Shards = c.shards
+	cfg.Logger = slog.New(slog.NewTextHandler(s.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	cfg.Now = s.now
+	if s.tracker, err = ddbtrack.New(client, cfg); err != nil {
+		return err
+	}
+	s.job = ops.NewJob(s.tracker)
+	s.st = s.job.Statuses()
+	return nil
 }
 
 // Environment variables that supply defaults for the common flags.
@@ -305,7 +293,7 @@ func registerCommon(fs *flag.FlagSet, getenv func(string) string) *common {
 	fs.StringVar(&c.job, "job", getenv(envJob), "job `name` ($"+envJob+")")
 	statuses := getenv(envStatuses)
 	if statuses == "" {
-		statuses = ops.DefaultStatuses
+		statuses = defaultStatuses
 	}
 	fs.StringVar(&c.statuses, "statuses", statuses, "the job's status `list` as role:name=value,... ($"+envStatuses+"; see `ddbtrack help statuses`)")
 	shards, _ := strconv.Atoi(getenv(envShards))
@@ -417,7 +405,7 @@ status in the table.
 
 The default is the seed notebook's enum, which 'make demo' uses:
 
-  ` + ops.DefaultStatuses + `
+  ` + defaultStatuses + `
 
 Commands accept a status as its role, its name or its number: --status failed,
 --status s06_failed and --status 6 mean the same.

@@ -17,9 +17,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/ddbtrack/ddbtrack/cmd/ddbtrack/internal/fixture"
-	"github.com/ddbtrack/ddbtrack/cmd/ddbtrack/internal/ops"
 	"github.com/ddbtrack/ddbtrack/internal/ddbtest"
+	fixture "github.com/ddbtrack/ddbtrack/internal/dev/opsfixture"
 )
 
 // cursorRE matches a cursor, which encodes the random table name and so
@@ -253,7 +252,7 @@ func TestDelete(t *testing.T) {
 	r = c.run("delete", "--status", "failed", "--yes")
 	require.Equal(t, exitOK, r.code, r.stderr)
 	require.Equal(t, "Deleted 3 tasks.\n", r.stdout)
-	n, err := fx.Tracker.Count(t.Context(), fx.Statuses.Of(ops.Failed))
+	n, err := fx.Tracker.Count(t.Context(), fixture.Failed)
 	require.NoError(t, err)
 	require.Zero(t, n)
 
@@ -352,10 +351,11 @@ func TestStatsWatchStopsOnInterrupt(t *testing.T) {
 // TestCustomStatuses uses another enum, and an extra pipeline status,
 // through DDBTRACK_STATUSES.
 func TestCustomStatuses(t *testing.T) {
-	// Not parallel: the names are process-wide (see ops.Code), and these
+	// Not parallel: the names are process-wide (see Code), and these
 	// give values of the default enum other names.
-	defaults := ops.MustParseStatuses(ops.DefaultStatuses)
-	t.Cleanup(defaults.Register)
+	defaults, err := parseStatuses(defaultStatuses)
+	require.NoError(t, err)
+	t.Cleanup(defaults.register)
 
 	fx := fixture.New(t)
 	c := newCLI(t, fx)

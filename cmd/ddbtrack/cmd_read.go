@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/ddbtrack/ddbtrack"
-	"github.com/ddbtrack/ddbtrack/cmd/ddbtrack/internal/ops"
+	"github.com/ddbtrack/ddbtrack/dashboard/ops"
 )
 
 var cmdCreateTable = &command{
@@ -58,7 +58,7 @@ like a read), so --watch with a short --interval on a large job costs money.`,
 				return usagef("--interval %v is too short: use at least 1s", *interval)
 			}
 			for {
-				c, err := ops.Count(ctx, s.tracker, s.st, s.now())
+				c, err := s.job.Count(ctx, s.now())
 				if err != nil {
 					if *watch && ctx.Err() != nil {
 						return nil // Interrupting --watch is how it ends.
@@ -86,7 +86,7 @@ like a read), so --watch with a short --interval on a large job costs money.`,
 	},
 }
 
-func (s *session) printStats(c ops.Counts, watch bool) error {
+func (s *session) printStats(c ops.Counts[Code], watch bool) error {
 	if watch {
 		fmt.Fprintf(s.stdout, "Job %s in table %s at %s (Ctrl-C to stop)\n\n", s.common.job, s.common.table, formatTime(c.At))
 	}
@@ -105,11 +105,11 @@ func (s *session) printStats(c ops.Counts, watch bool) error {
 	return nil
 }
 
-func (s *session) printStatsJSON(c ops.Counts, compact bool) error {
+func (s *session) printStatsJSON(c ops.Counts[Code], compact bool) error {
 	out := struct {
 		Job   string `json:"job"`
 		Table string `json:"table"`
-		ops.Counts
+		ops.Counts[Code]
 	}{s.common.job, s.common.table, c}
 	if compact {
 		return json.NewEncoder(s.stdout).Encode(out)
@@ -137,9 +137,9 @@ func registerFilter(fs *flag.FlagSet, defaultStatus, statusHelp string) *filterF
 }
 
 // build turns the flags into a filter, reading ages such as "6h" as of now.
-func (f *filterFlags) build(s *session, ids []string, now time.Time) (ops.Filter, error) {
+func (f *filterFlags) build(s *session, ids []string, now time.Time) (ops.Filter[Code], error) {
 	var (
-		out ops.Filter
+		out ops.Filter[Code]
 		err error
 	)
 	if out.Since, err = ops.ParseTime(f.since, now); err != nil {
@@ -222,27 +222,26 @@ Examples:
 			if *limit == 0 && *cursor != "" {
 				return usagef("--cursor pages through results: give a --limit too")
 			}
-			opts := f.Query(s.st, now, ord, *limit)
-			var page ddbtrack.Page[ops.Code]
+			var page ddbtrack.Page[Code]
 			if *limit == 0 {
-				for t, err := range s.tracker.Query(ctx, opts) {
+				for t, err := range s.job.All(ctx, f, now, ord) {
 					if err != nil {
 						return err
 					}
 					page.Tasks = append(page.Tasks, t)
 				}
-			} else if page, err = s.tracker.QueryPage(ctx, opts, libCursor); err != nil {
+			} else if page, err = s.job.Page(ctx, f, now, ord, *limit, libCursor); err != nil {
 				return err
 			}
 			next := ops.EncodeCursor(now, page.Cursor)
 			if *asJSON {
 				tasks := page.Tasks
 				if tasks == nil {
-					tasks = []*ops.Task{}
+					tasks = []*ddbtrack.Task[Code]{}
 				}
 				return printJSON(s.stdout, struct {
-					Tasks      []*ops.Task `json:"tasks"`
-					NextCursor string      `json:"next_cursor,omitempty"`
+					Tasks      []*ddbtrack.Task[Code] `json:"tasks"`
+					NextCursor string                 `json:"next_cursor,omitempty"`
 				}{tasks, next})
 			}
 			if len(page.Tasks) == 0 {
@@ -260,7 +259,7 @@ Examples:
 	},
 }
 
-func (s *session) printTasks(tasks []*ops.Task, now time.Time) error {
+func (s *session) printTasks(tasks []*ddbtrack.Task[Code], now time.Time) error {
 	withLease := false
 	for _, t := range tasks {
 		withLease = withLease || t.LeaseOwner != ""
@@ -291,7 +290,7 @@ var cmdShow = &command{
 			if len(args) != 1 {
 				return usagef("show takes one task ID, got %d: ddbtrack show TASK", len(args))
 			}
-			t, err := s.tracker.Get(ctx, args[0])
+			t, err := s.job.Get(ctx, args[0])
 			if err != nil {
 				return err
 			}
@@ -303,7 +302,7 @@ var cmdShow = &command{
 	},
 }
 
-func (s *session) printTask(t *ops.Task) error {
+func (s *session) printTask(t *ddbtrack.Task[Code]) error {
 	now := s.now()
 	data, output, err := ops.Payloads(t)
 	if err != nil {

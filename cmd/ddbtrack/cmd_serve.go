@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ddbtrack/ddbtrack/cmd/ddbtrack/internal/dashboard"
+	"github.com/ddbtrack/ddbtrack/dashboard"
 )
 
 const envAddr = "DDBTRACK_ADDR"
@@ -56,10 +56,7 @@ job's tasks, which DynamoDB bills as reads of the whole status index.`,
 				}
 			}
 			log := slog.New(slog.NewTextHandler(s.stderr, nil))
-			h, err := dashboard.New(dashboard.Options{
-				Tracker:    s.tracker,
-				Statuses:   s.st,
-				Table:      s.common.table,
+			h, err := dashboard.New(s.tracker, dashboard.Options{
 				ReadOnly:   *readOnly,
 				Refresh:    *refresh,
 				AllowHosts: hosts,

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/ddbtrack/ddbtrack"
-	"github.com/ddbtrack/ddbtrack/cmd/ddbtrack/internal/ops"
+	"github.com/ddbtrack/ddbtrack/dashboard/ops"
 )
 
 var cmdRequeue = &command{
@@ -44,7 +44,7 @@ Examples:
 			var bar *progressBar
 			if *yes && s.progress && !*asJSON {
 				// Count first, so the bar knows where it ends.
-				total, err := s.tracker.Requeue(ctx, f.Requeue(s.st, now, true, nil))
+				total, err := s.job.Requeue(ctx, f, now, true, nil)
 				if err != nil {
 					return err
 				}
@@ -54,7 +54,7 @@ Examples:
 			if bar != nil {
 				progress = bar.update
 			}
-			res, err := s.tracker.Requeue(ctx, f.Requeue(s.st, now, !*yes, progress))
+			res, err := s.job.Requeue(ctx, f, now, !*yes, progress)
 			if bar != nil {
 				bar.done()
 			}
@@ -146,7 +146,7 @@ To requeue many failed tasks at once, use 'ddbtrack requeue'.`,
 			}
 			var errs []error
 			for _, id := range args {
-				if err := s.tracker.Reset(ctx, id); err != nil {
+				if err := s.job.Reset(ctx, id); err != nil {
 					errs = append(errs, err)
 					continue
 				}
@@ -181,7 +181,7 @@ Examples:
 			case len(args) > 0:
 				var errs []error
 				for _, id := range args {
-					if err := s.tracker.Delete(ctx, id); err != nil {
+					if err := s.job.Delete(ctx, id); err != nil {
 						errs = append(errs, err)
 						continue
 					}
@@ -196,24 +196,24 @@ Examples:
 				return usagef("--status: %v", err)
 			}
 			if *yes {
-				n, err := s.tracker.DeleteByStatus(ctx, statuses...)
+				n, err := s.job.DeleteByStatus(ctx, statuses...)
 				if err != nil {
 					return fmt.Errorf("%w (deleted %d before the error; rerun to continue)", err, n)
 				}
 				fmt.Fprintf(s.stdout, "Deleted %s.\n", plural(int64(n), "task"))
 				return nil
 			}
+			counts, err := s.job.CountStatuses(ctx, statuses...)
+			if err != nil {
+				return err
+			}
 			var (
 				total int64
 				parts []string
 			)
 			for _, c := range statuses {
-				n, err := s.tracker.Count(ctx, c)
-				if err != nil {
-					return err
-				}
-				total += n
-				parts = append(parts, fmt.Sprintf("%s: %d", s.st.Name(c), n))
+				total += counts[c]
+				parts = append(parts, fmt.Sprintf("%s: %d", s.st.Name(c), counts[c]))
 			}
 			fmt.Fprintf(s.stdout, "%s would be deleted (%s).\nDry run: nothing changed. Run again with --yes to delete them.\n",
 				plural(total, "task"), strings.Join(parts, ", "))

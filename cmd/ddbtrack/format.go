@@ -7,10 +7,11 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
-	"github.com/ddbtrack/ddbtrack/cmd/ddbtrack/internal/ops"
+	"github.com/ddbtrack/ddbtrack"
+
+	"github.com/ddbtrack/ddbtrack/dashboard/ops"
 )
 
 // printTable writes rows under a header, in columns two spaces apart.
@@ -42,34 +43,9 @@ func printJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-// clean makes text from the table safe to print on a terminal: control
-// characters, including the escape that starts a terminal control
-// sequence, are shown as Go escapes rather than sent to the terminal. Task
-// IDs and error messages come from users and their code, so they can hold
-// anything. Newlines are kept only when keepNewlines is set.
-func clean(s string, keepNewlines bool) string {
-	var b strings.Builder
-	for i, r := range s {
-		switch {
-		case r == utf8.RuneError && !strings.HasPrefix(s[i:], "\uFFFD"):
-			fmt.Fprintf(&b, `\x%02x`, s[i])
-		case r == '\n' && keepNewlines:
-			b.WriteRune(r)
-		case r == '\t':
-			if keepNewlines {
-				b.WriteRune(r)
-			} else {
-				b.WriteString(" ")
-			}
-		case unicode.IsControl(r) || r == '\u2028' || r == '\u2029' || unicode.Is(unicode.Bidi_Control, r):
-			q := fmt.Sprintf("%+q", string(r))
-			b.WriteString(q[1 : len(q)-1])
-		default:
-			b.WriteRune(r)
-		}
-	}
-	return b.String()
-}
+// clean makes text from the table safe to print on a terminal; see
+// ops.Visible. Newlines are kept only when keepNewlines is set.
+func clean(s string, keepNewlines bool) string { return ops.Visible(s, keepNewlines) }
 
 // cell fits text into one table cell: the first line, cleaned, cut to max
 // runes with an ellipsis.
@@ -88,7 +64,7 @@ func cell(s string, max int) string {
 func formatTime(t time.Time) string { return ops.FormatTime(t) }
 
 // formatLease describes a task's lease relative to now.
-func formatLease(t *ops.Task, now time.Time) string {
+func formatLease(t *ddbtrack.Task[Code], now time.Time) string {
 	if t.LeaseOwner == "" {
 		return "-"
 	}

@@ -15,8 +15,8 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
 
-	"github.com/ddbtrack/ddbtrack/cmd/ddbtrack/internal/dashboard"
-	"github.com/ddbtrack/ddbtrack/cmd/ddbtrack/internal/fixture"
+	"github.com/ddbtrack/ddbtrack/dashboard"
+	fixture "github.com/ddbtrack/ddbtrack/internal/dev/opsfixture"
 )
 
 // envChromium names the browser binary when it is not on PATH.

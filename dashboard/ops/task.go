@@ -10,13 +10,10 @@ import (
 	"github.com/ddbtrack/ddbtrack"
 )
 
-// Task is the tracker's task with the command's status type.
-type Task = ddbtrack.Task[Code]
-
 // Payloads returns the task's data and output as indented JSON, or "" for
 // what the task does not have. They come from the library's own JSON form
 // of the task, which keeps every digit of large numbers.
-func Payloads(t *Task) (data, output string, err error) {
+func Payloads[S ddbtrack.Status](t *ddbtrack.Task[S]) (data, output string, err error) {
 	b, err := json.Marshal(t)
 	if err != nil {
 		return "", "", fmt.Errorf("encode task %q: %w", t.ID, err)
@@ -72,10 +69,4 @@ func Age(d time.Duration) string {
 	default:
 		return fmt.Sprintf("%dd", int(d.Hours()/24))
 	}
-}
-
-// IsStuck reports whether the task is Running under a lease that expired
-// by now: its worker died or hung, and no other worker has taken it over.
-func (s *Statuses) IsStuck(t *Task, now time.Time) bool {
-	return t.Status == s.Of(Running) && !t.LeaseExpiresAt.IsZero() && !now.Before(t.LeaseExpiresAt)
 }

@@ -1,35 +1,9 @@
-// Package dashboard serves ddbtrack's web dashboard: counts per status, a
-// chart of status changes, lists of failed, ignored, running and stuck
-// tasks, each task in full, and actions to requeue and reset.
-//
-// Pages are rendered on the server with html/template, which escapes task
-// IDs, data and error text for the context they appear in; the templates,
-// style sheet and the one small script are embedded, so there is no build
-// step and nothing is fetched from elsewhere.
-//
-// # Security
-//
-// The dashboard has no login, so [Options] and the caller decide who can
-// reach it; `ddbtrack serve` binds 127.0.0.1. Within that:
-//   - Actions are POSTs. Each carries a per-process random token, both in a
-//     hidden form field and in a SameSite=Strict cookie, and the request
-//     must not come from another site: [http.CrossOriginProtection] checks
-//     the browser's Sec-Fetch-Site and Origin headers.
-//   - The Host header must be an IP address, localhost or one of
-//     Options.AllowHosts. That defeats DNS rebinding, where another site
-//     points its own name at 127.0.0.1 to read pages, token included.
-//   - A Content-Security-Policy allows scripts and styles from the dashboard
-//     only, never inline, so even a template mistake could not run a task's
-//     text as script.
-//   - Options.ReadOnly removes every action from the pages and refuses
-//     every POST.
 package dashboard
 
 import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
-	"embed"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -38,80 +12,32 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/ddbtrack/ddbtrack"
-	"github.com/ddbtrack/ddbtrack/cmd/ddbtrack/internal/ops"
+	"github.com/ddbtrack/ddbtrack/dashboard/ops"
 )
 
-//go:embed templates/*.html
-var templateFS embed.FS
-
-//go:embed static
-var staticFS embed.FS
-
-// Options configures a dashboard.
-type Options struct {
-	// Tracker reads and changes the job's tasks. Required.
-	Tracker *ddbtrack.Tracker[ops.Code]
-	// Statuses names the job's statuses. Required.
-	Statuses *ops.Statuses
-	// Table is the table's name, shown in the page header.
-	Table string
-	// ReadOnly hides every action and refuses every POST.
-	ReadOnly bool
-	// Refresh is how often the overview reloads itself. Defaults to 0,
-	// which turns reloading off.
-	Refresh time.Duration
-	// AllowHosts lists host names, besides IP addresses and localhost,
-	// that requests may name in their Host header, such as the name of a
-	// proxy in front of the dashboard. Defaults to none.
-	AllowHosts []string
-	// Now is the clock for "stuck", ages and the chart's window. Defaults
-	// to time.Now.
-	Now func() time.Time
-	// Logger receives actions taken and unexpected errors. Defaults to
-	// slog.Default().
-	Logger *slog.Logger
-}
-
-// Server is the dashboard's http.Handler.
-type Server struct {
-	opts    Options
-	tr      *ddbtrack.Tracker[ops.Code]
-	st      *ops.Statuses
-	job     string
-	log     *slog.Logger
-	pages   map[string]*template.Template
-	handler http.Handler
+// server is the dashboard of one job whose statuses are S.
+type server[S ddbtrack.Status] struct {
+	opts  Options
+	job   *ops.Job[S]
+	st    *ops.Statuses[S]
+	log   *slog.Logger
+	pages map[string]*template.Template
 
 	// token guards actions against cross-site requests. It lives as long
-	// as the process: a restart invalidates open pages' forms, which then
+	// as the handler: a restart invalidates open pages' forms, which then
 	// fail with a message that says to reload.
 	token      string
 	cookieName string
 }
 
-// New returns a dashboard. It makes no request to DynamoDB.
-func New(opts Options) (*Server, error) {
-	if opts.Tracker == nil || opts.Statuses == nil {
-		return nil, errors.New("dashboard: Options.Tracker and Options.Statuses are required")
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
-	}
-	s := &Server{
-		opts: opts,
-		tr:   opts.Tracker,
-		st:   opts.Statuses,
-		job:  opts.Tracker.Config().Job,
-		log:  opts.Logger,
-	}
+func newServer[S ddbtrack.Status](job *ops.Job[S], opts Options) (*server[S], error) {
+	s := &server[S]{opts: opts, job: job, st: job.Statuses(), log: opts.Logger}
 	var b [32]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms.
 	s.token = hex.EncodeToString(b[:])
@@ -119,21 +45,25 @@ func New(opts Options) (*Server, error) {
 	// machine would overwrite each other's cookie under one name.
 	sum := sha256.Sum256([]byte(s.token))
 	s.cookieName = "ddbtrack_csrf_" + hex.EncodeToString(sum[:4])
-
 	var err error
 	if s.pages, err = parsePages(s.funcs()); err != nil {
 		return nil, err
 	}
+	return s, nil
+}
 
+// routes builds the handler: the pages under the prefix, behind the host
+// check, the security headers and the cross-site checks.
+func (s *server[S]) routes() http.Handler {
 	static, err := fs.Sub(staticFS, "static")
 	if err != nil {
-		return nil, err
+		panic(err) // The directory is embedded at build time.
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /{$}", s.handle(s.overview))
-	mux.HandleFunc("GET /tasks", s.handle(s.tasks))
-	mux.HandleFunc("GET /task", s.handle(s.task))
-	mux.HandleFunc("GET /search", s.handle(s.search))
+	mux.HandleFunc("GET /{$}", s.read(s.overview))
+	mux.HandleFunc("GET /tasks", s.read(s.tasks))
+	mux.HandleFunc("GET /task", s.read(s.task))
+	mux.HandleFunc("GET /search", s.read(s.search))
 	mux.HandleFunc("POST /requeue", s.action(s.requeue))
 	mux.HandleFunc("POST /reset", s.action(s.reset))
 	mux.Handle("GET /static/", http.StripPrefix("/static/", cacheFor(time.Hour, http.FileServerFS(static))))
@@ -142,14 +72,36 @@ func New(opts Options) (*Server, error) {
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, http.StatusForbidden, "This request came from another site, so it was refused. Use the dashboard's own buttons.")
 	}))
-	s.handler = s.checkHost(securityHeaders(cop.Handler(mux)))
-	return s, nil
+	return s.checkHost(securityHeaders(s.underPrefix(cop.Handler(mux))))
 }
 
-// ServeHTTP serves the dashboard.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	s.handler.ServeHTTP(w, r)
+// underPrefix serves the paths under the prefix, without it, to next.
+// Links are built with the prefix (see link), so the handler works at any
+// mount point without the service stripping anything.
+func (s *server[S]) underPrefix(next http.Handler) http.Handler {
+	if s.opts.Prefix == "" {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rest, ok := strings.CutPrefix(r.URL.Path, s.opts.Prefix)
+		if !ok || (rest != "" && !strings.HasPrefix(rest, "/")) {
+			http.NotFound(w, r)
+			return
+		}
+		if rest == "" {
+			// The overview is at the prefix with a slash, so that the
+			// cookie's path covers it.
+			http.Redirect(w, r, s.opts.Prefix+"/", http.StatusMovedPermanently)
+			return
+		}
+		r2 := r.Clone(r.Context())
+		r2.URL.Path, r2.URL.RawPath = rest, ""
+		next.ServeHTTP(w, r2)
+	})
 }
+
+// link returns the URL of a dashboard path, with the prefix.
+func (s *server[S]) link(path string) string { return s.opts.Prefix + path }
 
 func parsePages(funcs template.FuncMap) (map[string]*template.Template, error) {
 	layout, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html")
@@ -191,7 +143,7 @@ func cacheFor(d time.Duration, next http.Handler) http.Handler {
 // to. A page on another site can point its own name at 127.0.0.1 (DNS
 // rebinding) and then read the dashboard as same-origin, token and all; the
 // browser still sends that name in Host, so refusing it closes the hole.
-func (s *Server) checkHost(next http.Handler) http.Handler {
+func (s *server[S]) checkHost(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		host := r.Host
 		if h, _, err := net.SplitHostPort(host); err == nil {
@@ -202,15 +154,15 @@ func (s *Server) checkHost(next http.Handler) http.Handler {
 			host == "localhost" || strings.HasSuffix(host, ".localhost") ||
 			slices.ContainsFunc(s.opts.AllowHosts, func(a string) bool { return strings.EqualFold(a, host) })
 		if !ok {
-			http.Error(w, fmt.Sprintf("ddbtrack dashboard: host %q is not allowed; open it by IP address or localhost, or restart it with --allow-host %s", host, host), http.StatusMisdirectedRequest)
+			http.Error(w, fmt.Sprintf("ddbtrack dashboard: host %q is not allowed; open it by IP address or localhost, or allow the name (ddbtrack serve --allow-host %s, or Options.AllowHosts)", host, host), http.StatusMisdirectedRequest)
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
 }
 
-// handle adapts a page handler that may fail.
-func (s *Server) handle(h func(w http.ResponseWriter, r *http.Request) error) http.HandlerFunc {
+// read wraps a page handler that may fail.
+func (s *server[S]) read(h func(w http.ResponseWriter, r *http.Request) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if err := h(w, r); err != nil {
 			s.failErr(w, r, err)
@@ -222,11 +174,11 @@ func (s *Server) handle(h func(w http.ResponseWriter, r *http.Request) error) ht
 const maxForm = 512 << 10
 
 // action wraps a handler that changes tasks: refused when read-only, and
-// only with the form's token matching both the process's and the cookie's.
-func (s *Server) action(h func(w http.ResponseWriter, r *http.Request) error) http.HandlerFunc {
+// only with the form's token matching both the handler's and the cookie's.
+func (s *server[S]) action(h func(w http.ResponseWriter, r *http.Request) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if s.opts.ReadOnly {
-			s.fail(w, r, http.StatusForbidden, "This dashboard is read-only (--read-only): it takes no actions. Use the ddbtrack command, or restart the dashboard without --read-only.")
+			s.fail(w, r, http.StatusForbidden, "This dashboard is read-only: it takes no actions. Use the ddbtrack command, or restart the dashboard without --read-only.")
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, maxForm)
@@ -245,20 +197,20 @@ func (s *Server) action(h func(w http.ResponseWriter, r *http.Request) error) ht
 	}
 }
 
-func (s *Server) validToken(t string) bool {
+func (s *server[S]) validToken(t string) bool {
 	return subtle.ConstantTimeCompare([]byte(t), []byte(s.token)) == 1
 }
 
 // setTokenCookie gives the browser the cookie half of the token. Every page
 // sets it, so it is there whenever a form is.
-func (s *Server) setTokenCookie(w http.ResponseWriter) {
+func (s *server[S]) setTokenCookie(w http.ResponseWriter) {
 	if s.opts.ReadOnly {
 		return
 	}
 	http.SetCookie(w, &http.Cookie{
 		Name:     s.cookieName,
 		Value:    s.token,
-		Path:     "/",
+		Path:     s.link("/"),
 		HttpOnly: true,
 		SameSite: http.SameSiteStrictMode,
 	})
@@ -277,16 +229,16 @@ func badRequest(format string, args ...any) error {
 }
 
 // failErr shows err with the status code that fits it.
-func (s *Server) failErr(w http.ResponseWriter, r *http.Request, err error) {
+func (s *server[S]) failErr(w http.ResponseWriter, r *http.Request, err error) {
 	var re *requestError
 	switch {
 	case errors.As(err, &re):
 		s.fail(w, r, re.status, re.msg)
-	case errors.Is(err, ddbtrack.ErrTaskNotFound):
+	case ops.IsNotFound(err):
 		s.fail(w, r, http.StatusNotFound, err.Error())
-	case errors.Is(err, ddbtrack.ErrInvalidTaskID):
+	case ops.IsBadInput(err):
 		s.fail(w, r, http.StatusBadRequest, err.Error())
-	case errors.Is(err, ddbtrack.ErrTaskLocked):
+	case ops.IsLocked(err):
 		s.fail(w, r, http.StatusConflict, err.Error())
 	case r.Context().Err() != nil:
 		// The browser went away; nobody is left to read an error page.
@@ -296,7 +248,7 @@ func (s *Server) failErr(w http.ResponseWriter, r *http.Request, err error) {
 	}
 }
 
-func (s *Server) fail(w http.ResponseWriter, r *http.Request, status int, msg string) {
+func (s *server[S]) fail(w http.ResponseWriter, r *http.Request, status int, msg string) {
 	s.render(w, r, status, "error", errorPage{Status: status, StatusText: http.StatusText(status), Message: msg})
 }
 
@@ -309,6 +261,7 @@ type errorPage struct {
 // page is what the layout needs besides the page's own data.
 type page struct {
 	Job, Table string
+	Base       string // the prefix, for links
 	ReadOnly   bool
 	CSRF       string
 	Refresh    int // seconds; 0 for none
@@ -317,12 +270,15 @@ type page struct {
 	Data       any
 }
 
-func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name string, data any) {
-	p := page{Job: s.job, Table: s.opts.Table, ReadOnly: s.opts.ReadOnly, CSRF: s.token, Now: s.opts.Now(), Data: data}
+func (s *server[S]) render(w http.ResponseWriter, r *http.Request, status int, name string, data any) {
+	p := page{
+		Job: s.job.Name(), Table: s.opts.Table, Base: s.opts.Prefix, ReadOnly: s.opts.ReadOnly,
+		CSRF: s.token, Now: s.opts.Now(), Data: data,
+	}
 	switch d := data.(type) {
-	case overviewPage:
+	case overviewPage[S]:
 		p.Nav, p.Refresh = "overview", int(s.opts.Refresh.Seconds())
-	case tasksPage:
+	case tasksPage[S]:
 		p.Nav = d.Query.Status
 	}
 	if s.opts.ReadOnly {
@@ -339,4 +295,23 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	_, _ = w.Write([]byte(buf.String()))
+}
+
+// redirect sends the browser to a dashboard path after an action.
+func (s *server[S]) redirect(w http.ResponseWriter, r *http.Request, path string, extra url.Values) {
+	if len(extra) > 0 {
+		sep := "&"
+		if !strings.Contains(path, "?") {
+			sep = "?"
+		}
+		path += sep + extra.Encode()
+	}
+	http.Redirect(w, r, s.link(path), http.StatusSeeOther)
+}
+
+func capitalize(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
 }

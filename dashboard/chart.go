@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/ddbtrack/ddbtrack"
-	"github.com/ddbtrack/ddbtrack/cmd/ddbtrack/internal/ops"
+	"github.com/ddbtrack/ddbtrack/dashboard/ops"
 )
 
 // A window is a span of time the chart can show, cut into equal buckets.
@@ -92,7 +92,7 @@ type legendItem struct {
 
 // buildChart reads the tasks whose status changed in the window, one
 // query per status, and buckets them by the time of that change.
-func (s *Server) buildChart(ctx context.Context, now time.Time, win window) (chart, error) {
+func (s *server[S]) buildChart(ctx context.Context, now time.Time, win window) (chart, error) {
 	end := now.UTC().Truncate(win.Bucket).Add(win.Bucket)
 	start := end.Add(-win.Span)
 	n := int(win.Span / win.Bucket)
@@ -105,22 +105,22 @@ func (s *Server) buildChart(ctx context.Context, now time.Time, win window) (cha
 	for i, c := range statuses {
 		counts[i] = make([]int, n)
 		wg.Go(func() {
-			opts := ddbtrack.QueryOptions[ops.Code]{
-				Statuses: []ops.Code{c}, Since: start, Until: end,
-				Order: ddbtrack.NewestFirst, Limit: chartRowLimit,
-			}
+			f := ops.Filter[S]{Statuses: []S{c}, Since: start, Until: end}
 			read := 0
-			for t, err := range s.tr.Query(ctx, opts) {
+			for t, err := range s.job.All(ctx, f, now, ddbtrack.NewestFirst) {
 				if err != nil {
 					errs[i] = err
 					return
+				}
+				if read == chartRowLimit {
+					break
 				}
 				read++
 				if b := int(t.UpdatedAt.Sub(start) / win.Bucket); b >= 0 && b < n {
 					counts[i][b]++
 				}
 			}
-			truncated[i] = read >= chartRowLimit
+			truncated[i] = read == chartRowLimit
 		})
 	}
 	wg.Wait()

@@ -1,7 +1,6 @@
 package dashboard
 
 import (
-	"errors"
 	"html/template"
 	"net/http"
 	"net/url"
@@ -11,13 +10,13 @@ import (
 	"time"
 
 	"github.com/ddbtrack/ddbtrack"
-	"github.com/ddbtrack/ddbtrack/cmd/ddbtrack/internal/ops"
+	"github.com/ddbtrack/ddbtrack/dashboard/ops"
 )
 
 // Page sizes a list offers; the first is the default.
 var pageSizes = []int{50, 100, 200, 500}
 
-func (s *Server) funcs() template.FuncMap {
+func (s *server[S]) funcs() template.FuncMap {
 	return template.FuncMap{
 		"time": ops.FormatTime,
 		"age": func(t, now time.Time) string {
@@ -31,7 +30,7 @@ func (s *Server) funcs() template.FuncMap {
 			}
 			return ops.Age(d) + suffix
 		},
-		"statusName":  func(c ops.Code) string { return s.st.Name(c) },
+		"statusName":  func(c S) string { return s.st.Name(c) },
 		"statusClass": s.statusClass,
 		"firstLine": func(text string, max int) string {
 			line, _, more := strings.Cut(strings.TrimSpace(text), "\n")
@@ -43,18 +42,18 @@ func (s *Server) funcs() template.FuncMap {
 			}
 			return line
 		},
-		"taskURL": taskURL,
+		"taskURL": s.taskURL,
 		"list":    func(v ...string) []string { return v },
 		"px":      func(v float64) string { return strconv.FormatFloat(v, 'f', 1, 64) },
 	}
 }
 
-func taskURL(id string) string {
-	return "/task?" + url.Values{"id": {id}}.Encode()
+func (s *server[S]) taskURL(id string) string {
+	return s.link("/task?" + url.Values{"id": {id}}.Encode())
 }
 
 // statusClass is the CSS class that colours a status by its role.
-func (s *Server) statusClass(c ops.Code) string {
+func (s *server[S]) statusClass(c S) string {
 	if r := s.st.RoleOf(c); r != "" {
 		return "s-" + string(r)
 	}
@@ -62,7 +61,7 @@ func (s *Server) statusClass(c ops.Code) string {
 }
 
 // statusParam is how URLs name a status: its role, or its number.
-func (s *Server) statusParam(c ops.Code) string {
+func (s *server[S]) statusParam(c S) string {
 	if r := s.st.RoleOf(c); r != "" {
 		return string(r)
 	}
@@ -75,8 +74,8 @@ type card struct {
 	Count                  int64
 }
 
-type overviewPage struct {
-	Counts  ops.Counts
+type overviewPage[S ddbtrack.Status] struct {
+	Counts  ops.Counts[S]
 	Cards   []card
 	Stuck   card
 	Chart   chart
@@ -84,7 +83,7 @@ type overviewPage struct {
 	Windows []string
 }
 
-func (s *Server) overview(w http.ResponseWriter, r *http.Request) error {
+func (s *server[S]) overview(w http.ResponseWriter, r *http.Request) error {
 	now := s.opts.Now()
 	win := windows[defaultWindow]
 	if name := r.URL.Query().Get("window"); name != "" {
@@ -94,7 +93,7 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request) error {
 		}
 		win = windows[i]
 	}
-	counts, err := ops.Count(r.Context(), s.tr, s.st, now)
+	counts, err := s.job.Count(r.Context(), now)
 	if err != nil {
 		return err
 	}
@@ -102,14 +101,14 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	p := overviewPage{Counts: counts, Chart: c, Window: win.Name, Windows: windowNames()}
+	p := overviewPage[S]{Counts: counts, Chart: c, Window: win.Name, Windows: windowNames()}
 	for _, sc := range counts.Statuses {
 		p.Cards = append(p.Cards, card{
 			Name: sc.Name, Role: string(sc.Role), Class: s.statusClass(sc.Status), Value: int(sc.Status), Count: sc.Count,
-			URL: "/tasks?" + url.Values{"status": {s.statusParam(sc.Status)}}.Encode(),
+			URL: s.link("/tasks?" + url.Values{"status": {s.statusParam(sc.Status)}}.Encode()),
 		})
 	}
-	p.Stuck = card{Name: "stuck", Role: "running, lease expired", Class: "s-stuck", Count: int64(counts.Stuck), URL: "/tasks?status=stuck"}
+	p.Stuck = card{Name: "stuck", Role: "running, lease expired", Class: "s-stuck", Count: int64(counts.Stuck), URL: s.link("/tasks?status=stuck")}
 	s.render(w, r, http.StatusOK, "overview", p)
 	return nil
 }
@@ -139,7 +138,7 @@ func (q listQuery) values() url.Values {
 }
 
 // readList reads a list's filter from a URL query or a form.
-func (s *Server) readList(v url.Values, now time.Time) (listQuery, ops.Filter, error) {
+func (s *server[S]) readList(v url.Values, now time.Time) (listQuery, ops.Filter[S], error) {
 	q := listQuery{
 		Status: strings.TrimSpace(v.Get("status")),
 		Since:  strings.TrimSpace(v.Get("since")),
@@ -155,11 +154,11 @@ func (s *Server) readList(v url.Values, now time.Time) (listQuery, ops.Filter, e
 	if l := v.Get("limit"); l != "" {
 		n, err := strconv.Atoi(l)
 		if err != nil || n < 1 || n > pageSizes[len(pageSizes)-1] {
-			return q, ops.Filter{}, badRequest("Page size %q is not a number from 1 to %d.", l, pageSizes[len(pageSizes)-1])
+			return q, ops.Filter[S]{}, badRequest("Page size %q is not a number from 1 to %d.", l, pageSizes[len(pageSizes)-1])
 		}
 		q.Limit = n
 	}
-	f := ops.Filter{ErrorContains: q.Error, IDContains: q.ID}
+	f := ops.Filter[S]{ErrorContains: q.Error, IDContains: q.ID}
 	var err error
 	switch q.Status {
 	case "stuck":
@@ -183,19 +182,12 @@ func (s *Server) readList(v url.Values, now time.Time) (listQuery, ops.Filter, e
 	return q, f, nil
 }
 
-func capitalize(s string) string {
-	if s == "" {
-		return s
-	}
-	return strings.ToUpper(s[:1]) + s[1:]
-}
-
 type tab struct{ Name, Label, URL string }
 
-type tasksPage struct {
+type tasksPage[S ddbtrack.Status] struct {
 	Query      listQuery
 	Filter     string
-	Tasks      []taskRow
+	Tasks      []taskRow[S]
 	NextURL    string
 	FirstURL   string
 	CanRequeue bool
@@ -205,8 +197,8 @@ type tasksPage struct {
 	Flash      flash
 }
 
-type taskRow struct {
-	*ops.Task
+type taskRow[S ddbtrack.Status] struct {
+	*ddbtrack.Task[S]
 	Stuck bool
 }
 
@@ -219,7 +211,7 @@ type flash struct {
 	Pending        string
 }
 
-func (s *Server) readFlash(v url.Values) flash {
+func (s *server[S]) readFlash(v url.Values) flash {
 	f := flash{Pending: s.st.Name(s.st.Of(ops.Pending))}
 	if m, err := strconv.Atoi(v.Get("moved")); err == nil {
 		f.Requeued, f.Moved = true, m
@@ -230,22 +222,22 @@ func (s *Server) readFlash(v url.Values) flash {
 }
 
 // tabs are the lists the header offers, most urgent first.
-func (s *Server) tabs() []tab {
+func (s *server[S]) tabs() []tab {
 	out := []tab{}
 	for _, r := range []ops.Role{ops.Failed, ops.Ignored} {
-		out = append(out, tab{string(r), string(r), "/tasks?status=" + string(r)})
+		out = append(out, tab{string(r), string(r), s.link("/tasks?status=" + string(r))})
 	}
-	out = append(out, tab{"stuck", "stuck", "/tasks?status=stuck"})
+	out = append(out, tab{"stuck", "stuck", s.link("/tasks?status=stuck")})
 	for _, r := range []ops.Role{ops.Running, ops.Pending, ops.Succeeded} {
-		out = append(out, tab{string(r), string(r), "/tasks?status=" + string(r)})
+		out = append(out, tab{string(r), string(r), s.link("/tasks?status=" + string(r))})
 	}
-	return append(out, tab{"all", "all", "/tasks?status=all"})
+	return append(out, tab{"all", "all", s.link("/tasks?status=all")})
 }
 
 // requeueable reports whether a list's tasks may be requeued: failed,
 // ignored and stuck tasks can be; pending ones need not be, live running
 // ones must not be, and succeeded ones are rerun with reset, one by one.
-func (s *Server) requeueable(f ops.Filter) bool {
+func (s *server[S]) requeueable(f ops.Filter[S]) bool {
 	if f.Stuck {
 		return true
 	}
@@ -257,7 +249,7 @@ func (s *Server) requeueable(f ops.Filter) bool {
 	return len(f.Statuses) > 0
 }
 
-func (s *Server) tasks(w http.ResponseWriter, r *http.Request) error {
+func (s *server[S]) tasks(w http.ResponseWriter, r *http.Request) error {
 	// A later page is read as of the time of the first, so that ages such
 	// as "6h" and "stuck" select the same tasks on every page.
 	now := s.opts.Now()
@@ -272,37 +264,37 @@ func (s *Server) tasks(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	page, err := s.tr.QueryPage(r.Context(), f.Query(s.st, now, ddbtrack.NewestFirst, q.Limit), cursor)
-	if errors.Is(err, ddbtrack.ErrInvalidCursor) {
+	page, err := s.job.Page(r.Context(), f, now, ddbtrack.NewestFirst, q.Limit, cursor)
+	if ops.IsInvalidCursor(err) {
 		return badRequest("This page's link no longer fits its filter (%v). Start again from the first page.", err)
 	}
 	if err != nil {
 		return err
 	}
-	p := tasksPage{
+	p := tasksPage[S]{
 		Query:      q,
 		Filter:     f.Describe(s.st),
 		CanRequeue: !s.opts.ReadOnly && s.requeueable(f),
 		Tabs:       s.tabs(),
 		PageSizes:  pageSizes,
 		Flash:      s.readFlash(r.URL.Query()),
-		FirstURL:   "/tasks?" + q.values().Encode(),
+		FirstURL:   s.link("/tasks?" + q.values().Encode()),
 	}
 	for _, t := range page.Tasks {
-		p.Tasks = append(p.Tasks, taskRow{Task: t, Stuck: s.st.IsStuck(t, now)})
+		p.Tasks = append(p.Tasks, taskRow[S]{Task: t, Stuck: s.st.IsStuck(t, now)})
 		p.ShowLease = p.ShowLease || t.LeaseOwner != ""
 	}
 	if page.Cursor != "" {
 		v := q.values()
 		v.Set("cursor", ops.EncodeCursor(now, page.Cursor))
-		p.NextURL = "/tasks?" + v.Encode()
+		p.NextURL = s.link("/tasks?" + v.Encode())
 	}
 	s.render(w, r, http.StatusOK, "tasks", p)
 	return nil
 }
 
-type taskPage struct {
-	T             *ops.Task
+type taskPage[S ddbtrack.Status] struct {
+	T             *ddbtrack.Task[S]
 	Status        string
 	Role          string
 	Class         string
@@ -315,12 +307,12 @@ type taskPage struct {
 	Flash         flash
 }
 
-func (s *Server) task(w http.ResponseWriter, r *http.Request) error {
+func (s *server[S]) task(w http.ResponseWriter, r *http.Request) error {
 	id := r.URL.Query().Get("id")
 	if id == "" {
 		return badRequest("Which task? Open one from a list, or search for its ID.")
 	}
-	t, err := s.tr.Get(r.Context(), id)
+	t, err := s.job.Get(r.Context(), id)
 	if err != nil {
 		return err
 	}
@@ -329,7 +321,7 @@ func (s *Server) task(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	p := taskPage{
+	p := taskPage[S]{
 		T:      t,
 		Status: s.st.Name(t.Status),
 		Role:   string(s.st.RoleOf(t.Status)),
@@ -356,18 +348,18 @@ func (s *Server) task(w http.ResponseWriter, r *http.Request) error {
 
 // search opens the task with the ID searched for, or lists the tasks whose
 // IDs contain it.
-func (s *Server) search(w http.ResponseWriter, r *http.Request) error {
+func (s *server[S]) search(w http.ResponseWriter, r *http.Request) error {
 	q := strings.TrimSpace(r.URL.Query().Get("q"))
 	if q == "" {
-		http.Redirect(w, r, "/tasks?status=all", http.StatusSeeOther)
+		s.redirect(w, r, "/tasks?status=all", nil)
 		return nil
 	}
-	_, err := s.tr.Get(r.Context(), q)
+	_, err := s.job.Get(r.Context(), q)
 	switch {
 	case err == nil:
-		http.Redirect(w, r, taskURL(q), http.StatusSeeOther)
-	case errors.Is(err, ddbtrack.ErrTaskNotFound), errors.Is(err, ddbtrack.ErrInvalidTaskID):
-		http.Redirect(w, r, "/tasks?"+url.Values{"status": {"all"}, "id": {q}}.Encode(), http.StatusSeeOther)
+		s.redirect(w, r, "/task?"+url.Values{"id": {q}}.Encode(), nil)
+	case ops.IsNotFound(err), ops.IsBadInput(err):
+		s.redirect(w, r, "/tasks?"+url.Values{"status": {"all"}, "id": {q}}.Encode(), nil)
 	default:
 		return err
 	}
@@ -387,7 +379,7 @@ type field struct{ Name, Value string }
 
 // requeue counts the tasks a requeue would move and asks to confirm; the
 // confirmed form moves them and redirects back with the outcome.
-func (s *Server) requeue(w http.ResponseWriter, r *http.Request) error {
+func (s *server[S]) requeue(w http.ResponseWriter, r *http.Request) error {
 	form := r.PostForm
 	now := s.opts.Now()
 	q, f, err := s.readList(form, now)
@@ -414,11 +406,11 @@ func (s *Server) requeue(w http.ResponseWriter, r *http.Request) error {
 	fromTask := form.Get("from_task")
 	back := "/tasks?" + q.values().Encode()
 	if fromTask != "" {
-		back = taskURL(fromTask)
+		back = "/task?" + url.Values{"id": {fromTask}}.Encode()
 	}
 
 	if form.Get("confirm") != "yes" {
-		res, err := s.tr.Requeue(r.Context(), f.Requeue(s.st, now, true, nil))
+		res, err := s.job.Requeue(r.Context(), f, now, true, nil)
 		if err != nil {
 			return err
 		}
@@ -436,33 +428,29 @@ func (s *Server) requeue(w http.ResponseWriter, r *http.Request) error {
 		}
 		s.render(w, r, http.StatusOK, "confirm", confirmPage{
 			Matched: res.Matched, Filter: f.Describe(s.st), Pending: s.st.Name(s.st.Of(ops.Pending)),
-			Selected: f.IDs, Fields: fields, CancelURL: back,
+			Selected: f.IDs, Fields: fields, CancelURL: s.link(back),
 		})
 		return nil
 	}
 
-	res, err := s.tr.Requeue(r.Context(), f.Requeue(s.st, now, false, nil))
+	res, err := s.job.Requeue(r.Context(), f, now, false, nil)
 	if err != nil {
 		return err
 	}
-	s.log.Info("dashboard requeue", "job", s.job, "filter", f.Describe(s.st), "matched", res.Matched, "moved", res.Moved, "skipped", res.Skipped, "remote", r.RemoteAddr)
-	sep := "&"
-	if !strings.Contains(back, "?") {
-		sep = "?"
-	}
-	http.Redirect(w, r, back+sep+url.Values{"moved": {strconv.Itoa(res.Moved)}, "skipped": {strconv.Itoa(res.Skipped)}}.Encode(), http.StatusSeeOther)
+	s.log.Info("dashboard requeue", "job", s.job.Name(), "filter", f.Describe(s.st), "matched", res.Matched, "moved", res.Moved, "skipped", res.Skipped, "remote", r.RemoteAddr)
+	s.redirect(w, r, back, url.Values{"moved": {strconv.Itoa(res.Moved)}, "skipped": {strconv.Itoa(res.Skipped)}})
 	return nil
 }
 
-func (s *Server) reset(w http.ResponseWriter, r *http.Request) error {
+func (s *server[S]) reset(w http.ResponseWriter, r *http.Request) error {
 	id := r.PostForm.Get("id")
 	if id == "" {
 		return badRequest("Which task? The form named none.")
 	}
-	if err := s.tr.Reset(r.Context(), id); err != nil {
+	if err := s.job.Reset(r.Context(), id); err != nil {
 		return err
 	}
-	s.log.Info("dashboard reset", "job", s.job, "task", id, "remote", r.RemoteAddr)
-	http.Redirect(w, r, taskURL(id)+"&reset=1", http.StatusSeeOther)
+	s.log.Info("dashboard reset", "job", s.job.Name(), "task", id, "remote", r.RemoteAddr)
+	s.redirect(w, r, "/task?"+url.Values{"id": {id}}.Encode(), url.Values{"reset": {"1"}})
 	return nil
 }

@@ -18,10 +18,10 @@ const MaxIDs = 100
 // and the time range go to the status index; the rest becomes a filter
 // expression, which DynamoDB applies after reading, so it narrows what is
 // returned but not what is read (or billed).
-type Filter struct {
+type Filter[S ddbtrack.Status] struct {
 	// Statuses are the statuses to read. Stuck replaces them with the
 	// Running status.
-	Statuses []Code
+	Statuses []S
 	// Stuck keeps only Running tasks whose lease has expired: their worker
 	// died or hung, and no other worker has taken them over yet.
 	Stuck bool
@@ -37,7 +37,7 @@ type Filter struct {
 }
 
 // Check reports a filter that cannot be sent.
-func (f Filter) Check() error {
+func (f Filter[S]) Check() error {
 	if len(f.IDs) > MaxIDs {
 		return fmt.Errorf("%d task IDs selected, but one request takes at most %d: select fewer, or use a filter", len(f.IDs), MaxIDs)
 	}
@@ -49,16 +49,16 @@ func (f Filter) Check() error {
 }
 
 // statuses returns the statuses to read.
-func (f Filter) statuses(st *Statuses) []Code {
+func (f Filter[S]) statuses(st *Statuses[S]) []S {
 	if f.Stuck {
-		return []Code{st.Of(Running)}
+		return []S{st.Of(Running)}
 	}
 	return f.Statuses
 }
 
 // condition returns the filter expression, which is unset when the filter
 // has nothing beyond statuses and time.
-func (f Filter) condition(now time.Time) expression.ConditionBuilder {
+func (f Filter[S]) condition(now time.Time) expression.ConditionBuilder {
 	var conds []expression.ConditionBuilder
 	if f.Stuck {
 		conds = append(conds, expression.Name("lease_expires_at").LessThan(expression.Value(now.UnixMilli())))
@@ -86,9 +86,9 @@ func (f Filter) condition(now time.Time) expression.ConditionBuilder {
 	}
 }
 
-// Query returns the query options for the filter.
-func (f Filter) Query(st *Statuses, now time.Time, order ddbtrack.Order, limit int) ddbtrack.QueryOptions[Code] {
-	return ddbtrack.QueryOptions[Code]{
+// query returns the query options for the filter.
+func (f Filter[S]) query(st *Statuses[S], now time.Time, order ddbtrack.Order, limit int) ddbtrack.QueryOptions[S] {
+	return ddbtrack.QueryOptions[S]{
 		Statuses: f.statuses(st),
 		Since:    f.Since,
 		Until:    f.Until,
@@ -98,9 +98,9 @@ func (f Filter) Query(st *Statuses, now time.Time, order ddbtrack.Order, limit i
 	}
 }
 
-// Requeue returns the requeue options for the filter.
-func (f Filter) Requeue(st *Statuses, now time.Time, dryRun bool, progress func(ddbtrack.RequeueResult)) ddbtrack.RequeueOptions[Code] {
-	return ddbtrack.RequeueOptions[Code]{
+// requeue returns the requeue options for the filter.
+func (f Filter[S]) requeue(st *Statuses[S], now time.Time, dryRun bool, progress func(ddbtrack.RequeueResult)) ddbtrack.RequeueOptions[S] {
+	return ddbtrack.RequeueOptions[S]{
 		Statuses: f.statuses(st),
 		Since:    f.Since,
 		Until:    f.Until,
@@ -112,7 +112,7 @@ func (f Filter) Requeue(st *Statuses, now time.Time, dryRun bool, progress func(
 
 // Describe says in words which tasks the filter selects, for confirmations
 // such as "12 tasks (s06_failed or s10_ignore, error contains "timeout")".
-func (f Filter) Describe(st *Statuses) string {
+func (f Filter[S]) Describe(st *Statuses[S]) string {
 	var parts []string
 	if f.Stuck {
 		parts = append(parts, "stuck in "+st.Name(st.Of(Running))+" with an expired lease")

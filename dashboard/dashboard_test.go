@@ -1,6 +1,7 @@
 package dashboard_test
 
 import (
+	"html"
 	"io"
 	"log/slog"
 	"net/http"
@@ -14,9 +15,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/ddbtrack/ddbtrack/cmd/ddbtrack/internal/dashboard"
-	"github.com/ddbtrack/ddbtrack/cmd/ddbtrack/internal/fixture"
+	"github.com/ddbtrack/ddbtrack/dashboard"
 	"github.com/ddbtrack/ddbtrack/internal/ddbtest"
+	fixture "github.com/ddbtrack/ddbtrack/internal/dev/opsfixture"
 )
 
 func TestMain(m *testing.M) { ddbtest.Main(m) }
@@ -28,20 +29,25 @@ type site struct {
 	fx     *fixture.Fixture
 	srv    *httptest.Server
 	client *http.Client
+	// base is the path the dashboard is mounted at, which get and post
+	// put before the paths they are given.
+	base string
 }
 
 func newSite(t *testing.T, fx *fixture.Fixture, opts dashboard.Options) *site {
 	t.Helper()
-	opts.Tracker, opts.Statuses = fx.Tracker, fx.Statuses
-	if opts.Table == "" {
-		opts.Table = fx.Table
-	}
 	if opts.Now == nil {
 		opts.Now = fx.Clock.Now
 	}
 	opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	h, err := dashboard.New(opts)
+	h, err := dashboard.New(fx.Tracker, opts)
 	require.NoError(t, err)
+	return serve(t, fx, h)
+}
+
+// serve runs a handler on a test server, with a browser-like client.
+func serve(t *testing.T, fx *fixture.Fixture, h http.Handler) *site {
+	t.Helper()
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	jar, err := cookiejar.New(nil)
@@ -72,7 +78,7 @@ func (s *site) do(req *http.Request) page {
 
 func (s *site) get(path string) page {
 	s.t.Helper()
-	req, err := http.NewRequestWithContext(s.t.Context(), http.MethodGet, s.srv.URL+path, nil)
+	req, err := http.NewRequestWithContext(s.t.Context(), http.MethodGet, s.srv.URL+s.base+path, nil)
 	require.NoError(s.t, err)
 	return s.do(req)
 }
@@ -80,7 +86,7 @@ func (s *site) get(path string) page {
 // post sends a form as the dashboard's own pages do: same origin.
 func (s *site) post(path string, form url.Values, headers ...string) page {
 	s.t.Helper()
-	req, err := http.NewRequestWithContext(s.t.Context(), http.MethodPost, s.srv.URL+path, strings.NewReader(form.Encode()))
+	req, err := http.NewRequestWithContext(s.t.Context(), http.MethodPost, s.srv.URL+s.base+path, strings.NewReader(form.Encode()))
 	require.NoError(s.t, err)
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Origin", s.srv.URL)
@@ -198,7 +204,7 @@ func TestTaskLists(t *testing.T) {
 	}
 }
 
-var idRE = regexp.MustCompile(`<td class="id"><a href="/task\?id=[^"]*">([^<]*)</a>`)
+var idRE = regexp.MustCompile(`<td class="id"><a href="[^"]*/task\?id=[^"]*"[^>]*>([^<]*)</a>`)
 
 // listedIDs returns the task IDs a list page shows, unescaped.
 func listedIDs(t *testing.T, body string) []string {
@@ -210,9 +216,7 @@ func listedIDs(t *testing.T, body string) []string {
 	return ids
 }
 
-func unescape(s string) string {
-	return strings.NewReplacer("&lt;", "<", "&gt;", ">", "&#34;", `"`, "&#39;", "'", "&amp;", "&").Replace(s)
-}
+func unescape(s string) string { return html.UnescapeString(s) }
 
 // TestPaging follows the next-page links to the end, with the clock moving
 // between pages: the link pins the time of the first page, so "since 40m"
@@ -539,4 +543,64 @@ func fields(html string) url.Values {
 		}
 	}
 	return v
+}
+
+var linkRE = regexp.MustCompile(`(?:href|src|action)="([^"]*)"`)
+
+// TestMountedUnderPrefix mounts the dashboard in a service's ServeMux
+// under /ops/tasks/ and checks that every link, form, redirect and cookie
+// stays under it, so the service's other routes are untouched.
+func TestMountedUnderPrefix(t *testing.T) {
+	t.Parallel()
+	fx := seeded(t)
+	h, err := dashboard.New(fx.Tracker, dashboard.Options{
+		Prefix: "/ops/tasks/", Now: fx.Clock.Now, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	require.NoError(t, err)
+	mux := http.NewServeMux()
+	mux.Handle("/ops/tasks/", h)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "the service's own 404", http.StatusNotFound)
+	})
+	s := serve(t, fx, mux)
+
+	// ServeMux sends the prefix without its slash to the overview.
+	p := s.get("/ops/tasks")
+	require.Equal(t, "/ops/tasks/", p.header.Get("Location"))
+
+	s.base = "/ops/tasks"
+	for _, path := range []string{"/", "/tasks?status=failed", "/task?id=t-fail-1", "/tasks?status=all&limit=3"} {
+		p := s.get(path)
+		require.Equal(t, http.StatusOK, p.status, "%s: %s", path, p.body)
+		links := linkRE.FindAllStringSubmatch(p.body, -1)
+		require.NotEmpty(t, links)
+		for _, l := range links {
+			require.True(t, strings.HasPrefix(unescape(l[1]), "/ops/tasks/"), "%s: link %q is outside the prefix", path, l[1])
+		}
+		require.Contains(t, p.header.Get("Set-Cookie"), "Path=/ops/tasks/", path)
+	}
+	require.Equal(t, []string{fixture.XSS, "t-fail-2", "t-fail-1"}, listedIDs(t, s.get("/tasks?status=failed").body))
+	require.Equal(t, http.StatusOK, s.get("/static/app.js").status)
+
+	// Actions post under the prefix, and redirect back under it.
+	form := url.Values{"csrf": {s.token()}, "status": {"failed"}, "scope": {"selected"}, "ids": {"t-fail-1"}}
+	p = s.post("/requeue", form)
+	require.Equal(t, http.StatusOK, p.status, p.body)
+	p = s.post("/requeue", hiddenFields(t, p.body))
+	require.Equal(t, http.StatusSeeOther, p.status, p.body)
+	require.Equal(t, "/ops/tasks/tasks?status=failed&moved=1&skipped=0", p.header.Get("Location"))
+	p = s.post("/reset", url.Values{"csrf": {s.token()}, "id": {"t-ok"}})
+	require.Equal(t, http.StatusSeeOther, p.status, p.body)
+	require.Equal(t, "/ops/tasks/task?id=t-ok&reset=1", p.header.Get("Location"))
+	p = s.get("/search?q=t-ok")
+	require.Equal(t, "/ops/tasks/task?id=t-ok", p.header.Get("Location"))
+
+	// The rest of the service is the service's.
+	s.base = ""
+	p = s.get("/ops/tasksx")
+	require.Equal(t, http.StatusNotFound, p.status)
+	require.Contains(t, p.body, "the service's own 404")
+
+	_, err = dashboard.New(fx.Tracker, dashboard.Options{Prefix: "ops"})
+	require.ErrorContains(t, err, `Options.Prefix "ops" is not a path`)
 }

@@ -1,0 +1,93 @@
+package ops
+
+import (
+	"context"
+	"iter"
+	"time"
+
+	"github.com/ddbtrack/ddbtrack"
+)
+
+// Job is one job of one table as an operator sees it: its tasks, their
+// statuses by role and name, and the actions an operator takes on them. It
+// wraps the job's tracker so that the command and the dashboard call the
+// library from this package only.
+type Job[S ddbtrack.Status] struct {
+	tr *ddbtrack.Tracker[S]
+	st *Statuses[S]
+}
+
+// NewJob returns the job the tracker works on. It makes no request.
+func NewJob[S ddbtrack.Status](tr *ddbtrack.Tracker[S]) *Job[S] {
+	return &Job[S]{tr: tr, st: StatusesOf(tr.Config())}
+}
+
+// Statuses returns the job's statuses.
+func (j *Job[S]) Statuses() *Statuses[S] { return j.st }
+
+// Name returns the job's name.
+func (j *Job[S]) Name() string { return j.tr.Config().Job }
+
+// Table returns the name of the job's table.
+func (j *Job[S]) Table() string { return j.tr.Config().Table }
+
+// Get returns one task, read with strong consistency.
+func (j *Job[S]) Get(ctx context.Context, id string) (*ddbtrack.Task[S], error) {
+	return j.tr.Get(ctx, id)
+}
+
+// Reset moves a task back to Pending with no failed attempts, whatever its
+// status, unless a worker holds it.
+func (j *Job[S]) Reset(ctx context.Context, id string) error {
+	return j.tr.Reset(ctx, id)
+}
+
+// Delete deletes a task, even one that a worker holds.
+func (j *Job[S]) Delete(ctx context.Context, id string) error {
+	return j.tr.Delete(ctx, id)
+}
+
+// DeleteByStatus deletes every task in the statuses that no worker holds,
+// and returns how many it deleted.
+func (j *Job[S]) DeleteByStatus(ctx context.Context, statuses ...S) (int, error) {
+	return j.tr.DeleteByStatus(ctx, statuses...)
+}
+
+// CountStatuses counts the tasks in each of the statuses. Each count reads
+// every task it counts.
+func (j *Job[S]) CountStatuses(ctx context.Context, statuses ...S) (map[S]int64, error) {
+	out := make(map[S]int64, len(statuses))
+	for _, c := range statuses {
+		n, err := j.tr.Count(ctx, c)
+		if err != nil {
+			return nil, err
+		}
+		out[c] = n
+	}
+	return out, nil
+}
+
+// Page returns one page of the tasks the filter selects, after cursor, a
+// cursor of the library's (see [DecodeCursor]).
+func (j *Job[S]) Page(ctx context.Context, f Filter[S], now time.Time, order ddbtrack.Order, limit int, cursor string) (ddbtrack.Page[S], error) {
+	return j.tr.QueryPage(ctx, f.query(j.st, now, order, limit), cursor)
+}
+
+// All returns every task the filter selects, read as the loop asks for
+// them.
+func (j *Job[S]) All(ctx context.Context, f Filter[S], now time.Time, order ddbtrack.Order) iter.Seq2[*ddbtrack.Task[S], error] {
+	return j.tr.Query(ctx, f.query(j.st, now, order, 0))
+}
+
+// Requeue moves the tasks the filter selects back to Pending, or only
+// counts them when dryRun is set. progress, if set, is called after each
+// batch with the totals so far.
+func (j *Job[S]) Requeue(ctx context.Context, f Filter[S], now time.Time, dryRun bool, progress func(ddbtrack.RequeueResult)) (ddbtrack.RequeueResult, error) {
+	return j.tr.Requeue(ctx, f.requeue(j.st, now, dryRun, progress))
+}
+
+// IsStuck reports whether the task is Running under a lease that expired
+// by now: its worker died or hung, and no other worker has taken it over.
+func (s *Statuses[S]) IsStuck(t *ddbtrack.Task[S], now time.Time) bool {
+	return t.Status == s.Of(Running) && !t.LeaseExpiresAt.IsZero() && !now.Before(t.LeaseExpiresAt)
+}
