@@ -104,20 +104,24 @@ test: deps vet browser-deps ## Run all tests with -race against dynalite, then a
 demo: deps ## Run the quick-start example against a local dynalite.
 	$(GO) run ./examples/quickstart
 
-# The dashboard's browser test (cmd/ddbtrack) drives headless Chromium. It
-# fails, rather than skips, without one, so `make test` installs Debian's
-# package first when no Chromium is on PATH. DDBTRACK_CHROMIUM points the
-# test at another Chromium or Chrome binary instead.
+# The dashboard's browser test (dashboard/) drives headless Chromium, and the
+# command's terminal test (cmd/ddbtrack) runs it in tmux. Both fail, rather
+# than skip, without their program, so `make test` installs Debian's
+# packages first when either is missing. DDBTRACK_CHROMIUM points the test
+# at another Chromium or Chrome binary instead.
 .PHONY: browser-deps
-browser-deps: ## Install Chromium for the dashboard's browser test, unless one is on PATH.
-	@if [ -n "$${DDBTRACK_CHROMIUM:-}" ] || command -v chromium >/dev/null || command -v chromium-browser >/dev/null \
-		|| command -v google-chrome >/dev/null || command -v google-chrome-stable >/dev/null; then exit 0; fi; \
+browser-deps: ## Install Chromium and tmux for the dashboard's browser test and the command's terminal test, unless on PATH.
+	@pkgs=; \
+	if [ -z "$${DDBTRACK_CHROMIUM:-}" ] && ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null \
+		&& ! command -v google-chrome >/dev/null && ! command -v google-chrome-stable >/dev/null; then pkgs=chromium; fi; \
+	command -v tmux >/dev/null || pkgs="$$pkgs tmux"; \
+	[ -n "$$pkgs" ] || exit 0; \
 	if ! command -v apt-get >/dev/null; then \
-		echo "No Chromium on PATH and no apt-get to install it: install Chromium or Chrome, or set DDBTRACK_CHROMIUM to one"; exit 1; \
+		echo "Missing$$pkgs and no apt-get to install them: install them, or set DDBTRACK_CHROMIUM to a Chromium or Chrome"; exit 1; \
 	fi; \
 	sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
-	echo "==> Installing Debian's chromium for the dashboard's browser test"; \
-	$$sudo apt-get update && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
+	echo "==> Installing Debian's$$pkgs for the browser and terminal tests"; \
+	$$sudo apt-get update && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$pkgs
 
 # dashboard keeps a dynalite running on DASHBOARD_DDB_PORT, loads the demo
 # into it, and serves the dashboard on it until Ctrl-C, which stops both.

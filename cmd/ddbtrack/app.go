@@ -167,7 +167,9 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 }
 
 // report prints err, if any, with what to do about it, and returns the
-// exit code.
+// exit code. Every message goes through ops.Visible, whatever built it, so
+// that no value an error carries from DynamoDB (a lease owner, a status
+// name, a task ID) reaches the terminal as a control sequence.
 func (a *app) report(ctx context.Context, cmd *command, err error) int {
 	if err == nil {
 		return exitOK
@@ -177,7 +179,7 @@ func (a *app) report(ctx context.Context, cmd *command, err error) int {
 		errs = multiError{err}
 	}
 	for _, e := range errs {
-		fmt.Fprintf(a.stderr, "ddbtrack %s: %s\n", cmd.name, message(e))
+		fmt.Fprintf(a.stderr, "ddbtrack %s: %s\n", cmd.name, ops.Visible(message(e), true))
 	}
 	return exitCode(ctx, err)
 }
@@ -191,7 +193,7 @@ func message(err error) string {
 		return fmt.Sprintf("task %q not found in job %q: check the ID, and --job and --table; `ddbtrack ls --id-contains TEXT` finds IDs", te.TaskID, te.Job)
 	case errors.As(err, &te) && errors.Is(te.Err, ddbtrack.ErrTaskLocked):
 		return fmt.Sprintf("task %q is %s and worker %s holds its lease until %s: wait for the worker to finish, or for the lease to expire",
-			te.TaskID, te.StatusName, te.LeaseOwner, formatTime(te.LeaseExpiresAt))
+			te.TaskID, clean(te.StatusName, false), clean(te.LeaseOwner, false), formatTime(te.LeaseExpiresAt))
 	case ops.IsTableMissing(err):
 		return strings.TrimPrefix(err.Error(), "ddbtrack: ") +
 			"\n  The table does not exist there: check --table, --region and --endpoint-url, or create it with `ddbtrack create-table`."
