@@ -65,6 +65,78 @@ func browser(t *testing.T) context.Context {
 	return ctx
 }
 
+// tab is one browser tab on a dashboard, with the steps tests take.
+type tab struct {
+	t   *testing.T
+	ctx context.Context
+	s   *site
+}
+
+func newTab(t *testing.T, s *site) *tab {
+	t.Helper()
+	return &tab{t: t, ctx: browser(t), s: s}
+}
+
+func (b *tab) do(steps ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	require.NoError(b.t, chromedp.Do(b.ctx, steps...))
+}
+
+// open loads a dashboard path.
+func (b *tab) open(path string) {
+	b.t.Helper()
+	b.do(chromedp.Navigate(b.s.srv.URL + b.s.base + path))
+}
+
+// follow clicks something that loads a page and waits for the load.
+func (b *tab) follow(sel string) {
+	b.t.Helper()
+	_, err := chromedp.Run(b.ctx, chromedp.WaitEvent(cdppage.LoadEventFired, nil, chromedp.Click(chromedp.CSS(sel))))
+	require.NoError(b.t, err, "click %s", sel)
+}
+
+func (b *tab) text(sel string) string {
+	b.t.Helper()
+	v, err := chromedp.Run(b.ctx, chromedp.TextContent(chromedp.CSS(sel)))
+	require.NoError(b.t, err, "text of %s", sel)
+	return strings.TrimSpace(v)
+}
+
+// eval runs a script in the page and returns its value.
+func eval[T any](b *tab, script string) T {
+	b.t.Helper()
+	v, err := chromedp.Run(b.ctx, chromedp.Evaluate[T](script))
+	require.NoError(b.t, err, "evaluate %s", script)
+	return v
+}
+
+func (b *tab) location() string {
+	b.t.Helper()
+	v, err := chromedp.Run(b.ctx, chromedp.Location())
+	require.NoError(b.t, err)
+	return strings.TrimPrefix(v, b.s.srv.URL)
+}
+
+func (b *tab) screenshot(name string) {
+	b.t.Helper()
+	png, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(100))
+	require.NoError(b.t, err)
+	saveScreenshot(b.t, name, png)
+}
+
+// acceptDialogs says yes to every confirm() the page asks.
+func (b *tab) acceptDialogs() {
+	dialogs := chromedp.Events(b.ctx, cdppage.JavascriptDialogOpening)
+	go func() {
+		for _, err := range dialogs {
+			if err != nil {
+				return
+			}
+			_, _ = chromedp.Call(b.ctx, cdppage.HandleJavaScriptDialog, cdppage.HandleJavaScriptDialogParams{Accept: true})
+		}
+	}()
+}
+
 // TestBrowser drives the dashboard in a real browser: the overview, a
 // failed task, a requeue through the confirmation, a requeue of selected
 // tasks, a reset, and tasks whose ID and error are HTML. It saves the
@@ -75,103 +147,81 @@ func TestBrowser(t *testing.T) {
 	fx.Seed(t)
 	// The table's name is random; the screenshots should not change with it.
 	s := newSite(t, fx, dashboard.Options{Table: "ddbtrack-demo"})
-	ctx := browser(t)
-
-	do := func(steps ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		require.NoError(t, chromedp.Do(ctx, steps...))
-	}
-	// follow clicks something that loads a page and waits for the load.
-	follow := func(sel string) {
-		t.Helper()
-		_, err := chromedp.Run(ctx, chromedp.WaitEvent(cdppage.LoadEventFired, nil, chromedp.Click(chromedp.CSS(sel))))
-		require.NoError(t, err, "click %s", sel)
-	}
-	text := func(sel string) string {
-		t.Helper()
-		v, err := chromedp.Run(ctx, chromedp.TextContent(chromedp.CSS(sel)))
-		require.NoError(t, err, "text of %s", sel)
-		return strings.TrimSpace(v)
-	}
-	location := func() string {
-		t.Helper()
-		v, err := chromedp.Run(ctx, chromedp.Location())
-		require.NoError(t, err)
-		return strings.TrimPrefix(v, s.srv.URL)
-	}
-	screenshot := func(name string) {
-		t.Helper()
-		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
-		require.NoError(t, err)
-		saveScreenshot(t, name, png)
-	}
+	b := newTab(t, s)
 
 	// The overview counts each status and draws the chart.
-	do(chromedp.Navigate(s.srv.URL+"/"), chromedp.WaitVisible(chromedp.CSS("svg.chart")))
-	require.Equal(t, "11", text("a.card.s-failed .count"))
-	require.Equal(t, "1", text("a.card.s-stuck .count"))
-	screenshot("overview.png")
+	b.do(chromedp.Navigate(s.srv.URL+"/"), chromedp.WaitVisible(chromedp.CSS("svg.chart")))
+	require.Equal(t, "11", b.text("a.card.s-failed .count"))
+	require.Equal(t, "1", b.text("a.card.s-stuck .count"))
+	b.screenshot("overview.png")
 
 	// From the failed card to the list, and on to a failed task.
-	follow("a.card.s-failed")
-	require.Equal(t, "/tasks?status=failed", location())
-	follow(`a[href="/task?id=t-fail-2"]`)
-	require.Equal(t, "s06_failed", text("#task-status"))
-	require.Equal(t, "connection reset by peer", text("#last-error"))
-	screenshot("task.png")
+	b.follow("a.card.s-failed")
+	require.Equal(t, "/tasks?status=failed", b.location())
+	b.follow(`a[href="/task?id=t-fail-2"]`)
+	require.Equal(t, "s06_failed", b.text("#task-status"))
+	require.Equal(t, "connection reset by peer", b.text("#last-error"))
+	b.screenshot("task.png")
 
 	// Requeue it: the confirmation says how many will move, and the task
 	// page then shows the new status, which is what the table holds.
-	follow("#requeue")
-	require.Contains(t, text("#confirm-count"), "1 task will move to s00_todo")
+	b.follow("#requeue")
+	require.Contains(t, b.text("#confirm-count"), "1 task will move to s00_todo")
 	require.Equal(t, "s06_failed", fx.Status(t, "t-fail-2"), "nothing moves before the confirmation")
-	follow("#confirm")
-	require.Equal(t, "/task?id=t-fail-2&moved=1&skipped=0", location())
-	require.Equal(t, "s00_todo", text("#task-status"))
-	require.Contains(t, text(".flash"), "Requeued 1 task to s00_todo.")
+	b.follow("#confirm")
+	require.Equal(t, "/task?id=t-fail-2&moved=1&skipped=0", b.location())
+	require.Equal(t, "s00_todo", b.text("#task-status"))
+	require.Contains(t, b.text(".flash"), "Requeued 1 task to s00_todo.")
 	require.Equal(t, "s00_todo", fx.Status(t, "t-fail-2"))
 
 	// Select all on a list, requeue the selection.
-	do(chromedp.Navigate(s.srv.URL+"/tasks?status=ignored"), chromedp.Click(chromedp.ID("select-all")))
-	follow("#requeue-selected")
-	require.Contains(t, text("#confirm-count"), "1 task will move to s00_todo")
-	require.Contains(t, text("ul.selected"), "t-ignored")
-	follow("#confirm")
-	require.Contains(t, text(".flash"), "Requeued 1 task to s00_todo.")
+	b.do(chromedp.Navigate(s.srv.URL+"/tasks?status=ignored"), chromedp.Click(chromedp.ID("select-all")))
+	b.follow("#requeue-selected")
+	require.Contains(t, b.text("#confirm-count"), "1 task will move to s00_todo")
+	require.Contains(t, b.text("ul.selected"), "t-ignored")
+	b.follow("#confirm")
+	require.Contains(t, b.text(".flash"), "Requeued 1 task to s00_todo.")
 	require.Equal(t, "s00_todo", fx.Status(t, "t-ignored"))
 
 	// Reset asks the browser to confirm first.
-	dialogs := chromedp.Events(ctx, cdppage.JavascriptDialogOpening)
-	go func() {
-		for _, err := range dialogs {
-			if err != nil {
-				return
-			}
-			_, _ = chromedp.Call(ctx, cdppage.HandleJavaScriptDialog, cdppage.HandleJavaScriptDialogParams{Accept: true})
-		}
-	}()
-	do(chromedp.Navigate(s.srv.URL + "/task?id=t-ok"))
-	follow("#reset")
-	require.Equal(t, "Task reset to s00_todo.", text(".flash"))
+	b.acceptDialogs()
+	b.open("/task?id=t-ok")
+	b.follow("#reset")
+	require.Equal(t, "Task reset to s00_todo.", b.text(".flash"))
 	require.Equal(t, "s00_todo", fx.Status(t, "t-ok"))
 
 	// A task whose ID, data and error are HTML shows them as text, and
 	// adds no element to the page.
 	for _, path := range []string{"/tasks?status=failed", "/task?id=" + url.QueryEscape(fixture.XSS)} {
-		do(chromedp.Navigate(s.srv.URL + path))
-		xss, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`window.__xss === undefined`))
-		require.NoError(t, err)
-		require.True(t, xss, "%s: the task's text ran as script", path)
-		scripts, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.scripts.length`))
-		require.NoError(t, err)
-		require.Equal(t, 1, scripts, "%s: only the dashboard's own script element", path)
-		imgs, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.images.length`))
-		require.NoError(t, err)
-		require.Zero(t, imgs, "%s: the task's text added an element", path)
+		b.open(path)
+		require.True(t, eval[bool](b, `window.__xss === undefined`), "%s: the task's text ran as script", path)
+		require.Equal(t, 1, eval[int](b, `document.scripts.length`), "%s: only the dashboard's own script element", path)
+		require.Zero(t, eval[int](b, `document.images.length`), "%s: the task's text added an element", path)
 	}
-	require.Equal(t, fixture.XSS, text("h1 .id"))
-	require.Equal(t, "bad input "+fixture.XSS, text("#last-error"))
-	require.Contains(t, text("#data"), `<script>window.__xss=1</script>`)
+	require.Equal(t, fixture.XSS, b.text("h1 .id"))
+	require.Equal(t, "bad input "+fixture.XSS, b.text("#last-error"))
+	require.Contains(t, b.text("#data"), `<script>window.__xss=1</script>`)
+}
+
+// TestBrowserHostileText checks, in a real browser, how the dashboard
+// shows task IDs and errors that hold more than plain text.
+func TestBrowserHostileText(t *testing.T) {
+	fx := fixture.New(t)
+	fx.Seed(t)
+	fx.SeedHostile(t)
+	s := newSite(t, fx, dashboard.Options{})
+	b := newTab(t, s)
+
+	// S2: a right-to-left override is shown as its escape, in the list
+	// and on the task's page, so that "rtl-\u202Egnp.exe" cannot pass
+	// for "rtl-exe.png"; the link still opens the task.
+	b.open("/tasks?status=failed")
+	require.False(t, eval[bool](b, `document.body.innerText.includes("\u202e")`), "a bidirectional control reached the page's text")
+	require.Contains(t, eval[string](b, `document.body.innerText`), `rtl-\u202egnp.exe`)
+	b.follow(`a[href="/task?id=` + url.QueryEscape(fixture.RTL) + `"]`)
+	require.Equal(t, `rtl-\u202egnp.exe`, b.text("h1 .id"))
+	require.Equal(t, `cannot open rtl-\u202egnp.exe: permission denied`, b.text("#last-error"))
+	require.False(t, eval[bool](b, `document.body.innerText.includes("\u202e")`), "a bidirectional control reached the task's page")
 }
 
 // saveScreenshot writes a screenshot to docs/screenshots at the top of the

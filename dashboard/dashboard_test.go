@@ -274,7 +274,7 @@ func TestTaskPage(t *testing.T) {
 
 	p = s.get("/task?id=t-stuck")
 	require.Contains(t, p.body, "stuck: its lease expired")
-	require.Contains(t, p.body, "held by <b>worker-7</b> until 2025-01-02 03:30:00Z <small>(expired 5m ago)</small>")
+	require.Contains(t, p.body, `held by <b id="lease-owner">worker-7</b> until 2025-01-02 03:30:00Z <small>(expired 5m ago)</small>`)
 	require.Contains(t, p.body, `name="status" value="stuck"`)
 
 	p = s.get("/task?id=t-running")
@@ -603,4 +603,30 @@ func TestMountedUnderPrefix(t *testing.T) {
 
 	_, err = dashboard.New(fx.Tracker, dashboard.Options{Prefix: "ops"})
 	require.ErrorContains(t, err, `Options.Prefix "ops" is not a path`)
+}
+
+var valueAttrRE = regexp.MustCompile(`value="[^"]*"`)
+
+// TestBidiControlsAreVisible checks that a right-to-left override in a
+// task's ID or error is shown as "\u202e" on the pages that show them,
+// never as the control itself, which would make "rtl-\u202Egnp.exe" read
+// as "rtl-exe.png".
+func TestBidiControlsAreVisible(t *testing.T) {
+	t.Parallel()
+	fx := fixture.New(t)
+	fx.SeedHostile(t)
+	s := newSite(t, fx, dashboard.Options{})
+	for _, path := range []string{
+		"/tasks?status=failed",
+		"/tasks?status=all&id=rtl",
+		"/task?" + url.Values{"id": {fixture.RTL}}.Encode(),
+	} {
+		p := s.get(path)
+		require.Equal(t, http.StatusOK, p.status, "%s: %s", path, p.body)
+		// Form values carry the ID as it is, to act on it; they are not
+		// shown.
+		shown := valueAttrRE.ReplaceAllString(p.body, "")
+		require.NotContains(t, shown, "\u202e", path)
+		require.Contains(t, shown, `rtl-\u202egnp.exe`, path)
+	}
 }

@@ -32,12 +32,17 @@ func (s *server[S]) funcs() template.FuncMap {
 		},
 		"statusName":  func(c S) string { return s.st.Name(c) },
 		"statusClass": s.statusClass,
-		"firstLine": func(text string, max int) string {
-			line, _, more := strings.Cut(strings.TrimSpace(text), "\n")
-			if r := []rune(line); len(r) > max {
-				return string(r[:max-1]) + "…"
-			}
-			if more {
+		// text and line show text from the table: every control and
+		// bidirectional character as a visible escape, so that no ID or
+		// error can reorder or hide what the page shows. line shows one
+		// line, for IDs and names.
+		"text": func(v string) string { return ops.Visible(v, true) },
+		"line": func(v string) string { return ops.Visible(v, false) },
+		"cut":  func(max int, v string) string { return cut(v, max) },
+		"firstLine": func(v string, max int) string {
+			line, _, more := strings.Cut(strings.TrimSpace(v), "\n")
+			line = cut(ops.Visible(line, false), max)
+			if more && !strings.HasSuffix(line, "…") {
 				line += " …"
 			}
 			return line
@@ -46,6 +51,14 @@ func (s *server[S]) funcs() template.FuncMap {
 		"list":    func(v ...string) []string { return v },
 		"px":      func(v float64) string { return strconv.FormatFloat(v, 'f', 1, 64) },
 	}
+}
+
+// cut shortens text to max runes, ending it with an ellipsis.
+func cut(v string, max int) string {
+	if r := []rune(v); len(r) > max {
+		return string(r[:max-1]) + "…"
+	}
+	return v
 }
 
 func (s *server[S]) taskURL(id string) string {

@@ -129,6 +129,7 @@ func TestVisible(t *testing.T) {
 		{"tab\there", "tab here", "tab\there"},
 		{"rtl-\u202Egnp.exe", `rtl-\u202egnp.exe`, `rtl-\u202egnp.exe`},
 		{"isolate\u2067x\u2069", `isolate\u2067x\u2069`, `isolate\u2067x\u2069`},
+		{"zero\u200bwidth", `zero\u200bwidth`, `zero\u200bwidth`},
 		{"line\u2028sep", `line\u2028sep`, `line\u2028sep`},
 		{"bad \xff byte", `bad \xff byte`, `bad \xff byte`},
 		{"ünïcødé ✓ 日本", "ünïcødé ✓ 日本", "ünïcødé ✓ 日本"},

@@ -13,8 +13,9 @@ import (
 //   - control characters, including the escape that starts a terminal
 //     control sequence, which could retitle a terminal window or recolour
 //     it;
-//   - Unicode bidirectional controls, which reorder what is shown, so
-//     that "rtl-\u202Egnp.exe" reads as "rtl-exe.png";
+//   - Unicode bidirectional controls and other invisible format characters,
+//     which reorder or hide what is shown, so that "rtl-\u202Egnp.exe"
+//     reads as "rtl-exe.png";
 //   - bytes that are not UTF-8.
 //
 // Each of these is shown as its Go escape (\x1b, \u202e, \xff) instead.
@@ -45,8 +46,10 @@ func Visible(s string, keepNewlines bool) string {
 }
 
 // hidden reports whether a rune would act on the display instead of
-// showing as a character: controls, line and paragraph separators and
-// bidirectional controls.
+// showing as a character: controls, line and paragraph separators,
+// bidirectional controls and the other invisible format characters, such
+// as zero-width spaces.
 func hidden(r rune) bool {
-	return unicode.IsControl(r) || r == '\u2028' || r == '\u2029' || unicode.Is(unicode.Bidi_Control, r)
+	return unicode.IsControl(r) || r == '\u2028' || r == '\u2029' ||
+		unicode.Is(unicode.Bidi_Control, r) || unicode.Is(unicode.Cf, r)
 }
