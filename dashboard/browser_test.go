@@ -222,6 +222,21 @@ func TestBrowserHostileText(t *testing.T) {
 	require.Equal(t, `rtl-\u202egnp.exe`, b.text("h1 .id"))
 	require.Equal(t, `cannot open rtl-\u202egnp.exe: permission denied`, b.text("#last-error"))
 	require.False(t, eval[bool](b, `document.body.innerText.includes("\u202e")`), "a bidirectional control reached the task's page")
+
+	// S3: a task whose ID holds a newline can be requeued and reset from
+	// its page, although the browser sends every line feed in a form as
+	// CR LF.
+	b.open("/tasks?status=failed")
+	b.follow(`a[href="/task?id=two%0Alines"]`)
+	require.Equal(t, `two\nlines`, b.text("h1 .id"))
+	b.follow("#requeue")
+	require.Contains(t, b.text("#confirm-count"), "1 task will move to s00_todo")
+	b.follow("#confirm")
+	require.Equal(t, "/task?id=two%0Alines&moved=1&skipped=0", b.location())
+	require.Equal(t, "s00_todo", fx.Status(t, fixture.Newline))
+	b.acceptDialogs()
+	b.follow("#reset")
+	require.Equal(t, "Task reset to s00_todo.", b.text(".flash"))
 }
 
 // saveScreenshot writes a screenshot to docs/screenshots at the top of the

@@ -1,6 +1,7 @@
 package dashboard_test
 
 import (
+	"encoding/base64"
 	"html"
 	"io"
 	"log/slog"
@@ -194,7 +195,7 @@ func TestTaskLists(t *testing.T) {
 
 	p := s.get("/tasks?status=failed")
 	require.Contains(t, p.body, `id="requeue-all"`)
-	require.Contains(t, p.body, `name="ids" value="t-fail-1"`)
+	require.Contains(t, p.body, `name="ids" value="`+enc("t-fail-1")+`"`)
 	p = s.get("/tasks?status=succeeded")
 	require.NotContains(t, p.body, `id="requeue-all"`, "succeeded tasks are rerun with reset, one by one")
 
@@ -275,7 +276,7 @@ func TestTaskPage(t *testing.T) {
 	p = s.get("/task?id=t-stuck")
 	require.Contains(t, p.body, "stuck: its lease expired")
 	require.Contains(t, p.body, `held by <b id="lease-owner">worker-7</b> until 2025-01-02 03:30:00Z <small>(expired 5m ago)</small>`)
-	require.Contains(t, p.body, `name="status" value="stuck"`)
+	require.Contains(t, p.body, `name="filter" value="status=stuck"`)
 
 	p = s.get("/task?id=t-running")
 	require.Contains(t, p.body, "(expires 6m from now)")
@@ -310,7 +311,8 @@ func TestUserTextIsEscaped(t *testing.T) {
 	p := s.get("/task?" + url.Values{"id": {fixture.XSS}}.Encode())
 	require.Contains(t, p.body, `&#34;note&#34;: &#34;&lt;script&gt;window.__xss=1&lt;/script&gt;&lt;img src=x onerror=\&#34;window.__xss=2\&#34;&gt;&#34;`, "data is escaped")
 	require.Contains(t, p.body, `<pre class="error">bad input `+escaped, "the error history is escaped")
-	require.Contains(t, p.body, `name="ids" value="`+escaped+`"`, "attributes are escaped")
+	require.Contains(t, p.body, `name="ids" value="`+enc(fixture.XSS)+`"`, "IDs in forms are encoded")
+	require.Contains(t, s.get("/tasks?status=failed").body, `title="`+escaped+`"`, "attributes are escaped")
 
 	// An error page quotes the bad input, escaped.
 	p = s.get("/tasks?" + url.Values{"status": {fixture.XSS}}.Encode())
@@ -338,7 +340,7 @@ func TestRequeueSelected(t *testing.T) {
 	t.Parallel()
 	fx := seeded(t)
 	s := newSite(t, fx, dashboard.Options{})
-	form := url.Values{"csrf": {s.token()}, "status": {"failed"}, "scope": {"selected"}, "ids": {"t-fail-1", "t-ok"}}
+	form := url.Values{"csrf": {s.token()}, "filter": {"status=failed"}, "scope": {"selected"}, "ids": {enc("t-fail-1"), enc("t-ok")}}
 
 	// The first post only counts, and asks to confirm.
 	p := s.post("/requeue", form)
@@ -348,7 +350,7 @@ func TestRequeueSelected(t *testing.T) {
 
 	// The confirmation form carries the same selection.
 	confirm := hiddenFields(t, p.body)
-	require.Equal(t, []string{"t-fail-1", "t-ok"}, confirm["ids"])
+	require.Equal(t, []string{enc("t-fail-1"), enc("t-ok")}, confirm["ids"])
 	require.Equal(t, []string{"yes"}, confirm["confirm"])
 	p = s.post("/requeue", confirm)
 	require.Equal(t, http.StatusSeeOther, p.status, p.body)
@@ -359,7 +361,7 @@ func TestRequeueSelected(t *testing.T) {
 	p = s.get(p.header.Get("Location"))
 	require.Contains(t, p.body, "Requeued 1 task to s00_todo.")
 
-	p = s.post("/requeue", url.Values{"csrf": {s.token()}, "status": {"failed"}, "scope": {"selected"}})
+	p = s.post("/requeue", url.Values{"csrf": {s.token()}, "filter": {"status=failed"}, "scope": {"selected"}})
 	require.Equal(t, http.StatusBadRequest, p.status)
 	require.Contains(t, p.body, "No tasks were selected")
 }
@@ -368,11 +370,13 @@ func TestRequeueAllMatching(t *testing.T) {
 	t.Parallel()
 	fx := seeded(t)
 	s := newSite(t, fx, dashboard.Options{})
-	p := s.post("/requeue", url.Values{"csrf": {s.token()}, "status": {"failed,ignored"}, "scope": {"all"}, "error": {"connection reset"}, "since": {"1h"}})
+	p := s.post("/requeue", url.Values{"csrf": {s.token()}, "filter": {"status=failed,ignored&error=connection+reset&since=1h"}, "scope": {"all"}})
 	require.Equal(t, http.StatusOK, p.status, p.body)
 	require.Contains(t, p.body, `<b>2</b> tasks will move to <b>s00_todo</b> (s06_failed or s10_ignore, changed since 2025-01-02 02:35:00Z, error contains &#34;connection reset&#34;)`)
 	confirm := hiddenFields(t, p.body)
-	require.Equal(t, []string{"2025-01-02T02:35:00Z"}, confirm["since"], "the confirmation sends the time it counted with")
+	filter, err := url.ParseQuery(confirm.Get("filter"))
+	require.NoError(t, err)
+	require.Equal(t, "2025-01-02T02:35:00Z", filter.Get("since"), "the confirmation sends the time it counted with")
 
 	p = s.post("/requeue", confirm)
 	require.Equal(t, http.StatusSeeOther, p.status, p.body)
@@ -382,10 +386,10 @@ func TestRequeueAllMatching(t *testing.T) {
 	require.Equal(t, "s10_ignore", fx.Status(t, "t-ignored"))
 
 	// Nothing is left to move, and the page says so rather than confirm.
-	p = s.post("/requeue", url.Values{"csrf": {s.token()}, "status": {"failed"}, "scope": {"all"}, "error": {"connection reset"}})
+	p = s.post("/requeue", url.Values{"csrf": {s.token()}, "filter": {"status=failed&error=connection+reset"}, "scope": {"all"}})
 	require.Contains(t, p.body, "Nothing to requeue")
 
-	p = s.post("/requeue", url.Values{"csrf": {s.token()}, "status": {"succeeded"}, "scope": {"all"}})
+	p = s.post("/requeue", url.Values{"csrf": {s.token()}, "filter": {"status=succeeded"}, "scope": {"all"}})
 	require.Equal(t, http.StatusBadRequest, p.status, "succeeded tasks are not requeued")
 }
 
@@ -407,18 +411,18 @@ func TestReset(t *testing.T) {
 	t.Parallel()
 	fx := seeded(t)
 	s := newSite(t, fx, dashboard.Options{})
-	p := s.post("/reset", url.Values{"csrf": {s.token()}, "id": {"t-ok"}})
+	p := s.post("/reset", url.Values{"csrf": {s.token()}, "id": {enc("t-ok")}})
 	require.Equal(t, http.StatusSeeOther, p.status, p.body)
 	require.Equal(t, "/task?id=t-ok&reset=1", p.header.Get("Location"))
 	require.Equal(t, "s00_todo", fx.Status(t, "t-ok"))
 	require.Contains(t, s.get("/task?id=t-ok&reset=1").body, "Task reset to s00_todo.")
 
-	p = s.post("/reset", url.Values{"csrf": {s.token()}, "id": {"t-running"}})
+	p = s.post("/reset", url.Values{"csrf": {s.token()}, "id": {enc("t-running")}})
 	require.Equal(t, http.StatusConflict, p.status)
 	require.Contains(t, p.body, "locked by another worker")
 	require.Equal(t, "s03_in_progress", fx.Status(t, "t-running"))
 
-	p = s.post("/reset", url.Values{"csrf": {s.token()}, "id": {"t-nope"}})
+	p = s.post("/reset", url.Values{"csrf": {s.token()}, "id": {enc("t-nope")}})
 	require.Equal(t, http.StatusNotFound, p.status)
 }
 
@@ -430,7 +434,7 @@ func TestCrossSiteRequestsAreRefused(t *testing.T) {
 	s := newSite(t, fx, dashboard.Options{})
 	token := s.token()
 	form := func(tok string) url.Values {
-		return url.Values{"csrf": {tok}, "id": {"t-ok"}, "status": {"failed"}, "scope": {"all"}, "confirm": {"yes"}}
+		return url.Values{"csrf": {tok}, "id": {enc("t-ok")}, "filter": {"status=failed"}, "scope": {"all"}, "confirm": {"yes"}}
 	}
 	for _, tc := range []struct {
 		name    string
@@ -496,7 +500,7 @@ func TestReadOnly(t *testing.T) {
 	}
 	require.Contains(t, s.get("/").body, `<span class="badge"`)
 	for _, path := range []string{"/reset", "/requeue"} {
-		p := s.post(path, url.Values{"id": {"t-fail-1"}, "status": {"failed"}, "scope": {"all"}, "confirm": {"yes"}})
+		p := s.post(path, url.Values{"id": {enc("t-fail-1")}, "filter": {"status=failed"}, "scope": {"all"}, "confirm": {"yes"}})
 		require.Equal(t, http.StatusForbidden, p.status)
 		require.Contains(t, p.body, "read-only")
 	}
@@ -583,13 +587,13 @@ func TestMountedUnderPrefix(t *testing.T) {
 	require.Equal(t, http.StatusOK, s.get("/static/app.js").status)
 
 	// Actions post under the prefix, and redirect back under it.
-	form := url.Values{"csrf": {s.token()}, "status": {"failed"}, "scope": {"selected"}, "ids": {"t-fail-1"}}
+	form := url.Values{"csrf": {s.token()}, "filter": {"status=failed"}, "scope": {"selected"}, "ids": {enc("t-fail-1")}}
 	p = s.post("/requeue", form)
 	require.Equal(t, http.StatusOK, p.status, p.body)
 	p = s.post("/requeue", hiddenFields(t, p.body))
 	require.Equal(t, http.StatusSeeOther, p.status, p.body)
 	require.Equal(t, "/ops/tasks/tasks?status=failed&moved=1&skipped=0", p.header.Get("Location"))
-	p = s.post("/reset", url.Values{"csrf": {s.token()}, "id": {"t-ok"}})
+	p = s.post("/reset", url.Values{"csrf": {s.token()}, "id": {enc("t-ok")}})
 	require.Equal(t, http.StatusSeeOther, p.status, p.body)
 	require.Equal(t, "/ops/tasks/task?id=t-ok&reset=1", p.header.Get("Location"))
 	p = s.get("/search?q=t-ok")
@@ -629,4 +633,54 @@ func TestBidiControlsAreVisible(t *testing.T) {
 		require.NotContains(t, shown, "\u202e", path)
 		require.Contains(t, shown, `rtl-\u202egnp.exe`, path)
 	}
+}
+
+// enc encodes a task ID as the dashboard's forms carry it.
+func enc(id string) string { return base64.RawURLEncoding.EncodeToString([]byte(id)) }
+
+// TestIDsRoundTripThroughForms requeues and resets a task whose ID holds a
+// newline, with the forms its page gives. A browser sends every line feed
+// in a form value as CR LF, so the forms must not carry the ID as it is;
+// crlf posts the forms as a browser would.
+func TestIDsRoundTripThroughForms(t *testing.T) {
+	t.Parallel()
+	fx := fixture.New(t)
+	fx.SeedHostile(t)
+	s := newSite(t, fx, dashboard.Options{})
+	crlf := func(v url.Values) url.Values {
+		out := url.Values{}
+		for k, vs := range v {
+			for _, x := range vs {
+				out.Add(k, strings.ReplaceAll(x, "\n", "\r\n"))
+			}
+		}
+		return out
+	}
+	page := "/task?" + url.Values{"id": {fixture.Newline}}.Encode()
+	p := s.get(page)
+	require.Equal(t, http.StatusOK, p.status, p.body)
+	p = s.post("/requeue", crlf(formAt(t, p.body, `/requeue"`)))
+	require.Equal(t, http.StatusOK, p.status, p.body)
+	require.Contains(t, p.body, "<b>1</b> task will move")
+	p = s.post("/requeue", crlf(hiddenFields(t, p.body)))
+	require.Equal(t, http.StatusSeeOther, p.status, p.body)
+	require.Equal(t, page+"&moved=1&skipped=0", p.header.Get("Location"))
+	require.Equal(t, "s00_todo", fx.Status(t, fixture.Newline))
+
+	// The list's checkboxes carry it too.
+	p = s.get("/tasks?status=failed")
+	boxes := regexp.MustCompile(`name="ids" value="([^"]*)"`).FindAllStringSubmatch(p.body, -1)
+	require.NotEmpty(t, boxes)
+	form := crlf(formAt(t, p.body, `/requeue"`))
+	form.Set("scope", "selected")
+	for _, b := range boxes {
+		form.Add("ids", unescape(b[1]))
+	}
+	p = s.post("/requeue", form)
+	require.Contains(t, p.body, "<b>2</b> tasks will move")
+
+	p = s.get(page)
+	p = s.post("/reset", crlf(formAt(t, p.body, `/reset"`)))
+	require.Equal(t, http.StatusSeeOther, p.status, p.body)
+	require.Equal(t, page+"&reset=1", p.header.Get("Location"))
 }

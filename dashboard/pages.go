@@ -48,6 +48,7 @@ func (s *server[S]) funcs() template.FuncMap {
 			return line
 		},
 		"taskURL": s.taskURL,
+		"enc":     encodeText,
 		"list":    func(v ...string) []string { return v },
 		"px":      func(v float64) string { return strconv.FormatFloat(v, 'f', 1, 64) },
 	}
@@ -200,6 +201,7 @@ type tab struct{ Name, Label, URL string }
 type tasksPage[S ddbtrack.Status] struct {
 	Query      listQuery
 	Filter     string
+	FormFilter string
 	Tasks      []taskRow[S]
 	NextURL    string
 	FirstURL   string
@@ -287,6 +289,7 @@ func (s *server[S]) tasks(w http.ResponseWriter, r *http.Request) error {
 	p := tasksPage[S]{
 		Query:      q,
 		Filter:     f.Describe(s.st),
+		FormFilter: q.values().Encode(),
 		CanRequeue: !s.opts.ReadOnly && s.requeueable(f),
 		Tabs:       s.tabs(),
 		PageSizes:  pageSizes,
@@ -316,7 +319,7 @@ type taskPage[S ddbtrack.Status] struct {
 	Data, Output  string
 	Errors        []ddbtrack.ErrorRecord // newest first
 	CanRequeue    bool
-	RequeueStatus string
+	RequeueFilter string
 	Flash         flash
 }
 
@@ -348,11 +351,15 @@ func (s *server[S]) task(w http.ResponseWriter, r *http.Request) error {
 	}
 	slices.Reverse(p.Errors)
 	if !s.opts.ReadOnly {
+		status := ""
 		switch {
 		case p.Stuck:
-			p.CanRequeue, p.RequeueStatus = true, "stuck"
+			status = "stuck"
 		case t.Status == s.st.Of(ops.Failed) || t.Status == s.st.Of(ops.Ignored):
-			p.CanRequeue, p.RequeueStatus = true, s.statusParam(t.Status)
+			status = s.statusParam(t.Status)
+		}
+		if status != "" {
+			p.CanRequeue, p.RequeueFilter = true, url.Values{"status": {status}}.Encode()
 		}
 	}
 	s.render(w, r, http.StatusOK, "task", p)
@@ -390,12 +397,27 @@ type confirmPage struct {
 
 type field struct{ Name, Value string }
 
+// formFilter reads the filter a form carries in its "filter" field: the
+// list's URL query, encoded, which holds no line breaks for the browser to
+// change.
+func formFilter(form url.Values) (url.Values, error) {
+	v, err := url.ParseQuery(form.Get("filter"))
+	if err != nil {
+		return nil, badRequest("The form's filter is damaged. Reload the page and try again.")
+	}
+	return v, nil
+}
+
 // requeue counts the tasks a requeue would move and asks to confirm; the
 // confirmed form moves them and redirects back with the outcome.
 func (s *server[S]) requeue(w http.ResponseWriter, r *http.Request) error {
 	form := r.PostForm
 	now := s.opts.Now()
-	q, f, err := s.readList(form, now)
+	fv, err := formFilter(form)
+	if err != nil {
+		return err
+	}
+	q, f, err := s.readList(fv, now)
 	if err != nil {
 		return err
 	}
@@ -405,7 +427,13 @@ func (s *server[S]) requeue(w http.ResponseWriter, r *http.Request) error {
 	scope := form.Get("scope")
 	switch scope {
 	case "selected":
-		f.IDs = form["ids"]
+		for _, enc := range form["ids"] {
+			id, err := decodeText("ids", enc)
+			if err != nil {
+				return err
+			}
+			f.IDs = append(f.IDs, id)
+		}
 		if len(f.IDs) == 0 {
 			return badRequest("No tasks were selected. Tick some tasks, or use “Requeue all matching”.")
 		}
@@ -416,9 +444,12 @@ func (s *server[S]) requeue(w http.ResponseWriter, r *http.Request) error {
 	default:
 		return badRequest("Unknown requeue scope %q.", scope)
 	}
-	fromTask := form.Get("from_task")
 	back := "/tasks?" + q.values().Encode()
-	if fromTask != "" {
+	fromTask := ""
+	if enc := form.Get("from_task"); enc != "" {
+		if fromTask, err = decodeText("from_task", enc); err != nil {
+			return err
+		}
 		back = "/task?" + url.Values{"id": {fromTask}}.Encode()
 	}
 
@@ -429,15 +460,19 @@ func (s *server[S]) requeue(w http.ResponseWriter, r *http.Request) error {
 		}
 		// Relative times ("6h") would move between the count and the
 		// confirmation; the confirmation sends the absolute times counted.
-		fields := []field{{"status", q.Status}, {"error", q.Error}, {"id", q.ID}, {"scope", scope}, {"from_task", fromTask}, {"confirm", "yes"}}
+		confirmed := q.values()
 		if !f.Since.IsZero() {
-			fields = append(fields, field{"since", f.Since.UTC().Format(time.RFC3339Nano)})
+			confirmed.Set("since", f.Since.UTC().Format(time.RFC3339Nano))
 		}
 		if !f.Until.IsZero() {
-			fields = append(fields, field{"until", f.Until.UTC().Format(time.RFC3339Nano)})
+			confirmed.Set("until", f.Until.UTC().Format(time.RFC3339Nano))
+		}
+		fields := []field{{"filter", confirmed.Encode()}, {"scope", scope}, {"confirm", "yes"}}
+		if fromTask != "" {
+			fields = append(fields, field{"from_task", encodeText(fromTask)})
 		}
 		for _, id := range f.IDs {
-			fields = append(fields, field{"ids", id})
+			fields = append(fields, field{"ids", encodeText(id)})
 		}
 		s.render(w, r, http.StatusOK, "confirm", confirmPage{
 			Matched: res.Matched, Filter: f.Describe(s.st), Pending: s.st.Name(s.st.Of(ops.Pending)),
@@ -456,9 +491,13 @@ func (s *server[S]) requeue(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *server[S]) reset(w http.ResponseWriter, r *http.Request) error {
-	id := r.PostForm.Get("id")
-	if id == "" {
+	enc := r.PostForm.Get("id")
+	if enc == "" {
 		return badRequest("Which task? The form named none.")
+	}
+	id, err := decodeText("id", enc)
+	if err != nil {
+		return err
 	}
 	if err := s.job.Reset(r.Context(), id); err != nil {
 		return err

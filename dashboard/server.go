@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -214,6 +215,20 @@ func (s *server[S]) setTokenCookie(w http.ResponseWriter) {
 		HttpOnly: true,
 		SameSite: http.SameSiteStrictMode,
 	})
+}
+
+// encodeText makes a string safe to send through a form and back. A
+// browser turns every line feed in a form's values into CR LF, so a task
+// ID with a newline would come back as another ID; base64 has no line
+// breaks.
+func encodeText(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+
+func decodeText(field, s string) (string, error) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return "", badRequest("The form's %s field is damaged. Reload the page and try again.", field)
+	}
+	return string(b), nil
 }
 
 // requestError is an error in what the request asked for.
