@@ -3,6 +3,9 @@ package dashboard_test
 import (
 	"bufio"
 	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -237,6 +240,41 @@ func TestBrowserHostileText(t *testing.T) {
 	b.acceptDialogs()
 	b.follow("#reset")
 	require.Equal(t, "Task reset to s00_todo.", b.text(".flash"))
+}
+
+// TestBrowserCrossSiteReads opens a page of another site that points an
+// image, a script, a frame and a fetch at the dashboard, and a link to it.
+// None of them may make the dashboard read DynamoDB; the link leads to a
+// page that offers it again, and from there the list opens.
+func TestBrowserCrossSiteReads(t *testing.T) {
+	fx := fixture.New(t)
+	fx.Seed(t)
+	s, client := countedSite(t, fx, dashboard.Options{})
+	target := s.srv.URL + "/tasks?status=all"
+	// Chromium treats localhost and 127.0.0.1 as two sites.
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprintf(w, `<!doctype html><title>elsewhere</title>
+<img src="%[1]s"><script src="%[1]s"></script><iframe src="%[1]s"></iframe>
+<script>fetch("%[1]s", {mode: "no-cors", credentials: "include"}).finally(() => { document.title = "fetched"; });</script>
+<a id="go" href="%[1]s">tasks</a>`, target)
+	}))
+	t.Cleanup(evil.Close)
+	elsewhere := strings.Replace(evil.URL, "127.0.0.1", "localhost", 1)
+
+	b := newTab(t, s)
+	before := client.reads.Load()
+	b.do(chromedp.Navigate(elsewhere + "/"))
+	require.Eventually(t, func() bool { return eval[string](b, `document.title`) == "fetched" }, 30*time.Second, 50*time.Millisecond)
+	require.Equal(t, before, client.reads.Load(), "another site's page made the dashboard read DynamoDB")
+
+	b.follow("#go")
+	require.Equal(t, "Opened from another site", b.text("h1"))
+	require.Equal(t, before, client.reads.Load(), "a link from another site read DynamoDB before the operator confirmed")
+	b.follow("#continue")
+	require.Equal(t, "/tasks?status=all", b.location())
+	require.Contains(t, b.text("h1"), "Tasks:")
+	require.Greater(t, client.reads.Load(), before)
 }
 
 // saveScreenshot writes a screenshot to docs/screenshots at the top of the

@@ -25,6 +25,11 @@
 //     prefix, and the request must not come from another site:
 //     [http.CrossOriginProtection] checks the browser's Sec-Fetch-Site and
 //     Origin headers.
+//   - Pages that read tasks are refused to requests the browser marks as
+//     coming from another site (Sec-Fetch-Site), so no other page can make
+//     the operator's browser read a big job's whole index. A link followed
+//     from another site, such as a chat message, gets a page that asks for
+//     one more click instead.
 //   - The Host header must be an IP address, localhost or one of
 //     Options.AllowHosts. That defeats DNS rebinding, where another site
 //     points its own name at 127.0.0.1 to read pages, token included.

@@ -1,6 +1,7 @@
 package dashboard_test
 
 import (
+	"context"
 	"encoding/base64"
 	"html"
 	"io"
@@ -11,11 +12,14 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ddbtrack/ddbtrack"
 	"github.com/ddbtrack/ddbtrack/dashboard"
 	"github.com/ddbtrack/ddbtrack/internal/ddbtest"
 	fixture "github.com/ddbtrack/ddbtrack/internal/dev/opsfixture"
@@ -683,4 +687,80 @@ func TestIDsRoundTripThroughForms(t *testing.T) {
 	p = s.post("/reset", crlf(formAt(t, p.body, `/reset"`)))
 	require.Equal(t, http.StatusSeeOther, p.status, p.body)
 	require.Equal(t, page+"&reset=1", p.header.Get("Location"))
+}
+
+// countingClient counts the reads the dashboard sends to the real client
+// it wraps.
+type countingClient struct {
+	ddbtrack.Client
+	reads atomic.Int64
+}
+
+func (c *countingClient) Query(ctx context.Context, in *dynamodb.QueryInput, opts ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error) {
+	c.reads.Add(1)
+	return c.Client.Query(ctx, in, opts...)
+}
+
+func (c *countingClient) GetItem(ctx context.Context, in *dynamodb.GetItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
+	c.reads.Add(1)
+	return c.Client.GetItem(ctx, in, opts...)
+}
+
+// countedSite is a dashboard whose reads of DynamoDB are counted.
+func countedSite(t *testing.T, fx *fixture.Fixture, opts dashboard.Options) (*site, *countingClient) {
+	t.Helper()
+	client := &countingClient{Client: fx.Client}
+	tr, err := ddbtrack.New(client, fx.Config("worker-7"))
+	require.NoError(t, err)
+	opts.Now = fx.Clock.Now
+	opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	h, err := dashboard.New(tr, opts)
+	require.NoError(t, err)
+	return serve(t, fx, h), client
+}
+
+// TestCrossSiteReadsAreRefused sends the requests another site's page can
+// make a browser send (images, scripts, fetches, frames and links), and
+// checks that none of them reads DynamoDB, while the operator's own
+// navigation still works.
+func TestCrossSiteReadsAreRefused(t *testing.T) {
+	t.Parallel()
+	s, client := countedSite(t, seeded(t), dashboard.Options{})
+	get := func(path string, headers ...string) page {
+		t.Helper()
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, s.srv.URL+path, nil)
+		require.NoError(t, err)
+		for i := 0; i+1 < len(headers); i += 2 {
+			req.Header.Set(headers[i], headers[i+1])
+		}
+		return s.do(req)
+	}
+	for _, path := range []string{"/", "/tasks?status=all", "/task?id=t-ok", "/search?q=t-ok"} {
+		before := client.reads.Load()
+		for _, h := range [][]string{
+			{"Sec-Fetch-Site", "cross-site", "Sec-Fetch-Mode", "no-cors", "Sec-Fetch-Dest", "image"},
+			{"Sec-Fetch-Site", "cross-site", "Sec-Fetch-Mode", "cors", "Sec-Fetch-Dest", "empty"},
+			{"Sec-Fetch-Site", "cross-site", "Sec-Fetch-Mode", "navigate", "Sec-Fetch-Dest", "iframe"},
+			{"Sec-Fetch-Site", "same-site", "Sec-Fetch-Mode", "no-cors", "Sec-Fetch-Dest", "script"},
+		} {
+			p := get(path, h...)
+			require.Equal(t, http.StatusForbidden, p.status, "%s %v", path, h)
+			require.Contains(t, p.body, "came from another site", "%s %v", path, h)
+		}
+		// A link followed from another site gets the same link to click.
+		p := get(path, "Sec-Fetch-Site", "cross-site", "Sec-Fetch-Mode", "navigate", "Sec-Fetch-Dest", "document")
+		require.Equal(t, http.StatusForbidden, p.status, path)
+		require.Contains(t, p.body, `<a id="continue" href="`+html.EscapeString(path)+`">`, path)
+		require.Equal(t, before, client.reads.Load(), "%s: a cross-site request read DynamoDB", path)
+
+		// The operator's own requests are served: typed or bookmarked,
+		// from the dashboard's pages, and from tools without the header.
+		for _, site := range []string{"none", "same-origin", ""} {
+			p := get(path, "Sec-Fetch-Site", site, "Sec-Fetch-Mode", "navigate", "Sec-Fetch-Dest", "document")
+			require.Contains(t, []int{http.StatusOK, http.StatusSeeOther}, p.status, "%s from %q", path, site)
+		}
+		require.Greater(t, client.reads.Load(), before, path)
+	}
+	// The style sheet and script read nothing, so any site may load them.
+	require.Equal(t, http.StatusOK, get("/static/style.css", "Sec-Fetch-Site", "cross-site", "Sec-Fetch-Dest", "style").status)
 }

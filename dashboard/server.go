@@ -110,7 +110,7 @@ func parsePages(funcs template.FuncMap) (map[string]*template.Template, error) {
 		return nil, err
 	}
 	pages := map[string]*template.Template{}
-	for _, name := range []string{"overview", "tasks", "task", "confirm", "error"} {
+	for _, name := range []string{"overview", "tasks", "task", "confirm", "error", "elsewhere"} {
 		t, err := template.Must(layout.Clone()).ParseFS(templateFS, "templates/"+name+".html")
 		if err != nil {
 			return nil, err
@@ -162,14 +162,34 @@ func (s *server[S]) checkHost(next http.Handler) http.Handler {
 	})
 }
 
-// read wraps a page handler that may fail.
+// read wraps a handler that reads tasks. A browser says with
+// Sec-Fetch-Site where a request comes from; one from another site is
+// refused before anything is read, because every page of the dashboard
+// reads DynamoDB and some read a big job's whole index: any page the
+// operator visits could otherwise make their browser do that, over and
+// over. A link followed from another site (a top-level navigation) gets a
+// page that offers the same link again, which is then same-origin, so
+// links in chat and tickets still work with one more click. Requests
+// without the header (curl, older browsers) and those the operator typed
+// or bookmarked ("none") are served.
 func (s *server[S]) read(h func(w http.ResponseWriter, r *http.Request) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		switch r.Header.Get("Sec-Fetch-Site") {
+		case "same-site", "cross-site":
+			if r.Header.Get("Sec-Fetch-Mode") == "navigate" && r.Header.Get("Sec-Fetch-Dest") == "document" {
+				s.render(w, r, http.StatusForbidden, "elsewhere", elsewherePage{URL: s.link(r.URL.RequestURI())})
+				return
+			}
+			s.fail(w, r, http.StatusForbidden, "This request came from another site, so it was refused: the dashboard reads tasks only for its own pages.")
+			return
+		}
 		if err := h(w, r); err != nil {
 			s.failErr(w, r, err)
 		}
 	}
 }
+
+type elsewherePage struct{ URL string }
 
 // maxForm bounds an action's body: a hundred task IDs and the filter.
 const maxForm = 512 << 10
