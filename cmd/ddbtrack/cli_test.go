@@ -17,6 +17,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/ddbtrack/ddbtrack/dashboard/ops"
 	"github.com/ddbtrack/ddbtrack/internal/ddbtest"
 	fixture "github.com/ddbtrack/ddbtrack/internal/dev/opsfixture"
 )
@@ -540,4 +541,51 @@ func TestServeRefusesBadFlags(t *testing.T) {
 	r = c.run("serve", "--addr", ln.Addr().String())
 	require.Equal(t, exitFailure, r.code)
 	require.Contains(t, r.stderr, "pick another port with --addr")
+}
+
+// unquote reads a word as bash does, for tests of what the command prints
+// for pasting.
+func unquote(t *testing.T, word string) string {
+	t.Helper()
+	cmd := exec.Command("bash", "-c", "printf '%s' "+word)
+	cmd.Env = append(cmd.Environ(), "LC_ALL=C.UTF-8")
+	out, err := cmd.Output()
+	require.NoError(t, err, "bash could not read %s", word)
+	return string(out)
+}
+
+func TestPasteID(t *testing.T) {
+	t.Parallel()
+	for _, id := range []string{
+		"t-17", "photos/00017.jpg", "a b", `it's "quoted"`, "back\\slash", "tab\there", "two\nlines",
+		"esc\x1b[31m", "rtl-\u202Egnp.exe", "bad \xff byte", "ünïcødé ✓", "$(reboot)", "-dash", fixture.XSS,
+	} {
+		p := pasteID(id)
+		require.Equal(t, id, unquote(t, p), "pasteID(%q) = %s", id, p)
+		require.True(t, ops.IsVisible(p, false), "pasteID(%q) = %q is not safe to print", id, p)
+	}
+	require.Equal(t, "t-17", pasteID("t-17"), "plain IDs are left alone")
+}
+
+// TestLsIDsCanBePasted lists tasks whose IDs are long or hold a newline,
+// quotes, markup or a bidirectional control, and pastes each ID that ls
+// shows into show, through bash, as an operator would.
+func TestLsIDsCanBePasted(t *testing.T) {
+	t.Parallel()
+	fx := fixture.New(t)
+	fx.Seed(t)
+	fx.SeedHostile(t)
+	c := newCLI(t, fx)
+	r := c.run("ls", "--status", "failed")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	lines := strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n")
+	width := strings.Index(lines[0], "STATUS")
+	var got []string
+	for _, line := range lines[1:] {
+		id := unquote(t, strings.TrimSpace(line[:width]))
+		show := c.run("show", "--", id)
+		require.Equal(t, exitOK, show.code, "%s: %s", line[:width], show.stderr)
+		got = append(got, id)
+	}
+	require.ElementsMatch(t, []string{"t-fail-1", "t-fail-2", fixture.XSS, fixture.RTL, fixture.Newline, fixture.LongID}, got)
 }

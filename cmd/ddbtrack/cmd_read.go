@@ -179,6 +179,10 @@ is read, so they narrow the output but not what DynamoDB bills.
 When more tasks match, ls prints the command for the next page with
 --cursor. --limit 0 lists every match without paging.
 
+Task IDs are printed whole, and quoted as a shell reads them back when
+they hold spaces, quotes or control characters ($'...' for the latter), so
+an ID can be pasted into show, reset or requeue.
+
 Examples:
   ddbtrack ls --status failed --since 6h
   ddbtrack ls --status failed,ignored --error-contains timeout --json
@@ -271,7 +275,9 @@ func (s *session) printTasks(tasks []*ddbtrack.Task[Code], now time.Time) error 
 	header = append(header, "LAST ERROR")
 	rows := make([][]string, len(tasks))
 	for i, t := range tasks {
-		r := []string{cell(t.ID, 40), s.st.Name(t.Status), strconv.Itoa(t.Attempts), formatTime(t.UpdatedAt)}
+		// The ID is printed whole, in a form a shell reads back, so that
+		// it can be pasted into show, reset or requeue.
+		r := []string{pasteID(t.ID), s.st.Name(t.Status), strconv.Itoa(t.Attempts), formatTime(t.UpdatedAt)}
 		if withLease {
 			r = append(r, formatLease(t, now))
 		}

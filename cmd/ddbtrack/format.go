@@ -7,6 +7,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/ddbtrack/ddbtrack"
@@ -46,6 +47,54 @@ func printJSON(w io.Writer, v any) error {
 // clean makes text from the table safe to print on a terminal; see
 // ops.Visible. Newlines are kept only when keepNewlines is set.
 func clean(s string, keepNewlines bool) string { return ops.Visible(s, keepNewlines) }
+
+// pasteID returns a task ID in a form that a shell (bash, zsh, ksh) turns
+// back into the ID when it is pasted as an argument, such as into `ddbtrack
+// show`: the ID itself when no character needs quoting, in single quotes
+// when only printable characters do, and otherwise as $'...', in which
+// control characters, bidirectional controls and bytes that are not UTF-8
+// are escaped, so the form is also safe to print.
+func pasteID(id string) string {
+	if id != "" && !strings.ContainsFunc(id, needsQuote) {
+		return id
+	}
+	if ops.IsVisible(id, false) && !strings.Contains(id, "'") {
+		return "'" + id + "'"
+	}
+	var b strings.Builder
+	b.WriteString("$'")
+	for i, r := range id {
+		switch {
+		case r == utf8.RuneError && !strings.HasPrefix(id[i:], "\uFFFD"):
+			fmt.Fprintf(&b, `\x%02x`, id[i])
+		case r == '\'' || r == '\\':
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case r < 0x80 && !unicode.IsPrint(r):
+			fmt.Fprintf(&b, `\x%02x`, r)
+		case !ops.IsVisible(string(r), false) || !unicode.IsPrint(r):
+			if r > 0xFFFF {
+				fmt.Fprintf(&b, `\U%08x`, r)
+			} else {
+				fmt.Fprintf(&b, `\u%04x`, r)
+			}
+		default:
+			b.WriteRune(r)
+		}
+	}
+	b.WriteString("'")
+	return b.String()
+}
+
+// needsQuote reports whether a shell could read r as something other than
+// part of a word.
+func needsQuote(r rune) bool {
+	return !(unicode.IsLetter(r) || unicode.IsDigit(r) || strings.ContainsRune("-_./:@%+=,", r)) || !ops.IsVisible(string(r), false)
+}
 
 // cell fits text into one table cell: the first line, cleaned, cut to max
 // runes with an ellipsis.

@@ -53,3 +53,9 @@ func hidden(r rune) bool {
 	return unicode.IsControl(r) || r == '\u2028' || r == '\u2029' ||
 		unicode.Is(unicode.Bidi_Control, r) || unicode.Is(unicode.Cf, r)
 }
+
+// IsVisible reports whether Visible would show s unchanged, keeping
+// newlines or not.
+func IsVisible(s string, keepNewlines bool) bool {
+	return Visible(s, keepNewlines) == s
+}
