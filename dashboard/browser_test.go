@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -18,6 +20,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ddbtrack/ddbtrack"
 	"github.com/ddbtrack/ddbtrack/dashboard"
 	fixture "github.com/ddbtrack/ddbtrack/internal/dev/opsfixture"
 )
@@ -94,13 +97,21 @@ func (b *tab) open(path string) {
 // follow clicks something that loads a page and waits for the load.
 func (b *tab) follow(sel string) {
 	b.t.Helper()
-	_, err := chromedp.Run(b.ctx, chromedp.WaitEvent(cdppage.LoadEventFired, nil, chromedp.Click(chromedp.CSS(sel))))
+	ctx, cancel := context.WithTimeout(b.ctx, stepTimeout)
+	defer cancel()
+	_, err := chromedp.Run(ctx, chromedp.WaitEvent(cdppage.LoadEventFired, nil, chromedp.Click(chromedp.CSS(sel))))
 	require.NoError(b.t, err, "click %s", sel)
 }
 
+// stepTimeout bounds a step that waits for an element, so that a missing
+// one fails the test in seconds rather than at the browser's deadline.
+const stepTimeout = 20 * time.Second
+
 func (b *tab) text(sel string) string {
 	b.t.Helper()
-	v, err := chromedp.Run(b.ctx, chromedp.TextContent(chromedp.CSS(sel)))
+	ctx, cancel := context.WithTimeout(b.ctx, stepTimeout)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.TextContent(chromedp.CSS(sel)))
 	require.NoError(b.t, err, "text of %s", sel)
 	return strings.TrimSpace(v)
 }
@@ -275,6 +286,23 @@ func TestBrowserCrossSiteReads(t *testing.T) {
 	require.Equal(t, "/tasks?status=all", b.location())
 	require.Contains(t, b.text("h1"), "Tasks:")
 	require.Greater(t, client.reads.Load(), before)
+}
+
+// TestBrowserErrorPage opens the dashboard of a table that does not exist:
+// the page says so and what to do, and keeps the SDK's message folded.
+func TestBrowserErrorPage(t *testing.T) {
+	fx := fixture.New(t)
+	cfg := fx.Config("worker-7")
+	cfg.Table = "ddbtrack-no-such-table"
+	tr, err := ddbtrack.New(fx.Client, cfg)
+	require.NoError(t, err)
+	h, err := dashboard.New(tr, dashboard.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	require.NoError(t, err)
+	b := newTab(t, serve(t, fx, h))
+	b.open("/")
+	require.Equal(t, `Table "ddbtrack-no-such-table" does not exist at this endpoint and region.`, b.text("#problem"))
+	require.Contains(t, b.text("#fix"), "ddbtrack create-table")
+	require.NotContains(t, eval[string](b, `document.body.innerText`), "ResourceNotFoundException", "the SDK's error is folded away")
 }
 
 // saveScreenshot writes a screenshot to docs/screenshots at the top of the

@@ -289,7 +289,8 @@ func TestTaskPage(t *testing.T) {
 
 	p = s.get("/task?id=t-nope")
 	require.Equal(t, http.StatusNotFound, p.status)
-	require.Contains(t, p.body, "task not found")
+	require.Contains(t, p.body, `Task &#34;t-nope&#34; not found in job &#34;nightly-import&#34;.`)
+	require.NotContains(t, p.body, "Tracker.Create", "no advice meant for Go code")
 	require.Equal(t, http.StatusBadRequest, s.get("/task").status)
 }
 
@@ -423,7 +424,8 @@ func TestReset(t *testing.T) {
 
 	p = s.post("/reset", url.Values{"csrf": {s.token()}, "id": {enc("t-running")}})
 	require.Equal(t, http.StatusConflict, p.status)
-	require.Contains(t, p.body, "locked by another worker")
+	require.Contains(t, p.body, "Task &#34;t-running&#34; is s03_in_progress and worker worker-7 holds its lease until 2025-01-02 03:41:00Z.")
+	require.NotContains(t, p.body, "failed attempts", "a task on its first attempt has failed none")
 	require.Equal(t, "s03_in_progress", fx.Status(t, "t-running"))
 
 	p = s.post("/reset", url.Values{"csrf": {s.token()}, "id": {enc("t-nope")}})
@@ -763,4 +765,28 @@ func TestCrossSiteReadsAreRefused(t *testing.T) {
 	}
 	// The style sheet and script read nothing, so any site may load them.
 	require.Equal(t, http.StatusOK, get("/static/style.css", "Sec-Fetch-Site", "cross-site", "Sec-Fetch-Dest", "style").status)
+}
+
+var detailsRE = regexp.MustCompile(`(?s)<details>.*?</details>`)
+
+// TestErrorPagesExplain checks that error pages say what is wrong and what
+// to do in an operator's words, with the SDK's own message kept out of
+// sight until asked for.
+func TestErrorPagesExplain(t *testing.T) {
+	t.Parallel()
+	fx := fixture.New(t)
+	cfg := fx.Config("worker-7")
+	cfg.Table = "ddbtrack-no-such-table"
+	tr, err := ddbtrack.New(fx.Client, cfg)
+	require.NoError(t, err)
+	h, err := dashboard.New(tr, dashboard.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	require.NoError(t, err)
+	s := serve(t, fx, h)
+	for _, path := range []string{"/", "/tasks?status=failed", "/task?id=t-1"} {
+		p := s.get(path)
+		require.Equal(t, http.StatusBadGateway, p.status, path)
+		require.Contains(t, p.body, `<p class="message" id="problem">Table &#34;ddbtrack-no-such-table&#34; does not exist at this endpoint and region.</p>`, path)
+		require.Contains(t, p.body, "create it with `ddbtrack create-table`", path)
+		require.NotContains(t, detailsRE.ReplaceAllString(p.body, ""), "ResourceNotFoundException", "%s: the SDK's error shows only when asked for", path)
+	}
 }

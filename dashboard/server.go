@@ -263,34 +263,47 @@ func badRequest(format string, args ...any) error {
 	return &requestError{http.StatusBadRequest, fmt.Sprintf(format, args...)}
 }
 
-// failErr shows err with the status code that fits it.
+// failErr shows err, told as an operator needs it (see ops.Explain), with
+// the status code that fits it.
 func (s *server[S]) failErr(w http.ResponseWriter, r *http.Request, err error) {
 	var re *requestError
+	status := http.StatusBadGateway // DynamoDB, the network or credentials.
 	switch {
 	case errors.As(err, &re):
 		s.fail(w, r, re.status, re.msg)
+		return
 	case ops.IsNotFound(err):
-		s.fail(w, r, http.StatusNotFound, err.Error())
+		status = http.StatusNotFound
 	case ops.IsBadInput(err):
-		s.fail(w, r, http.StatusBadRequest, err.Error())
+		status = http.StatusBadRequest
 	case ops.IsLocked(err):
-		s.fail(w, r, http.StatusConflict, err.Error())
+		status = http.StatusConflict
 	case r.Context().Err() != nil:
-		// The browser went away; nobody is left to read an error page.
+		return // The browser went away; nobody is left to read an error page.
 	default:
 		s.log.Error("dashboard request failed", "method", r.Method, "path", r.URL.Path, "error", err)
-		s.fail(w, r, http.StatusInternalServerError, err.Error())
 	}
+	e := s.job.Explain(err)
+	e.Problem = capitalize(e.Problem) + "."
+	if e.Fix != "" {
+		e.Fix = capitalize(e.Fix) + "."
+	}
+	s.explain(w, r, status, e)
 }
 
+// fail shows a problem the dashboard itself found.
 func (s *server[S]) fail(w http.ResponseWriter, r *http.Request, status int, msg string) {
-	s.render(w, r, status, "error", errorPage{Status: status, StatusText: http.StatusText(status), Message: msg})
+	s.explain(w, r, status, ops.Explanation{Problem: msg})
+}
+
+func (s *server[S]) explain(w http.ResponseWriter, r *http.Request, status int, e ops.Explanation) {
+	s.render(w, r, status, "error", errorPage{Status: status, StatusText: http.StatusText(status), Explanation: e})
 }
 
 type errorPage struct {
 	Status     int
 	StatusText string
-	Message    string
+	ops.Explanation
 }
 
 // page is what the layout needs besides the page's own data.

@@ -41,6 +41,9 @@ type app struct {
 	// dial overrides how the DynamoDB client is made; tests use it to
 	// reach their shared server. Nil means loadClient.
 	dial func(ctx context.Context, c *common) (ddbtrack.Client, error)
+	// explain tells an error as an operator needs it; once a command has
+	// its job, it names the job's table. Nil means ops.Explain.
+	explain func(error) ops.Explanation
 }
 
 // command is one subcommand. define registers the command's own flags on
@@ -179,26 +182,23 @@ func (a *app) report(ctx context.Context, cmd *command, err error) int {
 		errs = multiError{err}
 	}
 	for _, e := range errs {
-		fmt.Fprintf(a.stderr, "ddbtrack %s: %s\n", cmd.name, ops.Visible(message(e), true))
+		fmt.Fprintf(a.stderr, "ddbtrack %s: %s\n", cmd.name, ops.Visible(a.message(e), true))
 	}
 	return exitCode(ctx, err)
 }
 
 // message says what went wrong in the command's words: the library's
-// hints name Go methods, which mean nothing to someone at a shell.
-func message(err error) string {
-	var te *ddbtrack.TaskError
-	switch {
-	case errors.As(err, &te) && errors.Is(te.Err, ddbtrack.ErrTaskNotFound):
-		return fmt.Sprintf("task %q not found in job %q: check the ID, and --job and --table; `ddbtrack ls --id-contains TEXT` finds IDs", te.TaskID, te.Job)
-	case errors.As(err, &te) && errors.Is(te.Err, ddbtrack.ErrTaskLocked):
-		return fmt.Sprintf("task %q is %s and worker %s holds its lease until %s: wait for the worker to finish, or for the lease to expire",
-			te.TaskID, clean(te.StatusName, false), clean(te.LeaseOwner, false), formatTime(te.LeaseExpiresAt))
-	case ops.IsTableMissing(err):
-		return strings.TrimPrefix(err.Error(), "ddbtrack: ") +
-			"\n  The table does not exist there: check --table, --region and --endpoint-url, or create it with `ddbtrack create-table`."
+// hints name Go methods, and the SDK's name exceptions, which mean little
+// to someone at a shell. ops.Explain tells them as an operator needs them.
+func (a *app) message(err error) string {
+	var usage *usageError
+	if errors.As(err, &usage) {
+		return usage.msg
 	}
-	return strings.TrimPrefix(err.Error(), "ddbtrack: ")
+	if a.explain != nil {
+		return a.explain(err).String()
+	}
+	return ops.Explain(err).String()
 }
 
 // multiError holds the failures of a command that goes on after one task
@@ -270,6 +270,7 @@ func (s *session) open(ctx context.Context) error {
 	}
 	s.job = ops.NewJob(s.tracker)
 	s.st = s.job.Statuses()
+	s.explain = s.job.Explain
 	return nil
 }
 

@@ -133,7 +133,8 @@ func TestMissingTableSaysHowToCreateIt(t *testing.T) {
 	c.env[envTable] = "ddbtrack-no-such-table"
 	r := c.run("ls")
 	require.Equal(t, exitNotFound, r.code, r.stderr)
-	require.Contains(t, r.stderr, "ddbtrack create-table")
+	require.True(t, strings.HasPrefix(r.stderr, "ddbtrack ls: table \"ddbtrack-no-such-table\" does not exist at this endpoint and region: "+
+		"check --table, --region and --endpoint-url, or create it with `ddbtrack create-table`\n  DynamoDB said: "), r.stderr)
 }
 
 func TestCreateTable(t *testing.T) {
