@@ -305,6 +305,27 @@ func TestBrowserErrorPage(t *testing.T) {
 	require.NotContains(t, eval[string](b, `document.body.innerText`), "ResourceNotFoundException", "the SDK's error is folded away")
 }
 
+// TestBrowserSelectAllInBatches ticks "select all" on pages of 200 and 500
+// tasks and requeues the selection, which takes more IDs than one DynamoDB
+// request.
+func TestBrowserSelectAllInBatches(t *testing.T) {
+	fx := fixture.New(t)
+	fx.FailMany(t, 320, func(i int) (string, string) { return fmt.Sprintf("b-%03d", i), "timeout" })
+	s := newSite(t, fx, dashboard.Options{})
+	b := newTab(t, s)
+	for _, tc := range []struct{ limit, want int }{{200, 200}, {500, 120}} {
+		b.open(fmt.Sprintf("/tasks?status=failed&limit=%d", tc.limit))
+		b.do(chromedp.Click(chromedp.ID("select-all")))
+		b.follow("#requeue-selected")
+		require.Contains(t, b.text("#confirm-count"), fmt.Sprintf("%d tasks will move to s00_todo", tc.want))
+		b.follow("#confirm")
+		require.Contains(t, b.text(".flash"), fmt.Sprintf("Requeued %d tasks to s00_todo.", tc.want))
+	}
+	n, err := fx.Tracker.Count(t.Context(), fixture.Pending)
+	require.NoError(t, err)
+	require.Equal(t, int64(320), n)
+}
+
 // saveScreenshot writes a screenshot to docs/screenshots at the top of the
 // repository, where the README links to it. The pages show fixed data at a
 // fixed time, so the files change only when the dashboard's look does.

@@ -3,6 +3,7 @@ package dashboard_test
 import (
 	"context"
 	"encoding/base64"
+	"fmt"
 	"html"
 	"io"
 	"log/slog"
@@ -789,4 +790,35 @@ func TestErrorPagesExplain(t *testing.T) {
 		require.Contains(t, p.body, "create it with `ddbtrack create-table`", path)
 		require.NotContains(t, detailsRE.ReplaceAllString(p.body, ""), "ResourceNotFoundException", "%s: the SDK's error shows only when asked for", path)
 	}
+}
+
+var boxRE = regexp.MustCompile(`name="ids" value="([^"]*)"`)
+
+// TestRequeueSelectedInBatches selects every task on pages of 200 and 500
+// and requeues them: more IDs than one DynamoDB request takes.
+func TestRequeueSelectedInBatches(t *testing.T) {
+	t.Parallel()
+	fx := fixture.New(t)
+	fx.FailMany(t, 320, func(i int) (string, string) { return fmt.Sprintf("b-%03d", i), "timeout" })
+	s := newSite(t, fx, dashboard.Options{})
+	for _, tc := range []struct {
+		limit, want int
+	}{{200, 200}, {500, 120}} {
+		p := s.get(fmt.Sprintf("/tasks?status=failed&limit=%d", tc.limit))
+		form := formAt(t, p.body, `/requeue"`)
+		form.Set("scope", "selected")
+		for _, b := range boxRE.FindAllStringSubmatch(p.body, -1) {
+			form.Add("ids", unescape(b[1]))
+		}
+		require.Len(t, form["ids"], tc.want)
+		p = s.post("/requeue", form)
+		require.Equal(t, http.StatusOK, p.status, p.body)
+		require.Contains(t, p.body, fmt.Sprintf("<b>%d</b> tasks will move", tc.want))
+		p = s.post("/requeue", hiddenFields(t, p.body))
+		require.Equal(t, http.StatusSeeOther, p.status, p.body)
+		require.Contains(t, p.header.Get("Location"), fmt.Sprintf("moved=%d&skipped=0", tc.want))
+	}
+	n, err := fx.Tracker.Count(t.Context(), fixture.Pending)
+	require.NoError(t, err)
+	require.Equal(t, int64(320), n)
 }

@@ -191,8 +191,9 @@ func (s *server[S]) read(h func(w http.ResponseWriter, r *http.Request) error) h
 
 type elsewherePage struct{ URL string }
 
-// maxForm bounds an action's body: a hundred task IDs and the filter.
-const maxForm = 512 << 10
+// maxForm bounds an action's body: MaxIDs encoded task IDs of DynamoDB's
+// largest key, and the filter.
+const maxForm = 2 << 20
 
 // action wraps a handler that changes tasks: refused when read-only, and
 // only with the form's token matching both the handler's and the cookie's.

@@ -59,6 +59,7 @@ func explain(err error, table string) Explanation {
 	var (
 		te  *ddbtrack.TaskError
 		lte *ddbtrack.LockedTasksError
+		se  *StatusError
 		api smithy.APIError
 		op  *net.OpError
 	)
@@ -87,6 +88,13 @@ func explain(err error, table string) Explanation {
 			p += fmt.Sprintf(" (it is %s)", Visible(te.StatusName, false))
 		}
 		return Explanation{Problem: p}
+	case errors.As(err, &se):
+		return Explanation{
+			Problem: fmt.Sprintf("task %q is %s, not %s", se.TaskID, Visible(se.Status, false), se.Want),
+			Fix:     "requeue moves only those; `ddbtrack reset` runs a task again from any status",
+		}
+	case errors.Is(err, ErrChanged):
+		return Explanation{Problem: raw}
 	case errors.As(err, &lte):
 		return Explanation{
 			Problem: fmt.Sprintf("%d tasks were left in place because workers hold them under live leases", lte.Count),

@@ -11,8 +11,14 @@ import (
 	"github.com/ddbtrack/ddbtrack"
 )
 
-// MaxIDs bounds Filter.IDs: DynamoDB's IN takes at most 100 operands.
-const MaxIDs = 100
+// MaxIDs bounds Filter.IDs. Requeues send them to DynamoDB in batches of
+// idBatch, so the bound is not DynamoDB's; it only keeps one form or
+// command line from turning into an unbounded amount of work.
+const MaxIDs = 1000
+
+// idBatch is how many IDs one request names: DynamoDB's IN takes at most
+// 100 operands.
+const idBatch = 100
 
 // Filter selects tasks the way an operator describes them. The statuses
 // and the time range go to the status index; the rest becomes a filter
@@ -57,7 +63,8 @@ func (f Filter[S]) statuses(st *Statuses[S]) []S {
 }
 
 // condition returns the filter expression, which is unset when the filter
-// has nothing beyond statuses and time.
+// has nothing beyond statuses and time. IDs go in whole only when they fit
+// one request; Job.Requeue sends more in batches.
 func (f Filter[S]) condition(now time.Time) expression.ConditionBuilder {
 	var conds []expression.ConditionBuilder
 	if f.Stuck {
@@ -69,7 +76,7 @@ func (f Filter[S]) condition(now time.Time) expression.ConditionBuilder {
 	if f.IDContains != "" {
 		conds = append(conds, expression.Name("task_id").Contains(f.IDContains))
 	}
-	if len(f.IDs) > 0 {
+	if len(f.IDs) > 0 && len(f.IDs) <= idBatch {
 		ids := make([]expression.OperandBuilder, len(f.IDs))
 		for i, id := range f.IDs {
 			ids[i] = expression.Value(id)

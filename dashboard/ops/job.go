@@ -47,6 +47,16 @@ func (j *Job[S]) Delete(ctx context.Context, id string) error {
 	return j.tr.Delete(ctx, id)
 }
 
+// LockedError describes a task that a worker holds, in the library's own
+// error type, so that callers treat it like the library's refusals.
+func LockedError[S ddbtrack.Status](op string, t *ddbtrack.Task[S]) error {
+	return &ddbtrack.TaskError{
+		Op: op, Job: t.Job, TaskID: t.ID, Err: ddbtrack.ErrTaskLocked,
+		Status: int(t.Status), StatusName: t.StatusName, Attempts: t.Attempts,
+		LeaseOwner: t.LeaseOwner, LeaseExpiresAt: t.LeaseExpiresAt,
+	}
+}
+
 // DeleteByStatus deletes every task in the statuses that no worker holds,
 // and returns how many it deleted.
 func (j *Job[S]) DeleteByStatus(ctx context.Context, statuses ...S) (int, error) {
@@ -77,13 +87,6 @@ func (j *Job[S]) Page(ctx context.Context, f Filter[S], now time.Time, order ddb
 // them.
 func (j *Job[S]) All(ctx context.Context, f Filter[S], now time.Time, order ddbtrack.Order) iter.Seq2[*ddbtrack.Task[S], error] {
 	return j.tr.Query(ctx, f.query(j.st, now, order, 0))
-}
-
-// Requeue moves the tasks the filter selects back to Pending, or only
-// counts them when dryRun is set. progress, if set, is called after each
-// batch with the totals so far.
-func (j *Job[S]) Requeue(ctx context.Context, f Filter[S], now time.Time, dryRun bool, progress func(ddbtrack.RequeueResult)) (ddbtrack.RequeueResult, error) {
-	return j.tr.Requeue(ctx, f.requeue(j.st, now, dryRun, progress))
 }
 
 // IsStuck reports whether the task is Running under a lease that expired

@@ -112,7 +112,8 @@ func TestFilterDescribe(t *testing.T) {
 	st := statuses(t)
 	now := time.UnixMilli(1735787700000)
 	many := make([]string, ops.MaxIDs+1)
-	require.ErrorContains(t, ops.Filter[opsfixture.Status]{IDs: many}.Check(), "at most 100")
+	require.ErrorContains(t, ops.Filter[opsfixture.Status]{IDs: many}.Check(), "at most 1000")
+	require.NoError(t, ops.Filter[opsfixture.Status]{IDs: many[:200]}.Check(), "more IDs than one request takes go in batches")
 	require.ErrorContains(t, ops.Filter[opsfixture.Status]{Since: now, Until: now.Add(-time.Second)}.Check(), "swap --since and --until")
 
 	require.Equal(t, `s06_failed or s10_ignore, changed since 2025-01-02 03:15:00Z, error contains "x", ID contains "y", among 2 selected`,
