@@ -353,6 +353,7 @@ func TestRequeueSelected(t *testing.T) {
 	require.Equal(t, http.StatusOK, p.status, p.body)
 	require.Contains(t, p.body, `<p id="confirm-count"><b>1</b> task will move to <b>s00_todo</b> (s06_failed, among 2 selected)`)
 	require.Equal(t, "s06_failed", fx.Status(t, "t-fail-1"), "nothing moves before the confirmation")
+	require.Contains(t, p.body, `<li><span class="id">t-ok</span>: task &#34;t-ok&#34; is s09_success, not s06_failed:`, "the page says why t-ok will not move")
 
 	// The confirmation form carries the same selection.
 	confirm := hiddenFields(t, p.body)

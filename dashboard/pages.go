@@ -391,6 +391,7 @@ type confirmPage struct {
 	Filter    string
 	Pending   string
 	Selected  []string
+	Refused   []ops.Refusal
 	Fields    []field
 	CancelURL string
 }
@@ -476,7 +477,7 @@ func (s *server[S]) requeue(w http.ResponseWriter, r *http.Request) error {
 		}
 		s.render(w, r, http.StatusOK, "confirm", confirmPage{
 			Matched: res.Matched, Filter: f.Describe(s.st), Pending: s.st.Name(s.st.Of(ops.Pending)),
-			Selected: f.IDs, Fields: fields, CancelURL: s.link(back),
+			Selected: f.IDs, Refused: res.Refused, Fields: fields, CancelURL: s.link(back),
 		})
 		return nil
 	}

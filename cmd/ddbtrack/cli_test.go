@@ -169,7 +169,7 @@ func TestRequeueMovesMatchingTasks(t *testing.T) {
 	// Nothing is left to move.
 	r = c.run("requeue", "--error-contains", "connection reset", "--yes", "--json")
 	require.Equal(t, exitOK, r.code, r.stderr)
-	require.JSONEq(t, `{"dry_run": false, "matched": 0, "moved": 0, "skipped": 0}`, r.stdout)
+	require.JSONEq(t, `{"dry_run": false, "matched": 0, "moved": 0, "skipped": 0, "refused": []}`, r.stdout)
 }
 
 func TestRequeueNamedTasks(t *testing.T) {
@@ -178,14 +178,25 @@ func TestRequeueNamedTasks(t *testing.T) {
 	fx.Seed(t)
 	c := newCLI(t, fx)
 
-	// t-ok is not failed or ignored, so naming it moves nothing.
-	r := c.run("requeue", "--yes", "t-ignored", "t-ok", "--", fixture.XSS)
-	require.Equal(t, exitOK, r.code, r.stderr)
+	// t-ok is not failed or ignored, and t-nope does not exist: each is
+	// named, with the reason, and the command fails. The others move.
+	r := c.run("requeue", "--yes", "t-ignored", "t-ok", "t-nope", "--", fixture.XSS)
+	require.Equal(t, exitNotFound, r.code, r.stderr)
 	require.Equal(t, "Requeued 2 tasks to s00_todo.\n", r.stdout)
+	require.Equal(t, `ddbtrack requeue: task "t-nope" not found in job "nightly-import": check the ID, and --job and --table; `+"`ddbtrack ls --id-contains TEXT` finds IDs"+`
+ddbtrack requeue: task "t-ok" is s09_success, not s06_failed or s10_ignore: requeue moves only those; `+"`ddbtrack reset` runs a task again from any status"+`
+`, r.stderr)
 	require.Equal(t, "s00_todo", fx.Status(t, "t-ignored"))
 	require.Equal(t, "s00_todo", fx.Status(t, fixture.XSS))
 	require.Equal(t, "s09_success", fx.Status(t, "t-ok"))
 	require.Equal(t, "s06_failed", fx.Status(t, "t-fail-1"))
+
+	// A dry run names them too, and so does --json.
+	r = c.run("requeue", "--json", "t-fail-1", "t-ok")
+	require.Equal(t, exitFailure, r.code, r.stderr)
+	require.JSONEq(t, `{"dry_run": true, "matched": 1, "moved": 0, "skipped": 0, "refused": [
+		{"id": "t-ok", "reason": "task \"t-ok\" is s09_success, not s06_failed or s10_ignore: requeue moves only those; `+"`ddbtrack reset` runs a task again from any status"+`"}]}`, r.stdout)
+	require.Contains(t, r.stderr, `task "t-ok" is s09_success`)
 }
 
 func TestRequeueStuck(t *testing.T) {

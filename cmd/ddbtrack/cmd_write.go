@@ -23,8 +23,10 @@ changes nothing. With --yes, each matching task moves with one conditional
 write, so a task that changed status or was claimed by a worker since it
 matched is skipped, never overwritten.
 
-Name tasks to requeue only those (at most 100), still only if they are in
-one of the --status statuses.
+Name tasks to requeue only those (at most 1,000), still only if they are in
+one of the --status statuses and match the other filters. Each named task
+that is not moved is named, with the reason, and the command then exits
+non-zero. Named tasks are read first and moved in batches of 100.
 
 Examples:
   ddbtrack requeue --error-contains "connection reset" --since 2h
@@ -34,7 +36,7 @@ Examples:
 	define: func(fs *flag.FlagSet) runFunc {
 		filter := registerFilter(fs, "failed,ignored", "statuses to requeue from: `list` of roles, names or numbers")
 		yes := fs.Bool("yes", false, "requeue; without it, only count what would move")
-		asJSON := fs.Bool("json", false, `print {"dry_run", "matched", "moved", "skipped"}`)
+		asJSON := fs.Bool("json", false, `print {"dry_run", "matched", "moved", "skipped", "refused"}`)
 		return func(ctx context.Context, s *session, args []string) error {
 			now := s.now()
 			f, err := filter.build(s, args, now)
@@ -61,13 +63,26 @@ Examples:
 			if err != nil {
 				return fmt.Errorf("%w (moved %d of %d matched before the error; rerun to continue)", err, res.Moved, res.Matched)
 			}
+			// Named tasks that were not moved make the command fail, each
+			// on its own line with the reason: the operator asked for them.
+			var refused []error
+			for _, r := range res.Refused {
+				refused = append(refused, r.Err)
+			}
 			if *asJSON {
-				return printJSON(s.stdout, struct {
-					DryRun  bool `json:"dry_run"`
-					Matched int  `json:"matched"`
-					Moved   int  `json:"moved"`
-					Skipped int  `json:"skipped"`
-				}{!*yes, res.Matched, res.Moved, res.Skipped})
+				if res.Refused == nil {
+					res.Refused = []ops.Refusal{}
+				}
+				if err := printJSON(s.stdout, struct {
+					DryRun  bool          `json:"dry_run"`
+					Matched int           `json:"matched"`
+					Moved   int           `json:"moved"`
+					Skipped int           `json:"skipped"`
+					Refused []ops.Refusal `json:"refused"`
+				}{!*yes, res.Matched, res.Moved, res.Skipped, res.Refused}); err != nil {
+					return err
+				}
+				return joinErrors(refused)
 			}
 			pending := s.st.Name(s.st.Of(ops.Pending))
 			switch {
@@ -83,7 +98,7 @@ Examples:
 						plural(int64(res.Skipped), "task"))
 				}
 			}
-			return nil
+			return joinErrors(refused)
 		}
 	},
 }
