@@ -326,6 +326,24 @@ func TestBrowserSelectAllInBatches(t *testing.T) {
 	require.Equal(t, int64(320), n)
 }
 
+// TestBrowserTaskPageLayout opens a failed task with big data and a stack:
+// the error history and the open stack are on the first screen, and the
+// data is folded below them.
+func TestBrowserTaskPageLayout(t *testing.T) {
+	fx := fixture.New(t)
+	fx.Panic(t, "t-big", bigData())
+	b := newTab(t, newSite(t, fx, dashboard.Options{}))
+	b.open("/task?id=t-big")
+	heading := func(text string) float64 {
+		return eval[float64](b, `[...document.querySelectorAll("h2")].find(h => h.textContent.startsWith("`+text+`")).getBoundingClientRect().top`)
+	}
+	require.Less(t, heading("Error history"), heading("Data"))
+	require.Less(t, eval[float64](b, `document.querySelector("pre.stack").getBoundingClientRect().top`), 900.0, "the stack starts on the first screen")
+	require.Positive(t, eval[float64](b, `document.querySelector("pre.stack").getBoundingClientRect().height`), "the stack is open")
+	require.False(t, eval[bool](b, `document.querySelector("#data-details").open`), "big data is folded")
+	require.False(t, eval[bool](b, `document.querySelector("#data").checkVisibility()`), "big data is out of sight")
+}
+
 // saveScreenshot writes a screenshot to docs/screenshots at the top of the
 // repository, where the README links to it. The pages show fixed data at a
 // fixed time, so the files change only when the dashboard's look does.

@@ -257,7 +257,7 @@ func TestPaging(t *testing.T) {
 func TestTaskPage(t *testing.T) {
 	t.Parallel()
 	fx := seeded(t)
-	fx.Panic(t, "t-panic")
+	fx.Panic(t, "t-panic", nil)
 	s := newSite(t, fx, dashboard.Options{})
 
 	p := s.get("/task?id=t-fail-2")
@@ -276,7 +276,7 @@ func TestTaskPage(t *testing.T) {
 
 	p = s.get("/task?id=t-panic")
 	require.Contains(t, p.body, "panic: assignment to entry in nil map")
-	require.Contains(t, p.body, `<details><summary>Stack</summary><pre class="stack">goroutine `)
+	require.Contains(t, p.body, `<details class="stack" open><summary>Stack</summary><pre class="stack">goroutine `, "stacks are open")
 
 	p = s.get("/task?id=t-stuck")
 	require.Contains(t, p.body, "stuck: its lease expired")
@@ -822,4 +822,35 @@ func TestRequeueSelectedInBatches(t *testing.T) {
 	n, err := fx.Tracker.Count(t.Context(), fixture.Pending)
 	require.NoError(t, err)
 	require.Equal(t, int64(320), n)
+}
+
+// TestTaskPagePutsTheErrorFirst checks that a failed task's page shows its
+// error and history, with stacks open, before its data, and folds big data
+// away so that it does not push the error off the screen.
+func TestTaskPagePutsTheErrorFirst(t *testing.T) {
+	t.Parallel()
+	fx := fixture.New(t)
+	fx.Panic(t, "t-big", bigData())
+	s := newSite(t, fx, dashboard.Options{})
+	p := s.get("/task?id=t-big")
+	require.Equal(t, http.StatusOK, p.status, p.body)
+	history, data := strings.Index(p.body, `>Error history (`), strings.Index(p.body, `>Data</h2>`)
+	require.Positive(t, history)
+	require.Less(t, history, data, "the error history comes before the data")
+	require.Less(t, strings.Index(p.body, `id="last-error"`), history)
+	require.Contains(t, p.body, `<details class="stack" open>`)
+	require.Regexp(t, `<details class="payload" id="data-details"><summary>\d+ bytes, collapsed: open to read</summary><pre class="json" id="data">`, p.body)
+
+	fx.Fail(t, "t-small", map[string]any{"file": "a.csv"}, "boom", false)
+	p = s.get("/task?id=t-small")
+	require.Contains(t, p.body, `<pre class="json" id="data">{`, "small data is shown open")
+}
+
+// bigData is task data of some 6 KB, 120 lines indented.
+func bigData() map[string]any {
+	rows := make([]map[string]any, 40)
+	for i := range rows {
+		rows[i] = map[string]any{"row": i, "value": strings.Repeat("x", 100)}
+	}
+	return map[string]any{"rows": rows}
 }

@@ -316,11 +316,27 @@ type taskPage[S ddbtrack.Status] struct {
 	Class         string
 	Stuck         bool
 	Locked        bool
-	Data, Output  string
+	Data, Output  payload
 	Errors        []ddbtrack.ErrorRecord // newest first
 	CanRequeue    bool
 	RequeueFilter string
 	Flash         flash
+}
+
+// payload is a task's data or output as its page shows it: collapsed when
+// big, so that the error history above it stays in view.
+type payload struct {
+	Text string
+	Big  bool
+	Size int
+}
+
+// bigPayload is the size of data or output above which a task's page
+// shows it collapsed.
+const bigPayload = 1500
+
+func newPayload(text string) payload {
+	return payload{Text: text, Big: len(text) > bigPayload || strings.Count(text, "\n") > 30, Size: len(text)}
 }
 
 func (s *server[S]) task(w http.ResponseWriter, r *http.Request) error {
@@ -344,8 +360,8 @@ func (s *server[S]) task(w http.ResponseWriter, r *http.Request) error {
 		Class:  s.statusClass(t.Status),
 		Stuck:  s.st.IsStuck(t, now),
 		Locked: t.IsLocked(now),
-		Data:   data,
-		Output: output,
+		Data:   newPayload(data),
+		Output: newPayload(output),
 		Errors: slices.Clone(t.Errors),
 		Flash:  s.readFlash(r.URL.Query()),
 	}

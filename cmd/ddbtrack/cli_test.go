@@ -337,7 +337,7 @@ func (c *cli) lsIDs(t *testing.T, args ...string) []string {
 func TestShowPrintsStacks(t *testing.T) {
 	t.Parallel()
 	fx := fixture.New(t)
-	fx.Panic(t, "t-panic")
+	fx.Panic(t, "t-panic", nil)
 	r := newCLI(t, fx).run("show", "t-panic")
 	require.Equal(t, exitOK, r.code, r.stderr)
 	require.Contains(t, r.stdout, "panic: assignment to entry in nil map")
