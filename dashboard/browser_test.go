@@ -344,6 +344,22 @@ func TestBrowserTaskPageLayout(t *testing.T) {
 	require.False(t, eval[bool](b, `document.querySelector("#data").checkVisibility()`), "big data is out of sight")
 }
 
+// TestBrowserLongIDs lists a task whose ID has 1,000 characters and no
+// space: the error column keeps a readable width on every row.
+func TestBrowserLongIDs(t *testing.T) {
+	fx := fixture.New(t)
+	fx.Seed(t)
+	fx.SeedHostile(t)
+	b := newTab(t, newSite(t, fx, dashboard.Options{}))
+	b.open("/tasks?status=failed")
+	width := eval[float64](b, `[...document.querySelectorAll("table.tasks thead th")].at(-1).getBoundingClientRect().width`)
+	require.GreaterOrEqual(t, width, 300.0, "the error column is squeezed")
+	idWidth := eval[float64](b, `document.querySelector("table.tasks thead th:nth-child(2)").getBoundingClientRect().width`)
+	require.LessOrEqual(t, idWidth, 400.0, "the ID column takes the page")
+	require.LessOrEqual(t, eval[float64](b, `document.querySelector("table.tasks").getBoundingClientRect().width`),
+		eval[float64](b, `document.querySelector("main").getBoundingClientRect().width`), "the table is wider than the page")
+}
+
 // saveScreenshot writes a screenshot to docs/screenshots at the top of the
 // repository, where the README links to it. The pages show fixed data at a
 // fixed time, so the files change only when the dashboard's look does.
