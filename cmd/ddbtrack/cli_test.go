@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -12,11 +13,14 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ddbtrack/ddbtrack"
 	"github.com/ddbtrack/ddbtrack/dashboard/ops"
 	"github.com/ddbtrack/ddbtrack/internal/ddbtest"
 	fixture "github.com/ddbtrack/ddbtrack/internal/dev/opsfixture"
@@ -600,4 +604,58 @@ func TestLsIDsCanBePasted(t *testing.T) {
 		got = append(got, id)
 	}
 	require.ElementsMatch(t, []string{"t-fail-1", "t-fail-2", fixture.XSS, fixture.RTL, fixture.Newline, fixture.LongID}, got)
+}
+
+// flakyClient fails the next n queries, as a network blip or throttling
+// would, and passes the rest to the real client.
+type flakyClient struct {
+	ddbtrack.Client
+	n atomic.Int32
+}
+
+func (c *flakyClient) Query(ctx context.Context, in *dynamodb.QueryInput, opts ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error) {
+	if c.n.Add(-1) >= 0 {
+		return nil, errors.New("dial tcp 127.0.0.1:8000: connect: connection refused")
+	}
+	return c.Client.Query(ctx, in, opts...)
+}
+
+// TestStatsWatchSurvivesAFailedRefresh fails the first refresh of a watch
+// and checks that the watch says so, waits, and carries on.
+func TestStatsWatchSurvivesAFailedRefresh(t *testing.T) {
+	t.Parallel()
+	fx := fixture.New(t)
+	fx.Seed(t)
+	client := &flakyClient{Client: fx.Client}
+	client.n.Store(1)
+	c := newCLI(t, fx)
+	var stdout, stderr syncBuffer
+	a := &app{stdout: &stdout, stderr: &stderr, getenv: c.getenv, now: fx.Clock.Now,
+		dial: func(context.Context, *common) (ddbtrack.Client, error) { return client, nil }}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan int, 1)
+	go func() { done <- a.run(ctx, []string{"stats", "--watch", "--interval", "1s"}) }()
+	require.Eventually(t, func() bool { return strings.Contains(stdout.String(), "1 task stuck") }, 10*time.Second, 20*time.Millisecond,
+		"the watch did not carry on after a failed refresh; stderr:\n%s", stderr.String())
+	cancel()
+	require.Equal(t, exitOK, <-done, stderr.String())
+	require.Regexp(t, `^ddbtrack stats: .*connection refused\n`, stderr.String())
+	require.Contains(t, stderr.String(), "Refresh 1 failed at 2025-01-02 03:35:00Z; retrying in 1s (Ctrl-C to stop).")
+}
+
+func TestBackoff(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		interval time.Duration
+		n        int
+		want     time.Duration
+	}{
+		{5 * time.Second, 1, 5 * time.Second},
+		{5 * time.Second, 2, 10 * time.Second},
+		{5 * time.Second, 4, 40 * time.Second},
+		{5 * time.Second, 9, time.Minute},
+		{2 * time.Minute, 3, 2 * time.Minute},
+	} {
+		require.Equal(t, tc.want, backoff(tc.interval, tc.n), "%v, %d", tc.interval, tc.n)
+	}
 }

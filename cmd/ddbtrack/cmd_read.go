@@ -45,7 +45,11 @@ then 'ddbtrack ls --stuck' lists it and 'ddbtrack requeue --stuck' requeues
 it.
 
 Counting reads the whole status index for the job (DynamoDB bills a count
-like a read), so --watch with a short --interval on a large job costs money.`,
+like a read), so --watch with a short --interval on a large job costs money.
+
+A refresh that fails does not end --watch: it prints the error and tries
+again after --interval, doubling the wait while it keeps failing, up to a
+minute.`,
 	define: func(fs *flag.FlagSet) runFunc {
 		asJSON := fs.Bool("json", false, "print JSON (one object per refresh with --watch)")
 		watch := fs.Bool("watch", false, "refresh until interrupted")
@@ -57,14 +61,31 @@ like a read), so --watch with a short --interval on a large job costs money.`,
 			if *interval < time.Second {
 				return usagef("--interval %v is too short: use at least 1s", *interval)
 			}
+			failures := 0
 			for {
 				c, err := s.job.Count(ctx, s.now())
-				if err != nil {
-					if *watch && ctx.Err() != nil {
-						return nil // Interrupting --watch is how it ends.
-					}
+				switch {
+				case err != nil && *watch && ctx.Err() != nil:
+					return nil // Interrupting --watch is how it ends.
+				case err != nil && !*watch:
 					return err
+				case err != nil:
+					// A watch is left running to keep an eye on things, so
+					// one failed refresh (a network blip, throttling) must
+					// not end it: say so, and try again, less often while
+					// it keeps failing.
+					failures++
+					wait := backoff(*interval, failures)
+					fmt.Fprintf(s.stderr, "ddbtrack stats: %s\n  Refresh %d failed at %s; retrying in %s (Ctrl-C to stop).\n",
+						ops.Visible(s.message(err), true), failures, formatTime(s.now()), wait)
+					select {
+					case <-ctx.Done():
+						return nil
+					case <-time.After(wait):
+					}
+					continue
 				}
+				failures = 0
 				if *watch && s.terminal && !*asJSON {
 					fmt.Fprint(s.stdout, "\x1b[H\x1b[2J") // Home and clear, as watch(1) does.
 				}
@@ -84,6 +105,23 @@ like a read), so --watch with a short --interval on a large job costs money.`,
 			}
 		}
 	},
+}
+
+// maxBackoff bounds how long stats --watch waits between failed refreshes.
+const maxBackoff = time.Minute
+
+// backoff is the wait after the nth failed refresh in a row: the interval,
+// doubled with each further failure, up to a minute (or the interval, if
+// that is longer).
+func backoff(interval time.Duration, n int) time.Duration {
+	d := interval
+	for range n - 1 {
+		if d >= maxBackoff {
+			break
+		}
+		d *= 2
+	}
+	return min(d, max(maxBackoff, interval))
 }
 
 func (s *session) printStats(c ops.Counts[Code], watch bool) error {
