@@ -257,14 +257,37 @@ func TestDelete(t *testing.T) {
 	fx.Seed(t)
 	c := newCLI(t, fx)
 
-	r := c.run("delete", "t-ok")
+	// Without --yes, a dry run.
+	r := c.run("delete", "t-ok", "t-stuck")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Equal(t, "Would delete t-ok (s09_success).\nWould delete t-stuck (s03_in_progress).\nDry run: nothing changed. Run again with --yes to delete them.\n", r.stdout)
+	require.Equal(t, "s09_success", fx.Status(t, "t-ok"))
+
+	r = c.run("delete", "--yes", "t-ok")
 	require.Equal(t, exitOK, r.code, r.stderr)
 	require.Equal(t, "Deleted t-ok.\n", r.stdout)
 	_, err := fx.Tracker.Get(t.Context(), "t-ok")
 	require.Error(t, err)
 
-	r = c.run("delete", "t-ok")
+	r = c.run("delete", "--yes", "t-ok")
 	require.Equal(t, exitNotFound, r.code)
+
+	// A task that a worker holds under a live lease is refused, dry run or
+	// not, unless --force.
+	for _, args := range [][]string{{"delete", "t-running"}, {"delete", "--yes", "t-running"}} {
+		r = c.run(args...)
+		require.Equal(t, exitLocked, r.code, "%v: %s", args, r.stderr)
+		require.Contains(t, r.stderr, `task "t-running" is s03_in_progress and worker worker-7 holds its lease until 2025-01-02 03:41:00Z`)
+		require.Equal(t, "s03_in_progress", fx.Status(t, "t-running"))
+	}
+	r = c.run("delete", "--force", "t-running")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Equal(t, "Would delete t-running (s03_in_progress, held by worker worker-7 until 2025-01-02 03:41:00Z).\nDry run: nothing changed. Run again with --yes to delete it.\n", r.stdout)
+	r = c.run("delete", "--yes", "--force", "t-running")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	_, err = fx.Tracker.Get(t.Context(), "t-running")
+	require.Error(t, err)
+	require.Equal(t, exitUsage, c.run("delete", "--force", "--status", "failed").code)
 
 	r = c.run("delete", "--status", "failed", "--yes")
 	require.Equal(t, exitOK, r.code, r.stderr)

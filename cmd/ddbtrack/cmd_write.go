@@ -177,32 +177,30 @@ var cmdDelete = &command{
 	args:  "[flags] TASK... | --status LIST [--yes]",
 	short: "Delete tasks by ID, or every task in some statuses.",
 	long: `
-Named tasks are deleted at once. Deleting by --status is a dry run that
-counts the tasks unless --yes is given. A worker still running a deleted
-task finds its lease lost when it tries to record its result, and its result
-is dropped.
+Without --yes, delete is a dry run: it says what would be deleted and
+changes nothing. A named task that a worker holds under a live lease is
+refused (exit code 4) even with --yes, because deleting it throws away the
+worker's work; --force deletes it anyway, and the worker then finds its
+lease lost when it records its result. Deleting by --status always leaves
+tasks that workers hold.
 
 Examples:
   ddbtrack delete t-17 t-42
+  ddbtrack delete --yes t-17 t-42
   ddbtrack delete --status ignored
   ddbtrack delete --status ignored --yes`,
 	define: func(fs *flag.FlagSet) runFunc {
 		status := fs.String("status", "", "delete every task in these statuses: `list` of roles, names or numbers")
-		yes := fs.Bool("yes", false, "with --status, delete; without it, only count")
+		yes := fs.Bool("yes", false, "delete; without it, only say what would be deleted")
+		force := fs.Bool("force", false, "with named tasks, delete even those a worker holds under a live lease")
 		return func(ctx context.Context, s *session, args []string) error {
 			switch {
 			case len(args) > 0 && *status != "":
 				return usagef("give task IDs or --status, not both")
+			case *force && *status != "":
+				return usagef("--force applies to named tasks only: deleting by --status always leaves the tasks workers hold")
 			case len(args) > 0:
-				var errs []error
-				for _, id := range args {
-					if err := s.job.Delete(ctx, id); err != nil {
-						errs = append(errs, err)
-						continue
-					}
-					fmt.Fprintf(s.stdout, "Deleted %s.\n", clean(id, false))
-				}
-				return joinErrors(errs)
+				return s.deleteNamed(ctx, args, *yes, *force)
 			case *status == "":
 				return usagef("name the tasks to delete, or give --status: ddbtrack delete TASK... or ddbtrack delete --status LIST")
 			}
@@ -235,4 +233,42 @@ Examples:
 			return nil
 		}
 	},
+}
+
+// deleteNamed deletes the named tasks, or with dryRun says what it would
+// delete. Each task that cannot be deleted is reported on its own line,
+// and the others are still deleted.
+func (s *session) deleteNamed(ctx context.Context, ids []string, yes, force bool) error {
+	now := s.now()
+	var errs []error
+	would := 0
+	for _, id := range ids {
+		if yes {
+			if err := s.job.Delete(ctx, id, now, force); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			fmt.Fprintf(s.stdout, "Deleted %s.\n", pasteID(id))
+			continue
+		}
+		t, err := s.job.Get(ctx, id)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		held := ""
+		if t.IsLocked(now) {
+			if !force {
+				errs = append(errs, ops.LockedError("delete", t))
+				continue
+			}
+			held = fmt.Sprintf(", held by worker %s until %s", clean(t.LeaseOwner, false), formatTime(t.LeaseExpiresAt))
+		}
+		fmt.Fprintf(s.stdout, "Would delete %s (%s%s).\n", pasteID(id), s.st.Name(t.Status), held)
+		would++
+	}
+	if !yes && would > 0 {
+		fmt.Fprintf(s.stdout, "Dry run: nothing changed. Run again with --yes to delete %s.\n", map[bool]string{true: "it", false: "them"}[would == 1])
+	}
+	return joinErrors(errs)
 }

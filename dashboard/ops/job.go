@@ -42,8 +42,22 @@ func (j *Job[S]) Reset(ctx context.Context, id string) error {
 	return j.tr.Reset(ctx, id)
 }
 
-// Delete deletes a task, even one that a worker holds.
-func (j *Job[S]) Delete(ctx context.Context, id string) error {
+// Delete deletes a task. Unless force is set, it first reads the task and
+// refuses, with a [*ddbtrack.TaskError] matching ErrTaskLocked, when a
+// worker holds it under a live lease: deleting it would throw away the
+// worker's result. The read and the delete are two requests, so a worker
+// that claims the task in between loses its work anyway; the library's
+// delete takes no condition on the lease yet.
+func (j *Job[S]) Delete(ctx context.Context, id string, now time.Time, force bool) error {
+	if !force {
+		t, err := j.tr.Get(ctx, id)
+		if err != nil {
+			return err
+		}
+		if t.IsLocked(now) {
+			return LockedError("delete", t)
+		}
+	}
 	return j.tr.Delete(ctx, id)
 }
 
