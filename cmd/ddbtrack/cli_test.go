@@ -682,3 +682,31 @@ func TestBackoff(t *testing.T) {
 		require.Equal(t, tc.want, backoff(tc.interval, tc.n), "%v, %d", tc.interval, tc.n)
 	}
 }
+
+// TestServeOnAllInterfacesPrintsAnAddressToOpen starts the dashboard on
+// ":0", every interface, and opens the address it prints.
+func TestServeOnAllInterfacesPrintsAnAddressToOpen(t *testing.T) {
+	t.Parallel()
+	fx := fixture.New(t)
+	fx.Seed(t)
+	c := newCLI(t, fx)
+	var stdout, stderr syncBuffer
+	a := &app{stdout: &stdout, stderr: &stderr, getenv: c.getenv, now: fx.Clock.Now, dial: c.dial}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan int, 1)
+	go func() { done <- a.run(ctx, []string{"serve", "--addr", ":0", "--read-only"}) }()
+	urlRE := regexp.MustCompile(`: (http://\S+)\n`)
+	var m []string
+	require.Eventually(t, func() bool {
+		m = urlRE.FindStringSubmatch(stdout.String())
+		return m != nil
+	}, 10*time.Second, 10*time.Millisecond, "serve printed no URL; stderr: %s", stderr.String())
+	require.Regexp(t, `^http://localhost:\d+/$`, m[1])
+	resp, err := http.Get(m[1] + "tasks?status=stuck")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, stderr.String(), "reachable from other machines")
+	cancel()
+	require.Equal(t, exitOK, <-done, stderr.String())
+}

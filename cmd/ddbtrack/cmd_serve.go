@@ -74,7 +74,7 @@ job's tasks, which DynamoDB bills as reads of the whole status index.`,
 			if *readOnly {
 				mode = " (read-only)"
 			}
-			fmt.Fprintf(s.stdout, "Dashboard for job %s in table %s%s: http://%s/\n", s.common.job, s.common.table, mode, ln.Addr())
+			fmt.Fprintf(s.stdout, "Dashboard for job %s in table %s%s: %s\n", s.common.job, s.common.table, mode, browseURL(ln.Addr()))
 			if host, _, _ := net.SplitHostPort(*addr); !isLoopbackHost(host) {
 				fmt.Fprintf(s.stderr, "Warning: listening on %s, which is reachable from other machines. The dashboard has no login; use --read-only or an authenticating proxy.\n", *addr)
 			}
@@ -101,6 +101,20 @@ job's tasks, which DynamoDB bills as reads of the whole status index.`,
 			}
 		}
 	},
+}
+
+// browseURL is the address to open in a browser for a listener. One bound
+// to every interface (":8080", "[::]:8080") is reached on this machine at
+// localhost; "http://[::]:8080/" is not an address a browser opens.
+func browseURL(addr net.Addr) string {
+	host, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return "http://" + addr.String() + "/"
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port) + "/"
 }
 
 func flagSet(fs *flag.FlagSet, name string) bool {
