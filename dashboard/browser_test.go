@@ -360,6 +360,32 @@ func TestBrowserLongIDs(t *testing.T) {
 		eval[float64](b, `document.querySelector("main").getBoundingClientRect().width`), "the table is wider than the page")
 }
 
+// TestBrowserErrorsView loads 2,000 failures with five causes: the errors
+// view shows the five causes on one screen, and requeues one whole, in
+// batches, after counting it. It saves the screenshot the README shows.
+func TestBrowserErrorsView(t *testing.T) {
+	fx := fixture.New(t)
+	fx.FailMany(t, 2000, fiveCauses)
+	s := newSite(t, fx, dashboard.Options{Table: "ddbtrack-demo"})
+	b := newTab(t, s)
+	b.open("/")
+	b.follow(`nav a[href="/errors"]`)
+	require.Equal(t, 5, eval[int](b, `document.querySelectorAll("table.groups tbody tr").length`))
+	require.Equal(t, "400", b.text("table.groups tbody tr:first-child .group-count"))
+	require.Less(t, eval[float64](b, `document.querySelector("table.groups").getBoundingClientRect().bottom`), 900.0,
+		"the causes do not fit on one screen")
+	b.screenshot("errors.png")
+
+	b.follow("table.groups tbody tr:first-child button.requeue-group")
+	require.Contains(t, b.text("#confirm-count"), "400 tasks will move to s00_todo")
+	b.follow("#confirm")
+	require.Contains(t, b.text(".flash"), "Requeued 400 tasks to s00_todo.")
+	require.Equal(t, 4, eval[int](b, `document.querySelectorAll("table.groups tbody tr").length`))
+	n, err := fx.Tracker.Count(t.Context(), fixture.Pending)
+	require.NoError(t, err)
+	require.Equal(t, int64(400), n)
+}
+
 // saveScreenshot writes a screenshot to docs/screenshots at the top of the
 // repository, where the README links to it. The pages show fixed data at a
 // fixed time, so the files change only when the dashboard's look does.

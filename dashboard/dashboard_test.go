@@ -854,3 +854,54 @@ func bigData() map[string]any {
 	}
 	return map[string]any{"rows": rows}
 }
+
+// fiveCauses returns the ID and error of the ith of many failures spread
+// evenly over five causes, each error with its own numbers and addresses.
+func fiveCauses(i int) (string, string) {
+	msgs := []string{
+		"timeout after %[2]ds calling 10.0.3.%[1]d:443",
+		"dial tcp 10.1.%[2]d.%[1]d:5432: connect: connection refused",
+		"row %[1]d: column \"amount%[2]d\" is text, want numeric",
+		"request 3f2504e0-4f89-11d3-9a0c-%012[1]x failed: HTTP %[2]d03",
+		"worker %[1]d ran out of memory after %[2]d MiB",
+	}
+	return fmt.Sprintf("task-%04d", i), fmt.Sprintf(msgs[i%5], i%250, i%7)
+}
+
+var groupRE = regexp.MustCompile(`<tr data-group="([0-9a-f]+)">\s*<td class="num"><b class="group-count">(\d+)</b>`)
+
+func TestErrorsView(t *testing.T) {
+	t.Parallel()
+	fx := fixture.New(t)
+	fx.Seed(t)
+	fx.FailMany(t, 500, fiveCauses)
+	s := newSite(t, fx, dashboard.Options{})
+
+	p := s.get("/errors")
+	require.Equal(t, http.StatusOK, p.status, p.body)
+	groups := groupRE.FindAllStringSubmatch(p.body, -1)
+	require.Len(t, groups, 5+3, "five causes, and the seeded failures' three")
+	for _, g := range groups[:5] {
+		require.Equal(t, "100", g[2])
+	}
+	require.Contains(t, p.body, "504 tasks read")
+	require.Contains(t, p.body, `title="timeout after &lt;n&gt;s calling &lt;ip&gt;">timeout after &lt;n&gt;s calling &lt;ip&gt;</span>`)
+	require.Contains(t, p.body, `<a href="/errors" class="active">errors</a>`)
+	require.Contains(t, p.body, `href="/task?id=task-0`, "each group links an example task")
+
+	// Requeue a whole group, after a dry run that counts it.
+	form := formAt(t, p.body, `data-group="`+groups[0][1]+`"`)
+	p = s.post("/errors/requeue", form)
+	require.Equal(t, http.StatusOK, p.status, p.body)
+	require.Contains(t, p.body, "<b>100</b> tasks will move to <b>s00_todo</b>")
+	p = s.post("/errors/requeue", hiddenFields(t, p.body))
+	require.Equal(t, http.StatusSeeOther, p.status, p.body)
+	require.Equal(t, "/errors?status=failed%2Cignored&moved=100&skipped=0", p.header.Get("Location"))
+	p = s.get(p.header.Get("Location"))
+	require.Contains(t, p.body, "Requeued 100 tasks to s00_todo.")
+	require.Len(t, groupRE.FindAllStringSubmatch(p.body, -1), 7)
+
+	p = s.get("/errors?status=succeeded")
+	require.Contains(t, p.body, "No errors.")
+	require.NotContains(t, p.body, "requeue-group")
+}

@@ -403,6 +403,7 @@ func (s *server[S]) search(w http.ResponseWriter, r *http.Request) error {
 }
 
 type confirmPage struct {
+	Action    string
 	Matched   int
 	Filter    string
 	Pending   string
@@ -492,6 +493,7 @@ func (s *server[S]) requeue(w http.ResponseWriter, r *http.Request) error {
 			fields = append(fields, field{"ids", encodeText(id)})
 		}
 		s.render(w, r, http.StatusOK, "confirm", confirmPage{
+			Action:  s.link("/requeue"),
 			Matched: res.Matched, Filter: f.Describe(s.st), Pending: s.st.Name(s.st.Of(ops.Pending)),
 			Selected: f.IDs, Refused: res.Refused, Fields: fields, CancelURL: s.link(back),
 		})

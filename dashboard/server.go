@@ -64,8 +64,10 @@ func (s *server[S]) routes() http.Handler {
 	mux.HandleFunc("GET /{$}", s.read(s.overview))
 	mux.HandleFunc("GET /tasks", s.read(s.tasks))
 	mux.HandleFunc("GET /task", s.read(s.task))
+	mux.HandleFunc("GET /errors", s.read(s.errors))
 	mux.HandleFunc("GET /search", s.read(s.search))
 	mux.HandleFunc("POST /requeue", s.action(s.requeue))
+	mux.HandleFunc("POST /errors/requeue", s.action(s.requeueGroup))
 	mux.HandleFunc("POST /reset", s.action(s.reset))
 	mux.Handle("GET /static/", http.StripPrefix("/static/", cacheFor(time.Hour, http.FileServerFS(static))))
 
@@ -110,7 +112,7 @@ func parsePages(funcs template.FuncMap) (map[string]*template.Template, error) {
 		return nil, err
 	}
 	pages := map[string]*template.Template{}
-	for _, name := range []string{"overview", "tasks", "task", "confirm", "error", "elsewhere"} {
+	for _, name := range []string{"overview", "tasks", "task", "errors", "confirm", "error", "elsewhere"} {
 		t, err := template.Must(layout.Clone()).ParseFS(templateFS, "templates/"+name+".html")
 		if err != nil {
 			return nil, err
@@ -329,6 +331,8 @@ func (s *server[S]) render(w http.ResponseWriter, r *http.Request, status int, n
 		p.Nav, p.Refresh = "overview", int(s.opts.Refresh.Seconds())
 	case tasksPage[S]:
 		p.Nav = d.Query.Status
+	case errorsPage:
+		p.Nav = "errors"
 	}
 	if s.opts.ReadOnly {
 		p.CSRF = ""

@@ -81,6 +81,10 @@ func TestGolden(t *testing.T) {
 		{"requeue-dry-run-filter", []string{"requeue", "--error-contains", "connection reset", "--since", "1h"}, exitOK},
 		{"requeue-dry-run-json", []string{"requeue", "--json", "--status", "ignored"}, exitOK},
 		{"delete-dry-run", []string{"delete", "--status", "failed,ignored"}, exitOK},
+		{"errors", []string{"errors"}, exitOK},
+		{"errors-json", []string{"errors", "--json", "--status", "failed"}, exitOK},
+		{"errors-none", []string{"errors", "--error-contains", "nothing like this"}, exitOK},
+		{"requeue-group-dry-run", []string{"requeue", "--group", "9205e6d1c2"}, exitOK},
 		{"reset-locked", []string{"reset", "t-running"}, exitLocked},
 		{"help", []string{"help"}, exitOK},
 		{"help-ls", []string{"ls", "--help"}, exitOK},
@@ -709,4 +713,46 @@ func TestServeOnAllInterfacesPrintsAnAddressToOpen(t *testing.T) {
 	require.Contains(t, stderr.String(), "reachable from other machines")
 	cancel()
 	require.Equal(t, exitOK, <-done, stderr.String())
+}
+
+// TestErrorsAndRequeueGroup groups 2,000 failures with five causes, shows
+// them as five lines, and requeues one group whole.
+func TestErrorsAndRequeueGroup(t *testing.T) {
+	t.Parallel()
+	fx := fixture.New(t)
+	fx.FailMany(t, 2000, func(i int) (string, string) {
+		msgs := []string{
+			"timeout after %ds calling 10.0.3.%d:443",
+			"dial tcp 10.1.%[2]d.%[1]d:5432: connect: connection refused (try %[2]d)",
+			"row %d: column \"amount%d\" is text, want numeric",
+			"open s3://bucket/part-%05d-%d.csv: no such key",
+			"worker %d ran out of memory after %d MiB",
+		}
+		return fmt.Sprintf("task-%04d", i), fmt.Sprintf(msgs[i%5], i%250, i%7)
+	})
+	c := newCLI(t, fx)
+	r := c.run("errors")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	require.Len(t, lines, 1+5+2, "a header, five groups, a blank line and the summary; the first lines:\n%s", strings.Join(lines[:min(len(lines), 12)], "\n"))
+	require.Equal(t, "5 groups in 2000 tasks read (s06_failed or s10_ignore).", lines[7])
+	var group string
+	for _, line := range lines[1:6] {
+		f := strings.Fields(line)
+		require.Equal(t, "400", f[1], line)
+		if strings.Contains(line, "connection refused") {
+			group = f[0]
+		}
+	}
+	require.NotEmpty(t, group)
+
+	r = c.run("requeue", "--group", group)
+	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Contains(t, r.stdout, "400 tasks match (s06_failed or s10_ignore, error group "+group+").\nDry run: nothing changed.")
+	r = c.run("requeue", "--group", group, "--yes")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Equal(t, "Requeued 400 tasks to s00_todo.\n", r.stdout)
+	n, err := fx.Tracker.Count(t.Context(), fixture.Failed)
+	require.NoError(t, err)
+	require.Equal(t, int64(1600), n)
 }

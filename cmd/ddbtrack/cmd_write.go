@@ -26,15 +26,19 @@ matched is skipped, never overwritten.
 Name tasks to requeue only those (at most 1,000), still only if they are in
 one of the --status statuses and match the other filters. Each named task
 that is not moved is named, with the reason, and the command then exits
-non-zero. Named tasks are read first and moved in batches of 100.
+non-zero. --group requeues the tasks of one error group, as 'ddbtrack
+errors' lists them. Named tasks and groups are read first and moved in
+batches of 100.
 
 Examples:
   ddbtrack requeue --error-contains "connection reset" --since 2h
   ddbtrack requeue --error-contains "connection reset" --since 2h --yes
   ddbtrack requeue --stuck --yes
+  ddbtrack requeue --group 3f2a1b9c0d --yes
   ddbtrack requeue --yes t-17 t-42`,
 	define: func(fs *flag.FlagSet) runFunc {
 		filter := registerFilter(fs, "failed,ignored", "statuses to requeue from: `list` of roles, names or numbers")
+		group := fs.String("group", "", "only tasks whose last error is in this error `group`, as 'ddbtrack errors' shows it")
 		yes := fs.Bool("yes", false, "requeue; without it, only count what would move")
 		asJSON := fs.Bool("json", false, `print {"dry_run", "matched", "moved", "skipped", "refused"}`)
 		return func(ctx context.Context, s *session, args []string) error {
@@ -43,6 +47,7 @@ Examples:
 			if err != nil {
 				return err
 			}
+			f.Group = *group
 			var bar *progressBar
 			if *yes && s.progress && !*asJSON {
 				// Count first, so the bar knows where it ends.

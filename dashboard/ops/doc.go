@@ -1,9 +1,11 @@
 // Package ops is what the ddbtrack command and the dashboard share: a job
 // as an operator sees it ([Job]), its statuses by role and name
-// ([Statuses]), the filters that select tasks ([Filter]), the times and
-// cursors an operator types and pages with, and [Visible], which keeps
-// what comes from DynamoDB from reaching a terminal or a page as anything
-// but visible text.
+// ([Statuses]), the filters that select tasks ([Filter]), failures grouped
+// by cause ([Normalize], [Job.Errors]), requeues in batches
+// ([Job.Requeue]), the times and cursors an operator types and pages
+// with, and the text helpers that keep what comes from DynamoDB from
+// reaching a terminal or a page as anything but visible text ([Visible],
+// [Explain]).
 //
 // # Why it lives here
 //

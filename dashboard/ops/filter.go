@@ -40,6 +40,10 @@ type Filter[S ddbtrack.Status] struct {
 	IDContains string
 	// IDs keeps only the tasks with these IDs, at most MaxIDs of them.
 	IDs []string
+	// Group keeps only the tasks whose last error normalises to the group
+	// with this ID (see [GroupID]). DynamoDB cannot test that, so a filter
+	// with a group reads every task the rest of the filter selects.
+	Group string
 }
 
 // Check reports a filter that cannot be sent.
@@ -141,6 +145,9 @@ func (f Filter[S]) Describe(st *Statuses[S]) string {
 	}
 	if f.IDContains != "" {
 		parts = append(parts, "ID contains "+strconv.Quote(f.IDContains))
+	}
+	if f.Group != "" {
+		parts = append(parts, "error group "+f.Group)
 	}
 	if len(f.IDs) > 0 {
 		parts = append(parts, fmt.Sprintf("among %d selected", len(f.IDs)))

@@ -92,7 +92,8 @@ func (j *Job[S]) CountStatuses(ctx context.Context, statuses ...S) (map[S]int64,
 }
 
 // Page returns one page of the tasks the filter selects, after cursor, a
-// cursor of the library's (see [DecodeCursor]).
+// cursor of the library's (see [DecodeCursor]). A filter with a group is
+// not paged: use [Job.All] or [Job.Errors].
 func (j *Job[S]) Page(ctx context.Context, f Filter[S], now time.Time, order ddbtrack.Order, limit int, cursor string) (ddbtrack.Page[S], error) {
 	return j.tr.QueryPage(ctx, f.query(j.st, now, order, limit), cursor)
 }
@@ -100,7 +101,20 @@ func (j *Job[S]) Page(ctx context.Context, f Filter[S], now time.Time, order ddb
 // All returns every task the filter selects, read as the loop asks for
 // them.
 func (j *Job[S]) All(ctx context.Context, f Filter[S], now time.Time, order ddbtrack.Order) iter.Seq2[*ddbtrack.Task[S], error] {
-	return j.tr.Query(ctx, f.query(j.st, now, order, 0))
+	q := f.query(j.st, now, order, 0)
+	if f.Group == "" {
+		return j.tr.Query(ctx, q)
+	}
+	return func(yield func(*ddbtrack.Task[S], error) bool) {
+		for t, err := range j.tr.Query(ctx, q) {
+			if err == nil && GroupID(Normalize(t.LastError)) != f.Group {
+				continue
+			}
+			if !yield(t, err) || err != nil {
+				return
+			}
+		}
+	}
 }
 
 // IsStuck reports whether the task is Running under a lease that expired

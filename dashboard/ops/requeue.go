@@ -66,22 +66,35 @@ const idConcurrency = 16
 // A filter of statuses, times and text goes to the library's requeue,
 // which reads the status index in batches. Named tasks (Filter.IDs) are
 // read first, so that each task that is not moved can be named with its
-// reason; the rest are then moved in batches of at most 100, each bounded
-// to the time span of its tasks so that it reads no more of the index than
-// it must. Each task still moves
+// reason, and so are the tasks of an error group (Filter.Group), which
+// DynamoDB cannot select; the rest are then moved in batches of at most
+// 100, each bounded to the time span of its tasks so that it reads no more
+// of the index than it must. Each task still moves
 // with the library's one conditional write, so a task that changed since it
 // was read is skipped, never overwritten.
 func (j *Job[S]) Requeue(ctx context.Context, f Filter[S], now time.Time, dryRun bool, progress func(ddbtrack.RequeueResult)) (RequeueResult, error) {
-	if len(f.IDs) == 0 {
+	if len(f.IDs) == 0 && f.Group == "" {
 		res, err := j.tr.Requeue(ctx, f.requeue(j.st, now, dryRun, progress))
 		return RequeueResult{RequeueResult: res}, err
 	}
-	var res RequeueResult
-	tasks, refused, err := j.named(ctx, f, now)
+	var (
+		tasks []*ddbtrack.Task[S]
+		res   RequeueResult
+		err   error
+	)
+	if len(f.IDs) > 0 {
+		tasks, res.Refused, err = j.named(ctx, f, now)
+	} else {
+		for t, rerr := range j.All(ctx, f, now, ddbtrack.OldestFirst) {
+			if rerr != nil {
+				return res, rerr
+			}
+			tasks = append(tasks, t)
+		}
+	}
 	if err != nil {
 		return res, err
 	}
-	res.Refused = refused
 	res.Matched = len(tasks)
 	if dryRun {
 		if progress != nil {
@@ -95,7 +108,7 @@ func (j *Job[S]) Requeue(ctx context.Context, f Filter[S], now time.Time, dryRun
 		}
 	})
 	res.Moved, res.Skipped = done.Moved, done.Skipped
-	if err == nil {
+	if len(f.IDs) > 0 && err == nil {
 		for _, t := range tasks {
 			if !moved[t.ID] {
 				res.Refused = append(res.Refused, refusal(t.ID, ErrChanged))
@@ -165,6 +178,8 @@ func (f Filter[S]) matches(t *ddbtrack.Task[S], now time.Time) bool {
 	case f.IDContains != "" && !strings.Contains(t.ID, f.IDContains):
 		return false
 	case f.Stuck && !(t.LeaseExpiresAt.Before(now) && !t.LeaseExpiresAt.IsZero()):
+		return false
+	case f.Group != "" && GroupID(Normalize(t.LastError)) != f.Group:
 		return false
 	}
 	return true
