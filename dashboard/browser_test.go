@@ -288,9 +288,9 @@ func TestBrowserCrossSiteReads(t *testing.T) {
 	require.Greater(t, client.reads.Load(), before)
 }
 
-// TestBrowserErrorPage opens the dashboard of a table that does not exist:
+// TestBrowserErrorPageAndWarnings opens the dashboard of a table that does not exist:
 // the page says so and what to do, and keeps the SDK's message folded.
-func TestBrowserErrorPage(t *testing.T) {
+func TestBrowserErrorPageAndWarnings(t *testing.T) {
 	fx := fixture.New(t)
 	cfg := fx.Config("worker-7")
 	cfg.Table = "ddbtrack-no-such-table"
@@ -303,6 +303,18 @@ func TestBrowserErrorPage(t *testing.T) {
 	require.Equal(t, `Table "ddbtrack-no-such-table" does not exist at this endpoint and region.`, b.text("#problem"))
 	require.Contains(t, b.text("#fix"), "ddbtrack create-table")
 	require.NotContains(t, eval[string](b, `document.body.innerText`), "ResourceNotFoundException", "the SDK's error is folded away")
+
+	// A dashboard whose tracker names the statuses otherwise than the
+	// stored tasks says so at the top of every page.
+	fx.Seed(t)
+	other, err := ddbtrack.New(fx.Client, ddbtrack.Config[otherNames]{Table: fx.Table, Job: fixture.Job, Pending: 0, Running: 3, Failed: 6, Succeeded: 9, Ignored: 10})
+	require.NoError(t, err)
+	h, err = dashboard.New(other, dashboard.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: fx.Clock.Now})
+	require.NoError(t, err)
+	b = newTab(t, serve(t, fx, h))
+	b.open("/")
+	require.Equal(t, 5, eval[int](b, `document.querySelectorAll("main p.warning[role=alert]").length`))
+	require.Contains(t, b.text("main p.warning[role=alert]"), `Tasks with status 0 are stored as "s00_todo"`)
 }
 
 // TestBrowserSelectAllInBatches ticks "select all" on pages of 200 and 500

@@ -41,12 +41,15 @@
 package dashboard
 
 import (
+	"context"
 	"embed"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ddbtrack/ddbtrack"
@@ -93,11 +96,26 @@ type Options struct {
 // Handler is the dashboard of one job. It is safe for concurrent use.
 type Handler struct {
 	handler http.Handler
+	check   func(ctx context.Context) ([]string, error)
 }
 
 // ServeHTTP serves the dashboard.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.handler.ServeHTTP(w, r)
+}
+
+// Check reads one task of each of the job's statuses, to find out early
+// what would otherwise show on the first page: it returns an error, with
+// what to do about it, when the table or its status index does not exist,
+// and warnings when the names stored with the tasks are not the names the
+// tracker's enum gives their statuses (the tracker is not the job's), or
+// when the job has no tasks at all. Pages show the warnings too.
+//
+// New makes no request, so call Check once at start to fail early; if it
+// is never called, the first page to need it calls it. It costs one small
+// query per status and shard.
+func (h *Handler) Check(ctx context.Context) ([]string, error) {
+	return h.check(ctx)
 }
 
 // New returns the dashboard of the tracker's job. It makes no request and
@@ -125,5 +143,56 @@ func New[S ddbtrack.Status](tr *ddbtrack.Tracker[S], opts Options) (*Handler, er
 	if err != nil {
 		return nil, err
 	}
-	return &Handler{handler: s.routes()}, nil
+	check := func(ctx context.Context) ([]string, error) {
+		w, empty, err := s.health.now(ctx)
+		if empty != "" {
+			w = append(slices.Clone(w), empty)
+		}
+		return w, err
+	}
+	return &Handler{handler: s.routes(), check: check}, nil
+}
+
+// health keeps what the dashboard's check found about the stored names,
+// for every page to show. The check runs once, on the first page that
+// needs it or from Handler.Check, and again after a failure.
+type health struct {
+	// run reads the job and returns the warnings that stay true (names
+	// that do not match) and the one that may stop being (no tasks yet).
+	run func(ctx context.Context) (lasting []string, empty string, err error)
+
+	mu       sync.Mutex
+	done     bool
+	warnings []string
+}
+
+// ensure runs the check unless it has run.
+func (h *health) ensure(ctx context.Context) ([]string, error) {
+	h.mu.Lock()
+	done := h.done
+	h.mu.Unlock()
+	if done {
+		return h.known(), nil
+	}
+	w, _, err := h.now(ctx)
+	return w, err
+}
+
+// now runs the check.
+func (h *health) now(ctx context.Context) (lasting []string, empty string, err error) {
+	lasting, empty, err = h.run(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.done, h.warnings = true, lasting
+	return lasting, empty, nil
+}
+
+// known returns the warnings found so far, without making a request.
+func (h *health) known() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.warnings
 }

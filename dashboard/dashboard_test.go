@@ -22,6 +22,7 @@ import (
 
 	"github.com/ddbtrack/ddbtrack"
 	"github.com/ddbtrack/ddbtrack/dashboard"
+	"github.com/ddbtrack/ddbtrack/dashboard/ops"
 	"github.com/ddbtrack/ddbtrack/internal/ddbtest"
 	fixture "github.com/ddbtrack/ddbtrack/internal/dev/opsfixture"
 )
@@ -904,4 +905,56 @@ func TestErrorsView(t *testing.T) {
 	p = s.get("/errors?status=succeeded")
 	require.Contains(t, p.body, "No errors.")
 	require.NotContains(t, p.body, "requeue-group")
+}
+
+// otherNames has the fixture's values under other names, as the enum of
+// another job would.
+type otherNames int
+
+func (s otherNames) String() string {
+	return map[otherNames]string{0: "todo", 3: "doing", 6: "broken", 9: "done", 10: "skipped"}[s]
+}
+
+// TestCheckFindsAWrongTrackerOrJob gives the dashboard a tracker whose enum
+// names the statuses otherwise than the stored tasks, one whose job has no
+// tasks, and one whose table does not exist, and checks that each is
+// reported: by Check, and on the pages.
+func TestCheckFindsAWrongTrackerOrJob(t *testing.T) {
+	t.Parallel()
+	fx := seeded(t)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg := ddbtrack.Config[otherNames]{Table: fx.Table, Job: fixture.Job, Pending: 0, Running: 3, Failed: 6, Succeeded: 9, Ignored: 10}
+	tr, err := ddbtrack.New(fx.Client, cfg)
+	require.NoError(t, err)
+	h, err := dashboard.New(tr, dashboard.Options{Logger: quiet, Now: fx.Clock.Now})
+	require.NoError(t, err)
+	warnings, err := h.Check(t.Context())
+	require.NoError(t, err)
+	require.Len(t, warnings, 5)
+	require.Equal(t, `Tasks with status 0 are stored as "s00_todo" (task "t-pending"), but the configured statuses call 0 "todo" (the pending role). `+
+		`The dashboard's tracker does not describe this job's statuses, so counts and lists file tasks under the wrong names: give it the job's own status enum (for ddbtrack serve, fix --statuses).`, warnings[0])
+	p := serve(t, fx, h).get("/tasks?status=failed")
+	require.Equal(t, 5, strings.Count(p.body, `<p class="warning" role="alert">Tasks with status`), "every page shows the warnings")
+
+	// A job with no tasks, such as a mistyped name, says so.
+	cfg.Job = "tset-job"
+	tr, err = ddbtrack.New(fx.Client, cfg)
+	require.NoError(t, err)
+	h, err = dashboard.New(tr, dashboard.Options{Logger: quiet, Now: fx.Clock.Now})
+	require.NoError(t, err)
+	warnings, err = h.Check(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, []string{`No tasks in job "tset-job" of table "` + fx.Table + `"; check the job's name (--job), or whether it has started (the jobs of a table cannot be listed yet: the library keeps no record per job).`}, warnings)
+	p = serve(t, fx, h).get("/")
+	require.Contains(t, p.body, `<p class="warning" id="no-tasks">No tasks in job &#34;tset-job&#34;`)
+
+	// A table that does not exist fails the check, with the fix.
+	cfg.Table = "ddbtrack-no-such-table"
+	tr, err = ddbtrack.New(fx.Client, cfg)
+	require.NoError(t, err)
+	h, err = dashboard.New(tr, dashboard.Options{Logger: quiet})
+	require.NoError(t, err)
+	_, err = h.Check(t.Context())
+	require.Error(t, err)
+	require.Contains(t, ops.Explain(err).String(), "create it with `ddbtrack create-table`")
 }

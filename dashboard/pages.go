@@ -95,9 +95,17 @@ type overviewPage[S ddbtrack.Status] struct {
 	Chart   chart
 	Window  string
 	Windows []string
+	// NoTasks says the job is empty, and why that may be.
+	NoTasks string
 }
 
 func (s *server[S]) overview(w http.ResponseWriter, r *http.Request) error {
+	// The first page checks that the table and the status names are
+	// right, so that a wrong table fails here with its fix rather than
+	// showing zeros.
+	if _, err := s.health.ensure(r.Context()); err != nil {
+		return err
+	}
 	now := s.opts.Now()
 	win := windows[defaultWindow]
 	if name := r.URL.Query().Get("window"); name != "" {
@@ -116,6 +124,9 @@ func (s *server[S]) overview(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	p := overviewPage[S]{Counts: counts, Chart: c, Window: win.Name, Windows: windowNames()}
+	if counts.Total == 0 {
+		p.NoTasks = capitalize(s.job.NoTasks(r.Context())) + "."
+	}
 	for _, sc := range counts.Statuses {
 		p.Cards = append(p.Cards, card{
 			Name: sc.Name, Role: string(sc.Role), Class: s.statusClass(sc.Status), Value: int(sc.Status), Count: sc.Count,

@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -29,6 +30,8 @@ type server[S ddbtrack.Status] struct {
 	st    *ops.Statuses[S]
 	log   *slog.Logger
 	pages map[string]*template.Template
+	// health is what the check of the table and its names found.
+	health *health
 
 	// token guards actions against cross-site requests. It lives as long
 	// as the handler: a restart invalidates open pages' forms, which then
@@ -39,6 +42,7 @@ type server[S ddbtrack.Status] struct {
 
 func newServer[S ddbtrack.Status](job *ops.Job[S], opts Options) (*server[S], error) {
 	s := &server[S]{opts: opts, job: job, st: job.Statuses(), log: opts.Logger}
+	s.health = &health{run: s.runCheck}
 	var b [32]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms.
 	s.token = hex.EncodeToString(b[:])
@@ -318,13 +322,14 @@ type page struct {
 	Refresh    int // seconds; 0 for none
 	Now        time.Time
 	Nav        string // the list tab or page to highlight
+	Warnings   []string
 	Data       any
 }
 
 func (s *server[S]) render(w http.ResponseWriter, r *http.Request, status int, name string, data any) {
 	p := page{
 		Job: s.job.Name(), Table: s.opts.Table, Base: s.opts.Prefix, ReadOnly: s.opts.ReadOnly,
-		CSRF: s.token, Now: s.opts.Now(), Data: data,
+		CSRF: s.token, Now: s.opts.Now(), Data: data, Warnings: s.health.known(),
 	}
 	switch d := data.(type) {
 	case overviewPage[S]:
@@ -360,6 +365,25 @@ func (s *server[S]) redirect(w http.ResponseWriter, r *http.Request, path string
 		path += sep + extra.Encode()
 	}
 	http.Redirect(w, r, s.link(path), http.StatusSeeOther)
+}
+
+// runCheck is Job.Check told as warnings for the pages.
+func (s *server[S]) runCheck(ctx context.Context) (lasting []string, empty string, err error) {
+	h, err := s.job.Check(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	for _, m := range h.Mismatches {
+		w := capitalize(m.String()) +
+			". The dashboard's tracker does not describe this job's statuses, so counts and lists file tasks under the wrong names: give it the job's own status enum (for ddbtrack serve, fix --statuses)."
+		s.log.Warn("dashboard: " + w)
+		lasting = append(lasting, w)
+	}
+	if h.Empty {
+		empty = capitalize(s.job.NoTasks(ctx)) + "."
+		s.log.Warn("dashboard: " + empty)
+	}
+	return lasting, empty, nil
 }
 
 func capitalize(s string) string {

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/stretchr/testify/require"
 
 	"github.com/ddbtrack/ddbtrack"
@@ -633,15 +634,15 @@ func TestLsIDsCanBePasted(t *testing.T) {
 	require.ElementsMatch(t, []string{"t-fail-1", "t-fail-2", fixture.XSS, fixture.RTL, fixture.Newline, fixture.LongID}, got)
 }
 
-// flakyClient fails the next n queries, as a network blip or throttling
-// would, and passes the rest to the real client.
+// flakyClient fails the next n count queries, as a network blip or
+// throttling would, and passes the rest to the real client.
 type flakyClient struct {
 	ddbtrack.Client
 	n atomic.Int32
 }
 
 func (c *flakyClient) Query(ctx context.Context, in *dynamodb.QueryInput, opts ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error) {
-	if c.n.Add(-1) >= 0 {
+	if in.Select == types.SelectCount && c.n.Add(-1) >= 0 {
 		return nil, errors.New("dial tcp 127.0.0.1:8000: connect: connection refused")
 	}
 	return c.Client.Query(ctx, in, opts...)
@@ -755,4 +756,41 @@ func TestErrorsAndRequeueGroup(t *testing.T) {
 	n, err := fx.Tracker.Count(t.Context(), fixture.Failed)
 	require.NoError(t, err)
 	require.Equal(t, int64(1600), n)
+}
+
+// TestServeFailsOnAMissingTable starts the dashboard on a table that does
+// not exist: it must not start, and must say how to fix it.
+func TestServeFailsOnAMissingTable(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t, fixture.New(t))
+	c.env[envTable] = "ddbtrack-no-such-table"
+	r := c.run("serve", "--addr", "127.0.0.1:0")
+	require.Equal(t, exitNotFound, r.code, r.stderr)
+	require.Empty(t, r.stdout, "it printed an address to open")
+	require.Contains(t, r.stderr, `ddbtrack serve: table "ddbtrack-no-such-table" does not exist at this endpoint and region: check --table, --region and --endpoint-url, or create it with `+"`ddbtrack create-table`")
+}
+
+// TestStatsWarnsOfTheWrongStatusesOrJob runs stats with the statuses of
+// another enum, whose values the job uses under other names, and on a job
+// with no tasks.
+func TestStatsWarnsOfTheWrongStatusesOrJob(t *testing.T) {
+	// Not parallel: --statuses names values process-wide (see Code).
+	defaults, err := parseStatuses(defaultStatuses)
+	require.NoError(t, err)
+	t.Cleanup(defaults.register)
+	fx := fixture.New(t)
+	fx.Seed(t)
+	c := newCLI(t, fx)
+	c.env[envStatuses] = "pending:queued=0,running:resizing=3,failed:retrying=6,succeeded:done=9,ignored:gave-up=10"
+	r := c.run("stats")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Contains(t, r.stderr, `Warning: tasks with status 3 are stored as "s03_in_progress" (task "t-running"), but the configured statuses call 3 "resizing" (the running role): --statuses does not describe this job's enum`)
+	require.Equal(t, 5, strings.Count(r.stderr, "Warning: "), r.stderr)
+
+	delete(c.env, envStatuses)
+	c.env[envJob] = "tset-job"
+	r = c.run("stats")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Contains(t, r.stdout, "total                              0")
+	require.Equal(t, "\nWarning: No tasks in job \"tset-job\" of table \"TABLE\"; check the job's name (--job), or whether it has started (the jobs of a table cannot be listed yet: the library keeps no record per job).\n", r.stderr)
 }

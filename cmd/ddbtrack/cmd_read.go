@@ -61,6 +61,9 @@ minute.`,
 			if *interval < time.Second {
 				return usagef("--interval %v is too short: use at least 1s", *interval)
 			}
+			if err := s.checkJob(ctx); err != nil {
+				return err
+			}
 			failures := 0
 			for {
 				c, err := s.job.Count(ctx, s.now())
@@ -94,8 +97,14 @@ minute.`,
 				} else {
 					err = s.printStats(c, *watch)
 				}
-				if err != nil || !*watch {
+				if err != nil {
 					return err
+				}
+				if c.Total == 0 {
+					fmt.Fprintf(s.stderr, "\nWarning: %s.\n", capitalize(s.job.NoTasks(ctx)))
+				}
+				if !*watch {
+					return nil
 				}
 				select {
 				case <-ctx.Done():
@@ -105,6 +114,29 @@ minute.`,
 			}
 		}
 	},
+}
+
+// checkJob reads one task of each status before a command reports on the
+// job. It fails when the table or its index does not exist, and warns
+// when the names stored with the tasks are not the ones --statuses gives,
+// since counts and lists would then file tasks under the wrong names, as
+// they did for a job whose enum used the default's values otherwise.
+func (s *session) checkJob(ctx context.Context) error {
+	h, err := s.job.Check(ctx)
+	if err != nil {
+		return err
+	}
+	for _, m := range h.Mismatches {
+		fmt.Fprintf(s.stderr, "Warning: %s: --statuses does not describe this job's enum, so tasks are counted and listed under the wrong names; give the job's own names and values (see `ddbtrack help statuses`).\n", m)
+	}
+	return nil
+}
+
+func capitalize(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
 }
 
 // maxBackoff bounds how long stats --watch waits between failed refreshes.

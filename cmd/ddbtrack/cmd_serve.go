@@ -66,6 +66,12 @@ job's tasks, which DynamoDB bills as reads of the whole status index.`,
 			if err != nil {
 				return err
 			}
+			// A mistyped table would otherwise start a dashboard whose
+			// every page fails; fail here, with the fix, instead. The
+			// dashboard logs its warnings (wrong status names, no tasks).
+			if _, err := h.Check(ctx); err != nil {
+				return err
+			}
 			ln, err := net.Listen("tcp", *addr)
 			if err != nil {
 				return fmt.Errorf("listen on %s: %w; pick another port with --addr", *addr, err)
