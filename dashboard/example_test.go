@@ -68,12 +68,17 @@ func ExampleNew() {
 		panic(err)
 	}
 
-	ops, err := dashboard.New(tracker, dashboard.Options{Prefix: "/ops/tasks", ReadOnly: true})
+	dash, err := dashboard.New(tracker, dashboard.Options{Prefix: "/ops/tasks", ReadOnly: true})
 	if err != nil {
 		panic(err)
 	}
+	// Fail at start if the table or its index is missing, rather than on
+	// the first page.
+	if _, err := dash.Check(ctx); err != nil {
+		panic(err)
+	}
 	mux := http.NewServeMux()
-	mux.Handle("/ops/tasks/", ops)
+	mux.Handle("/ops/tasks/", dash)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
