@@ -69,9 +69,9 @@ const idConcurrency = 16
 // reason, and so are the tasks of an error group (Filter.Group), which
 // DynamoDB cannot select; the rest are then moved in batches of at most
 // 100, each bounded to the time span of its tasks so that it reads no more
-// of the index than it must. Each task still moves
-// with the library's one conditional write, so a task that changed since it
-// was read is skipped, never overwritten.
+// of the index than it must. Each task still moves with the library's one
+// conditional write, so a task that changed since it was read is skipped,
+// never overwritten.
 func (j *Job[S]) Requeue(ctx context.Context, f Filter[S], now time.Time, dryRun bool, progress func(ddbtrack.RequeueResult)) (RequeueResult, error) {
 	if len(f.IDs) == 0 && f.Group == "" {
 		res, err := j.tr.Requeue(ctx, f.requeue(j.st, now, dryRun, progress))
@@ -111,7 +111,7 @@ func (j *Job[S]) Requeue(ctx context.Context, f Filter[S], now time.Time, dryRun
 	if len(f.IDs) > 0 && err == nil {
 		for _, t := range tasks {
 			if !moved[t.ID] {
-				res.Refused = append(res.Refused, refusal(t.ID, ErrChanged))
+				res.Refused = append(res.Refused, refusal(t.ID, fmt.Errorf("task %q %w", t.ID, ErrChanged)))
 			}
 		}
 	}
