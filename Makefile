@@ -75,7 +75,7 @@ $(NODE_STAMP): package.json package-lock.json
 	$(NPM) ci --no-audit --no-fund
 	touch $@
 
-browser-deps: ## Install Chromium for the dashboard's browser test, unless one is on PATH.
+browser-deps: ## Install Chromium and tmux for the browser and terminal tests, unless they are on PATH.
 	@internal/dev/browser-deps.sh
 
 vet: ## Run go vet on every module.

@@ -649,12 +649,13 @@ func (t *Tracker[S]) registerWrite(now time.Time) *write {
 }
 
 // countClaimWrite takes the lease on a refresh of the job's shared counts,
-// if they are older than maxAge and no other refresh holds it. It also
-// registers the job.
+// if they are older than maxAge and no other refresh holds it. It does not
+// register the job: a viewer that mistyped a job's name must not make it
+// a job.
 func (t *Tracker[S]) countClaimWrite(token string, now time.Time, maxAge time.Duration) *write {
-	w := t.registerWrite(now)
-	w.op = "refresh the counts of job"
-	w.expr.Set(attrCountingOwner, strAV(token)).
+	w := &write{op: "refresh the counts of job", taskID: t.cfg.Job, job: true}
+	w.expr.Value("now", numAV(now.UnixMilli())).
+		Set(attrCountingOwner, strAV(token)).
 		Set(attrCountingUntil, numAV(now.Add(countLease).UnixMilli())).
 		Where("(attribute_not_exists(#counting_until) OR #counting_until < :now) AND "+
 			"(attribute_not_exists(#counted_at) OR #counted_at < :stale)").
@@ -663,12 +664,13 @@ func (t *Tracker[S]) countClaimWrite(token string, now time.Time, maxAge time.Du
 }
 
 // countStoreWrite stores fresh shared counts, taken at at, and ends the
-// refresh that token holds.
+// refresh that token holds; with no counts, it only ends the refresh.
 func (t *Tracker[S]) countStoreWrite(token string, counts map[string]types.AttributeValue, at time.Time) *write {
 	w := &write{op: "store the counts of job", taskID: t.cfg.Job, job: true}
-	w.expr.Set(attrCounts, &types.AttributeValueMemberM{Value: counts}).
-		Set(attrCountedAt, numAV(at.UnixMilli())).
-		Remove(attrCountingOwner, attrCountingUntil).
+	if counts != nil {
+		w.expr.Set(attrCounts, &types.AttributeValueMemberM{Value: counts}).Set(attrCountedAt, numAV(at.UnixMilli()))
+	}
+	w.expr.Remove(attrCountingOwner, attrCountingUntil).
 		Where("#counting_token = :token").
 		Value("token", strAV(token))
 	return w

@@ -97,7 +97,10 @@ func (t *Tracker[S]) Requeue(ctx context.Context, opts RequeueOptions[S]) (Reque
 			"leave it out; use Tracker.Reset to restart the attempt count of one pending task")
 	}
 	start := t.cfg.Now()
-	filter := expression.Name(attrUpdatedAt).LessThan(expression.Value(ceilMillis(start)))
+	// A task that changed after Requeue started (one it moved, claimed and
+	// failed again) is not moved twice by the same run. The millisecond it
+	// started in counts as before it: stored times are milliseconds.
+	filter := expression.Name(attrUpdatedAt).LessThanEqual(expression.Value(start.UnixMilli()))
 	if opts.Filter.IsSet() {
 		filter = opts.Filter.And(filter)
 	}

@@ -63,6 +63,9 @@ func (t *Tracker[S]) refreshCounts(ctx context.Context, now time.Time, maxAge ti
 	}
 	c, err := t.count(ctx, t.roles())
 	if err != nil {
+		// Give the refresh up at once, or the next caller would wait out
+		// its lease for counts that are not coming.
+		_, _ = t.send(context.WithoutCancel(ctx), t.countStoreWrite(token, nil, time.Time{}))
 		return Counts[S]{}, false, err
 	}
 	byName := make(map[string]types.AttributeValue, len(c.ByStatus))
@@ -115,8 +118,8 @@ func subset[S Status](some, all []S) bool {
 
 // register records that the job exists, so that Jobs lists it. It is one
 // write, safe to repeat, made by CreateTable, each CreateMany and each
-// Process, and by every refresh of the shared counts, but never by Create
-// or Start, which keep a task's path at three writes.
+// Process, but never by Create or Start, which keep a task's path at three
+// writes.
 func (t *Tracker[S]) register(ctx context.Context) error {
 	_, err := t.send(ctx, t.registerWrite(t.cfg.Now()))
 	return err
@@ -125,9 +128,9 @@ func (t *Tracker[S]) register(ctx context.Context) error {
 // Jobs lists the jobs of the tracker's table, by name, in byte order. It
 // reads the status index, where each job has an entry of its own, so it
 // costs one query whatever the size of the jobs. A job is listed once
-// one of its trackers has run CreateTable, CreateMany, Process or a shared
-// Count (Config.CountMaxAge); Create and Start alone add no write to a
-// task's path, so a job made only by them is not.
+// one of its trackers has run CreateTable, CreateMany or Process; Create
+// and Start alone add no write to a task's path, so a job made only by
+// them is not.
 func (t *Tracker[S]) Jobs(ctx context.Context) ([]string, error) {
 	e, err := expression.NewBuilder().
 		WithKeyCondition(expression.Key(attrStatusKey).Equal(expression.Value(jobsKey))).

@@ -12,10 +12,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
-
 	"github.com/ddbtrack/ddbtrack"
-	"github.com/ddbtrack/ddbtrack/cmd/ddbtrack/internal/ops"
+	"github.com/ddbtrack/ddbtrack/dashboard/ops"
 )
 
 // Exit codes. Scripts can tell "nothing to do" from "broken" from "you
@@ -43,6 +41,9 @@ type app struct {
 	// dial overrides how the DynamoDB client is made; tests use it to
 	// reach their shared server. Nil means loadClient.
 	dial func(ctx context.Context, c *common) (ddbtrack.Client, error)
+	// explain tells an error as an operator needs it; once a command has
+	// its job, it names the job's table. Nil means ops.Explain.
+	explain func(error) ops.Explanation
 }
 
 // command is one subcommand. define registers the command's own flags on
@@ -64,8 +65,11 @@ type runFunc func(ctx context.Context, s *session, args []string) error
 type session struct {
 	*app
 	common  *common
-	tracker *ddbtrack.Tracker[ops.Code]
-	st      *ops.Statuses
+	tracker *ddbtrack.Tracker[Code]
+	// job is the tracker's job as the operator sees it; commands reach the
+	// library through it, apart from create-table.
+	job *ops.Job[Code]
+	st  *ops.Statuses[Code]
 }
 
 // commands is the command list in the order help shows it.
@@ -73,7 +77,7 @@ var commands []*command
 
 func init() {
 	commands = []*command{
-		cmdCreateTable, cmdStats, cmdLs, cmdShow, cmdRequeue, cmdReset, cmdDelete, cmdServe,
+		cmdCreateTable, cmdStats, cmdLs, cmdShow, cmdErrors, cmdRequeue, cmdReset, cmdDelete, cmdServe,
 		cmdCompletion, cmdVersion,
 	}
 }
@@ -170,7 +174,9 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 }
 
 // report prints err, if any, with what to do about it, and returns the
-// exit code.
+// exit code. Every message goes through ops.Visible, whatever built it, so
+// that no value an error carries from DynamoDB (a lease owner, a status
+// name, a task ID) reaches the terminal as a control sequence.
 func (a *app) report(ctx context.Context, cmd *command, err error) int {
 	if err == nil {
 		return exitOK
@@ -180,26 +186,23 @@ func (a *app) report(ctx context.Context, cmd *command, err error) int {
 		errs = multiError{err}
 	}
 	for _, e := range errs {
-		fmt.Fprintf(a.stderr, "ddbtrack %s: %s\n", cmd.name, message(e))
+		fmt.Fprintf(a.stderr, "ddbtrack %s: %s\n", cmd.name, ops.Visible(a.message(e), true))
 	}
 	return exitCode(ctx, err)
 }
 
 // message says what went wrong in the command's words: the library's
-// hints name Go methods, which mean nothing to someone at a shell.
-func message(err error) string {
-	var te *ddbtrack.TaskError
-	switch {
-	case errors.As(err, &te) && errors.Is(te.Err, ddbtrack.ErrTaskNotFound):
-		return fmt.Sprintf("task %q not found in job %q: check the ID, and --job and --table; `ddbtrack ls --id-contains TEXT` finds IDs", te.TaskID, te.Job)
-	case errors.As(err, &te) && errors.Is(te.Err, ddbtrack.ErrTaskLocked):
-		return fmt.Sprintf("task %q is %s and worker %s holds its lease until %s: wait for the worker to finish, or for the lease to expire",
-			te.TaskID, te.StatusName, te.LeaseOwner, formatTime(te.LeaseExpiresAt))
-	case isTableMissing(err):
-		return strings.TrimPrefix(err.Error(), "ddbtrack: ") +
-			"\n  The table does not exist there: check --table, --region and --endpoint-url, or create it with `ddbtrack create-table`."
+// hints name Go methods, and the SDK's name exceptions, which mean little
+// to someone at a shell. ops.Explain tells them as an operator needs them.
+func (a *app) message(err error) string {
+	var usage *usageError
+	if errors.As(err, &usage) {
+		return usage.msg
 	}
-	return strings.TrimPrefix(err.Error(), "ddbtrack: ")
+	if a.explain != nil {
+		return a.explain(err).String()
+	}
+	return ops.Explain(err).String()
 }
 
 // multiError holds the failures of a command that goes on after one task
@@ -227,21 +230,16 @@ func joinErrors(errs []error) error {
 func exitCode(ctx context.Context, err error) int {
 	var usage *usageError
 	switch {
-	case errors.As(err, &usage), errors.Is(err, ddbtrack.ErrInvalidOption):
+	case errors.As(err, &usage), ops.IsBadInput(err):
 		return exitUsage
-	case errors.Is(err, ddbtrack.ErrTaskNotFound), isTableMissing(err):
+	case ops.IsNotFound(err), ops.IsTableMissing(err):
 		return exitNotFound
-	case errors.Is(err, ddbtrack.ErrTaskLocked):
+	case ops.IsLocked(err):
 		return exitLocked
 	case ctx.Err() != nil && errors.Is(err, context.Canceled):
 		return exitInterrupted
 	}
 	return exitFailure
-}
-
-func isTableMissing(err error) bool {
-	var rnf *types.ResourceNotFoundException
-	return errors.As(err, &rnf)
 }
 
 // open connects to DynamoDB and builds the tracker from the common flags.
@@ -254,11 +252,11 @@ func (s *session) open(ctx context.Context) error {
 	if c.job == "" {
 		return usagef("no job: pass --job NAME or set %s", envJob)
 	}
-	st, err := ops.ParseStatuses(c.statuses)
+	spec, err := parseStatuses(c.statuses)
 	if err != nil {
 		return usagef("--statuses: %v", err)
 	}
-	st.Register()
+	spec.register()
 	dial := s.dial
 	if dial == nil {
 		dial = loadClient
@@ -267,23 +265,20 @@ func (s *session) open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.st = st
-	s.tracker, err = ddbtrack.New(client, ddbtrack.Config[ops.Code]{
-		Table:     c.table,
-		Job:       c.job,
-		Pending:   st.Of(ops.Pending),
-		Running:   st.Of(ops.Running),
-		Failed:    st.Of(ops.Failed),
-		Succeeded: st.Of(ops.Succeeded),
-		Ignored:   st.Of(ops.Ignored),
-		// The command never starts a task; listing the other statuses as
-		// startable only tells the tracker they belong to the job.
-		Startable: st.Extra(),
-		Shards:    c.shards,
-		Logger:    slog.New(slog.NewTextHandler(s.stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		Now:       s.now,
-	})
-	return err
+	cfg := spec.config(c.table, c.job)
+	cfg.Shards = c.shards
+	// Viewers share the job's counts, so that however many dashboards and
+	// watchers are open, the job is counted once per CountMaxAge.
+	cfg.CountMaxAge = countMaxAge
+	cfg.Logger = slog.New(slog.NewTextHandler(s.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	cfg.Now = s.now
+	if s.tracker, err = ddbtrack.New(client, cfg); err != nil {
+		return err
+	}
+	s.job = ops.NewJob(s.tracker)
+	s.st = s.job.Statuses()
+	s.explain = s.job.Explain
+	return nil
 }
 
 // Environment variables that supply defaults for the common flags.
@@ -308,7 +303,7 @@ func registerCommon(fs *flag.FlagSet, getenv func(string) string) *common {
 	fs.StringVar(&c.job, "job", getenv(envJob), "job `name` ($"+envJob+")")
 	statuses := getenv(envStatuses)
 	if statuses == "" {
-		statuses = ops.DefaultStatuses
+		statuses = defaultStatuses
 	}
 	fs.StringVar(&c.statuses, "statuses", statuses, "the job's status `list` as role:name=value,... ($"+envStatuses+"; see `ddbtrack help statuses`)")
 	shards, _ := strconv.Atoi(getenv(envShards))
@@ -321,6 +316,11 @@ func registerCommon(fs *flag.FlagSet, getenv func(string) string) *common {
 	fs.StringVar(&c.endpoint, "endpoint-url", "", "DynamoDB endpoint `URL`, e.g. http://127.0.0.1:8000; defaults to $AWS_ENDPOINT_URL_DYNAMODB")
 	return c
 }
+
+// countMaxAge is how old the counts that stats, stats --watch and the
+// dashboard show may be: they are the job's shared counts, refreshed by one
+// viewer at a time.
+const countMaxAge = 10 * time.Second
 
 // defaultShards is the default of ddbtrack's Config.Shards, which a job
 // that does not set it is indexed with.
@@ -424,7 +424,7 @@ status in the table.
 
 The default is the seed notebook's enum, which 'make demo' uses:
 
-  ` + ops.DefaultStatuses + `
+  ` + defaultStatuses + `
 
 Commands accept a status as its role, its name or its number: --status failed,
 --status s06_failed and --status 6 mean the same.

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -12,15 +13,19 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/ddbtrack/ddbtrack/ddbtracktest"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/stretchr/testify/require"
 
-	"github.com/ddbtrack/ddbtrack/cmd/ddbtrack/internal/fixture"
-	"github.com/ddbtrack/ddbtrack/cmd/ddbtrack/internal/ops"
-	"github.com/ddbtrack/ddbtrack/ddbtracktest"
+	"github.com/ddbtrack/ddbtrack"
+	"github.com/ddbtrack/ddbtrack/dashboard/ops"
+	fixture "github.com/ddbtrack/ddbtrack/internal/dev/opsfixture"
 )
 
 // cursorRE matches a cursor, which encodes the random table name and so
@@ -78,6 +83,10 @@ func TestGolden(t *testing.T) {
 		{"requeue-dry-run-filter", []string{"requeue", "--error-contains", "connection reset", "--since", "1h"}, exitOK},
 		{"requeue-dry-run-json", []string{"requeue", "--json", "--status", "ignored"}, exitOK},
 		{"delete-dry-run", []string{"delete", "--status", "failed,ignored"}, exitOK},
+		{"errors", []string{"errors"}, exitOK},
+		{"errors-json", []string{"errors", "--json", "--status", "failed"}, exitOK},
+		{"errors-none", []string{"errors", "--error-contains", "nothing like this"}, exitOK},
+		{"requeue-group-dry-run", []string{"requeue", "--group", "9205e6d1c2"}, exitOK},
 		{"reset-locked", []string{"reset", "t-running"}, exitLocked},
 		{"help", []string{"help"}, exitOK},
 		{"help-ls", []string{"ls", "--help"}, exitOK},
@@ -134,7 +143,8 @@ func TestMissingTableSaysHowToCreateIt(t *testing.T) {
 	c.env[envTable] = "ddbtrack-no-such-table"
 	r := c.run("ls")
 	require.Equal(t, exitNotFound, r.code, r.stderr)
-	require.Contains(t, r.stderr, "ddbtrack create-table")
+	require.True(t, strings.HasPrefix(r.stderr, "ddbtrack ls: table \"ddbtrack-no-such-table\" does not exist at this endpoint and region: "+
+		"check --table, --region and --endpoint-url, or create it with `ddbtrack create-table`\n  DynamoDB said: "), r.stderr)
 }
 
 func TestCreateTable(t *testing.T) {
@@ -169,7 +179,7 @@ func TestRequeueMovesMatchingTasks(t *testing.T) {
 	// Nothing is left to move.
 	r = c.run("requeue", "--error-contains", "connection reset", "--yes", "--json")
 	require.Equal(t, exitOK, r.code, r.stderr)
-	require.JSONEq(t, `{"dry_run": false, "matched": 0, "moved": 0, "skipped": 0}`, r.stdout)
+	require.JSONEq(t, `{"dry_run": false, "matched": 0, "moved": 0, "skipped": 0, "refused": []}`, r.stdout)
 }
 
 func TestRequeueNamedTasks(t *testing.T) {
@@ -178,14 +188,25 @@ func TestRequeueNamedTasks(t *testing.T) {
 	fx.Seed(t)
 	c := newCLI(t, fx)
 
-	// t-ok is not failed or ignored, so naming it moves nothing.
-	r := c.run("requeue", "--yes", "t-ignored", "t-ok", "--", fixture.XSS)
-	require.Equal(t, exitOK, r.code, r.stderr)
+	// t-ok is not failed or ignored, and t-nope does not exist: each is
+	// named, with the reason, and the command fails. The others move.
+	r := c.run("requeue", "--yes", "t-ignored", "t-ok", "t-nope", "--", fixture.XSS)
+	require.Equal(t, exitNotFound, r.code, r.stderr)
 	require.Equal(t, "Requeued 2 tasks to s00_todo.\n", r.stdout)
+	require.Equal(t, `ddbtrack requeue: task "t-nope" not found in job "nightly-import": check the ID, and --job and --table; `+"`ddbtrack ls --id-contains TEXT` finds IDs"+`
+ddbtrack requeue: task "t-ok" is s09_success, not s06_failed or s10_ignore: requeue moves only those; `+"`ddbtrack reset` runs a task again from any status"+`
+`, r.stderr)
 	require.Equal(t, "s00_todo", fx.Status(t, "t-ignored"))
 	require.Equal(t, "s00_todo", fx.Status(t, fixture.XSS))
 	require.Equal(t, "s09_success", fx.Status(t, "t-ok"))
 	require.Equal(t, "s06_failed", fx.Status(t, "t-fail-1"))
+
+	// A dry run names them too, and so does --json.
+	r = c.run("requeue", "--json", "t-fail-1", "t-ok")
+	require.Equal(t, exitFailure, r.code, r.stderr)
+	require.JSONEq(t, `{"dry_run": true, "matched": 1, "moved": 0, "skipped": 0, "refused": [
+		{"id": "t-ok", "reason": "task \"t-ok\" is s09_success, not s06_failed or s10_ignore: requeue moves only those; `+"`ddbtrack reset` runs a task again from any status"+`"}]}`, r.stdout)
+	require.Contains(t, r.stderr, `task "t-ok" is s09_success`)
 }
 
 func TestRequeueStuck(t *testing.T) {
@@ -242,22 +263,45 @@ func TestDelete(t *testing.T) {
 	fx.Seed(t)
 	c := newCLI(t, fx)
 
-	r := c.run("delete", "t-ok")
+	// Without --yes, a dry run.
+	r := c.run("delete", "t-ok", "t-stuck")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Equal(t, "Would delete t-ok (s09_success).\nWould delete t-stuck (s03_in_progress).\nDry run: nothing changed. Run again with --yes to delete them.\n", r.stdout)
+	require.Equal(t, "s09_success", fx.Status(t, "t-ok"))
+
+	r = c.run("delete", "--yes", "t-ok")
 	require.Equal(t, exitOK, r.code, r.stderr)
 	require.Equal(t, "Deleted t-ok.\n", r.stdout)
 	_, err := fx.Tracker.Get(t.Context(), "t-ok")
 	require.Error(t, err)
 
-	r = c.run("delete", "t-ok")
+	r = c.run("delete", "--yes", "t-ok")
 	require.Equal(t, exitNotFound, r.code)
+
+	// A task that a worker holds under a live lease is refused, dry run or
+	// not, unless --force.
+	for _, args := range [][]string{{"delete", "t-running"}, {"delete", "--yes", "t-running"}} {
+		r = c.run(args...)
+		require.Equal(t, exitLocked, r.code, "%v: %s", args, r.stderr)
+		require.Contains(t, r.stderr, `task "t-running" is s03_in_progress and worker worker-7 holds its lease until 2025-01-02 03:41:00Z`)
+		require.Equal(t, "s03_in_progress", fx.Status(t, "t-running"))
+	}
+	r = c.run("delete", "--force", "t-running")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Equal(t, "Would delete t-running (s03_in_progress, held by worker worker-7 until 2025-01-02 03:41:00Z).\nDry run: nothing changed. Run again with --yes to delete it.\n", r.stdout)
+	r = c.run("delete", "--yes", "--force", "t-running")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	_, err = fx.Tracker.Get(t.Context(), "t-running")
+	require.Error(t, err)
+	require.Equal(t, exitUsage, c.run("delete", "--force", "--status", "failed").code)
 
 	r = c.run("delete", "--status", "failed", "--yes")
 	require.Equal(t, exitOK, r.code, r.stderr)
 	require.Equal(t, "Deleted 3 tasks.\n", r.stdout)
-	failed := fx.Statuses.Of(ops.Failed)
-	n, err := fx.Tracker.Count(t.Context(), failed)
+	counts, err := fx.Tracker.Count(t.Context(), fixture.Failed)
 	require.NoError(t, err)
-	require.Zero(t, n.ByStatus[failed])
+	n := counts.ByStatus[fixture.Failed]
+	require.Zero(t, n)
 
 	require.Equal(t, exitUsage, c.run("delete").code)
 	require.Equal(t, exitUsage, c.run("delete", "t-x", "--status", "failed").code)
@@ -327,7 +371,7 @@ func (c *cli) lsIDs(t *testing.T, args ...string) []string {
 func TestShowPrintsStacks(t *testing.T) {
 	t.Parallel()
 	fx := fixture.New(t)
-	fx.Panic(t, "t-panic")
+	fx.Panic(t, "t-panic", nil)
 	r := newCLI(t, fx).run("show", "t-panic")
 	require.Equal(t, exitOK, r.code, r.stderr)
 	require.Contains(t, r.stdout, "panic: assignment to entry in nil map")
@@ -354,10 +398,11 @@ func TestStatsWatchStopsOnInterrupt(t *testing.T) {
 // TestCustomStatuses uses another enum, and an extra pipeline status,
 // through DDBTRACK_STATUSES.
 func TestCustomStatuses(t *testing.T) {
-	// Not parallel: the names are process-wide (see ops.Code), and these
+	// Not parallel: the names are process-wide (see Code), and these
 	// give values of the default enum other names.
-	defaults := ops.MustParseStatuses(ops.DefaultStatuses)
-	t.Cleanup(defaults.Register)
+	defaults, err := parseStatuses(defaultStatuses)
+	require.NoError(t, err)
+	t.Cleanup(defaults.register)
 
 	fx := fixture.New(t)
 	c := newCLI(t, fx)
@@ -418,7 +463,7 @@ func TestLoadClient(t *testing.T) {
 	t.Parallel()
 	fx := fixture.New(t)
 	fx.Seed(t)
-	endpoint := aws.ToString(ddbtracktest.Client(t).Options().BaseEndpoint)
+	endpoint := fixture.Endpoint(t)
 	if endpoint == "" {
 		t.Skip("the tests run against real AWS, where --endpoint-url does not apply")
 	}
@@ -542,4 +587,213 @@ func TestServeRefusesBadFlags(t *testing.T) {
 	r = c.run("serve", "--addr", ln.Addr().String())
 	require.Equal(t, exitFailure, r.code)
 	require.Contains(t, r.stderr, "pick another port with --addr")
+}
+
+// unquote reads a word as bash does, for tests of what the command prints
+// for pasting.
+func unquote(t *testing.T, word string) string {
+	t.Helper()
+	cmd := exec.Command("bash", "-c", "printf '%s' "+word)
+	cmd.Env = append(cmd.Environ(), "LC_ALL=C.UTF-8")
+	out, err := cmd.Output()
+	require.NoError(t, err, "bash could not read %s", word)
+	return string(out)
+}
+
+func TestPasteID(t *testing.T) {
+	t.Parallel()
+	for _, id := range []string{
+		"t-17", "photos/00017.jpg", "a b", `it's "quoted"`, "back\\slash", "tab\there", "two\nlines",
+		"esc\x1b[31m", "rtl-\u202Egnp.exe", "bad \xff byte", "ünïcødé ✓", "$(reboot)", "-dash", fixture.XSS,
+	} {
+		p := pasteID(id)
+		require.Equal(t, id, unquote(t, p), "pasteID(%q) = %s", id, p)
+		require.True(t, ops.IsVisible(p, false), "pasteID(%q) = %q is not safe to print", id, p)
+	}
+	require.Equal(t, "t-17", pasteID("t-17"), "plain IDs are left alone")
+}
+
+// TestLsIDsCanBePasted lists tasks whose IDs are long or hold a newline,
+// quotes, markup or a bidirectional control, and pastes each ID that ls
+// shows into show, through bash, as an operator would.
+func TestLsIDsCanBePasted(t *testing.T) {
+	t.Parallel()
+	fx := fixture.New(t)
+	fx.Seed(t)
+	fx.SeedHostile(t)
+	c := newCLI(t, fx)
+	r := c.run("ls", "--status", "failed")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	lines := strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n")
+	width := strings.Index(lines[0], "STATUS")
+	var got []string
+	for _, line := range lines[1:] {
+		id := unquote(t, strings.TrimSpace(line[:width]))
+		show := c.run("show", "--", id)
+		require.Equal(t, exitOK, show.code, "%s: %s", line[:width], show.stderr)
+		got = append(got, id)
+	}
+	require.ElementsMatch(t, []string{"t-fail-1", "t-fail-2", fixture.XSS, fixture.RTL, fixture.Newline, fixture.LongID}, got)
+}
+
+// flakyClient fails the next n count queries, as a network blip or
+// throttling would, and passes the rest to the real client.
+type flakyClient struct {
+	ddbtrack.Client
+	n atomic.Int32
+}
+
+func (c *flakyClient) Query(ctx context.Context, in *dynamodb.QueryInput, opts ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error) {
+	if in.Select == types.SelectCount && c.n.Add(-1) >= 0 {
+		return nil, errors.New("dial tcp 127.0.0.1:8000: connect: connection refused")
+	}
+	return c.Client.Query(ctx, in, opts...)
+}
+
+// TestStatsWatchSurvivesAFailedRefresh fails the first refresh of a watch
+// and checks that the watch says so, waits, and carries on.
+func TestStatsWatchSurvivesAFailedRefresh(t *testing.T) {
+	t.Parallel()
+	fx := fixture.New(t)
+	fx.Seed(t)
+	client := &flakyClient{Client: fx.Client}
+	client.n.Store(1)
+	c := newCLI(t, fx)
+	var stdout, stderr syncBuffer
+	a := &app{stdout: &stdout, stderr: &stderr, getenv: c.getenv, now: fx.Clock.Now,
+		dial: func(context.Context, *common) (ddbtrack.Client, error) { return client, nil }}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan int, 1)
+	go func() { done <- a.run(ctx, []string{"stats", "--watch", "--interval", "1s"}) }()
+	require.Eventually(t, func() bool { return strings.Contains(stdout.String(), "1 task stuck") }, 10*time.Second, 20*time.Millisecond,
+		"the watch did not carry on after a failed refresh; stderr:\n%s", stderr.String())
+	cancel()
+	require.Equal(t, exitOK, <-done, stderr.String())
+	require.Regexp(t, `^ddbtrack stats: .*connection refused\n`, stderr.String())
+	require.Contains(t, stderr.String(), "Refresh 1 failed at 2025-01-02 03:35:00Z; retrying in 1s (Ctrl-C to stop).")
+}
+
+func TestBackoff(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		interval time.Duration
+		n        int
+		want     time.Duration
+	}{
+		{5 * time.Second, 1, 5 * time.Second},
+		{5 * time.Second, 2, 10 * time.Second},
+		{5 * time.Second, 4, 40 * time.Second},
+		{5 * time.Second, 9, time.Minute},
+		{2 * time.Minute, 3, 2 * time.Minute},
+	} {
+		require.Equal(t, tc.want, backoff(tc.interval, tc.n), "%v, %d", tc.interval, tc.n)
+	}
+}
+
+// TestServeOnAllInterfacesPrintsAnAddressToOpen starts the dashboard on
+// ":0", every interface, and opens the address it prints.
+func TestServeOnAllInterfacesPrintsAnAddressToOpen(t *testing.T) {
+	t.Parallel()
+	fx := fixture.New(t)
+	fx.Seed(t)
+	c := newCLI(t, fx)
+	var stdout, stderr syncBuffer
+	a := &app{stdout: &stdout, stderr: &stderr, getenv: c.getenv, now: fx.Clock.Now, dial: c.dial}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan int, 1)
+	go func() { done <- a.run(ctx, []string{"serve", "--addr", ":0", "--read-only"}) }()
+	urlRE := regexp.MustCompile(`: (http://\S+)\n`)
+	var m []string
+	require.Eventually(t, func() bool {
+		m = urlRE.FindStringSubmatch(stdout.String())
+		return m != nil
+	}, 10*time.Second, 10*time.Millisecond, "serve printed no URL; stderr: %s", stderr.String())
+	require.Regexp(t, `^http://localhost:\d+/$`, m[1])
+	resp, err := http.Get(m[1] + "tasks?status=stuck")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, stderr.String(), "reachable from other machines")
+	cancel()
+	require.Equal(t, exitOK, <-done, stderr.String())
+}
+
+// TestErrorsAndRequeueGroup groups 2,000 failures with five causes, shows
+// them as five lines, and requeues one group whole.
+func TestErrorsAndRequeueGroup(t *testing.T) {
+	t.Parallel()
+	fx := fixture.New(t)
+	fx.FailMany(t, 2000, func(i int) (string, string) {
+		msgs := []string{
+			"timeout after %ds calling 10.0.3.%d:443",
+			"dial tcp 10.1.%[2]d.%[1]d:5432: connect: connection refused (try %[2]d)",
+			"row %d: column \"amount%d\" is text, want numeric",
+			"open s3://bucket/part-%05d-%d.csv: no such key",
+			"worker %d ran out of memory after %d MiB",
+		}
+		return fmt.Sprintf("task-%04d", i), fmt.Sprintf(msgs[i%5], i%250, i%7)
+	})
+	c := newCLI(t, fx)
+	r := c.run("errors")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	require.Len(t, lines, 1+5+2, "a header, five groups, a blank line and the summary; the first lines:\n%s", strings.Join(lines[:min(len(lines), 12)], "\n"))
+	require.Equal(t, "5 groups in 2000 tasks read (s06_failed or s10_ignore).", lines[7])
+	var group string
+	for _, line := range lines[1:6] {
+		f := strings.Fields(line)
+		require.Equal(t, "400", f[1], line)
+		if strings.Contains(line, "connection refused") {
+			group = f[0]
+		}
+	}
+	require.NotEmpty(t, group)
+
+	r = c.run("requeue", "--group", group)
+	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Contains(t, r.stdout, "400 tasks match (s06_failed or s10_ignore, error group "+group+").\nDry run: nothing changed.")
+	r = c.run("requeue", "--group", group, "--yes")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Equal(t, "Requeued 400 tasks to s00_todo.\n", r.stdout)
+	counts, err := fx.Tracker.Count(t.Context(), fixture.Failed)
+	require.NoError(t, err)
+	n := counts.ByStatus[fixture.Failed]
+	require.Equal(t, int64(1600), n)
+}
+
+// TestServeFailsOnAMissingTable starts the dashboard on a table that does
+// not exist: it must not start, and must say how to fix it.
+func TestServeFailsOnAMissingTable(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t, fixture.New(t))
+	c.env[envTable] = "ddbtrack-no-such-table"
+	r := c.run("serve", "--addr", "127.0.0.1:0")
+	require.Equal(t, exitNotFound, r.code, r.stderr)
+	require.Empty(t, r.stdout, "it printed an address to open")
+	require.Contains(t, r.stderr, `ddbtrack serve: table "ddbtrack-no-such-table" does not exist at this endpoint and region: check --table, --region and --endpoint-url, or create it with `+"`ddbtrack create-table`")
+}
+
+// TestStatsWarnsOfTheWrongStatusesOrJob runs stats with the statuses of
+// another enum, whose values the job uses under other names, and on a job
+// with no tasks.
+func TestStatsWarnsOfTheWrongStatusesOrJob(t *testing.T) {
+	// Not parallel: --statuses names values process-wide (see Code).
+	defaults, err := parseStatuses(defaultStatuses)
+	require.NoError(t, err)
+	t.Cleanup(defaults.register)
+	fx := fixture.New(t)
+	fx.Seed(t)
+	c := newCLI(t, fx)
+	c.env[envStatuses] = "pending:queued=0,running:resizing=3,failed:retrying=6,succeeded:done=9,ignored:gave-up=10"
+	r := c.run("stats")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Contains(t, r.stderr, `Warning: tasks with status 3 are stored as "s03_in_progress" (task "t-running"), but the configured statuses call 3 "resizing" (the running role): --statuses does not describe this job's enum`)
+	require.Equal(t, 5, strings.Count(r.stderr, "Warning: "), r.stderr)
+
+	delete(c.env, envStatuses)
+	c.env[envJob] = "tset-job"
+	r = c.run("stats")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Contains(t, r.stdout, "total                              0")
+	require.Equal(t, "\nWarning: No tasks in job \"tset-job\" of table \"TABLE\"; the table holds the jobs \"nightly-import\".\n", r.stderr)
 }

@@ -11,7 +11,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/ddbtrack/ddbtrack"
-	"github.com/ddbtrack/ddbtrack/cmd/ddbtrack/internal/ops"
+	"github.com/ddbtrack/ddbtrack/dashboard/ops"
 )
 
 var cmdCreateTable = &command{
@@ -47,7 +47,11 @@ then 'ddbtrack ls --stuck' lists it and 'ddbtrack requeue --stuck' requeues
 it.
 
 Counting reads the whole status index for the job (DynamoDB bills a count
-like a read), so --watch with a short --interval on a large job costs money.`,
+like a read), so --watch with a short --interval on a large job costs money.
+
+A refresh that fails does not end --watch: it prints the error and tries
+again after --interval, doubling the wait while it keeps failing, up to a
+minute.`,
 	define: func(fs *flag.FlagSet) runFunc {
 		asJSON := fs.Bool("json", false, "print JSON (one object per refresh with --watch)")
 		watch := fs.Bool("watch", false, "refresh until interrupted")
@@ -59,14 +63,34 @@ like a read), so --watch with a short --interval on a large job costs money.`,
 			if *interval < time.Second {
 				return usagef("--interval %v is too short: use at least 1s", *interval)
 			}
+			if err := s.checkJob(ctx); err != nil {
+				return err
+			}
+			failures := 0
 			for {
-				c, err := ops.Count(ctx, s.tracker, s.st, s.now())
-				if err != nil {
-					if *watch && ctx.Err() != nil {
-						return nil // Interrupting --watch is how it ends.
-					}
+				c, err := s.job.Count(ctx, s.now())
+				switch {
+				case err != nil && *watch && ctx.Err() != nil:
+					return nil // Interrupting --watch is how it ends.
+				case err != nil && !*watch:
 					return err
+				case err != nil:
+					// A watch is left running to keep an eye on things, so
+					// one failed refresh (a network blip, throttling) must
+					// not end it: say so, and try again, less often while
+					// it keeps failing.
+					failures++
+					wait := backoff(*interval, failures)
+					fmt.Fprintf(s.stderr, "ddbtrack stats: %s\n  Refresh %d failed at %s; retrying in %s (Ctrl-C to stop).\n",
+						ops.Visible(s.message(err), true), failures, formatTime(s.now()), wait)
+					select {
+					case <-ctx.Done():
+						return nil
+					case <-time.After(wait):
+					}
+					continue
 				}
+				failures = 0
 				if *watch && s.terminal && !*asJSON {
 					fmt.Fprint(s.stdout, "\x1b[H\x1b[2J") // Home and clear, as watch(1) does.
 				}
@@ -75,8 +99,14 @@ like a read), so --watch with a short --interval on a large job costs money.`,
 				} else {
 					err = s.printStats(c, *watch)
 				}
-				if err != nil || !*watch {
+				if err != nil {
 					return err
+				}
+				if c.Total == 0 {
+					fmt.Fprintf(s.stderr, "\nWarning: %s.\n", capitalize(s.job.NoTasks(ctx)))
+				}
+				if !*watch {
+					return nil
 				}
 				select {
 				case <-ctx.Done():
@@ -88,9 +118,49 @@ like a read), so --watch with a short --interval on a large job costs money.`,
 	},
 }
 
-func (s *session) printStats(c ops.Counts, watch bool) error {
+// checkJob reads one task of each status before a command reports on the
+// job. It fails when the table or its index does not exist, and warns
+// when the names stored with the tasks are not the ones --statuses gives,
+// since counts and lists would then file tasks under the wrong names, as
+// they did for a job whose enum used the default's values otherwise.
+func (s *session) checkJob(ctx context.Context) error {
+	h, err := s.job.Check(ctx)
+	if err != nil {
+		return err
+	}
+	for _, m := range h.Mismatches {
+		fmt.Fprintf(s.stderr, "Warning: %s: --statuses does not describe this job's enum, so tasks are counted and listed under the wrong names; give the job's own names and values (see `ddbtrack help statuses`).\n", m)
+	}
+	return nil
+}
+
+func capitalize(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// maxBackoff bounds how long stats --watch waits between failed refreshes.
+const maxBackoff = time.Minute
+
+// backoff is the wait after the nth failed refresh in a row: the interval,
+// doubled with each further failure, up to a minute (or the interval, if
+// that is longer).
+func backoff(interval time.Duration, n int) time.Duration {
+	d := interval
+	for range n - 1 {
+		if d >= maxBackoff {
+			break
+		}
+		d *= 2
+	}
+	return min(d, max(maxBackoff, interval))
+}
+
+func (s *session) printStats(c ops.Counts[Code], watch bool) error {
 	if watch {
-		fmt.Fprintf(s.stdout, "Job %s in table %s at %s (Ctrl-C to stop)\n\n", s.common.job, s.common.table, formatTime(c.At))
+		fmt.Fprintf(s.stdout, "Job %s in table %s at %s (Ctrl-C to stop)\n\n", s.common.job, s.common.table, formatTime(s.now()))
 	}
 	rows := make([][]string, 0, len(c.Statuses)+1)
 	for _, sc := range c.Statuses {
@@ -100,6 +170,9 @@ func (s *session) printStats(c ops.Counts, watch bool) error {
 	if err := printTable(s.stdout, []string{"STATUS", "VALUE", "ROLE", "COUNT"}, rows); err != nil {
 		return err
 	}
+	if age := s.now().Sub(c.At).Round(time.Second); age >= time.Second {
+		fmt.Fprintf(s.stdout, "\nCounted %s ago (counts are shared by every viewer, and at most %s old).\n", age, countMaxAge)
+	}
 	if c.Stuck > 0 {
 		fmt.Fprintf(s.stdout, "\n%s stuck: %s with an expired lease. List them with `ddbtrack ls --stuck`.\n",
 			plural(int64(c.Stuck), "task"), s.st.Name(s.st.Of(ops.Running)))
@@ -107,11 +180,11 @@ func (s *session) printStats(c ops.Counts, watch bool) error {
 	return nil
 }
 
-func (s *session) printStatsJSON(c ops.Counts, compact bool) error {
+func (s *session) printStatsJSON(c ops.Counts[Code], compact bool) error {
 	out := struct {
 		Job   string `json:"job"`
 		Table string `json:"table"`
-		ops.Counts
+		ops.Counts[Code]
 	}{s.common.job, s.common.table, c}
 	if compact {
 		return json.NewEncoder(s.stdout).Encode(out)
@@ -131,17 +204,17 @@ func registerFilter(fs *flag.FlagSet, defaultStatus, statusHelp string) *filterF
 	f := &filterFlags{fs: fs}
 	fs.StringVar(&f.status, "status", defaultStatus, statusHelp)
 	fs.BoolVar(&f.stuck, "stuck", false, "only Running tasks whose lease has expired (their worker died)")
-	fs.StringVar(&f.since, "since", "", "only tasks whose status changed at or after `time`: an age (90m, 6h, 2d) or a UTC time (2025-01-02, 2025-01-02T15:04:05Z)")
-	fs.StringVar(&f.until, "until", "", "only tasks whose status changed before `time`, in the same forms as --since")
+	fs.StringVar(&f.since, "since", "", "only tasks due at or after `time` (for a finished task, when it finished; for a waiting one, when it may start): an age (90m, 6h, 2d) or a UTC time (2025-01-02, 2025-01-02T15:04:05Z)")
+	fs.StringVar(&f.until, "until", "", "only tasks due before `time`, in the same forms as --since")
 	fs.StringVar(&f.errorContains, "error-contains", "", "only tasks whose last error contains `text` (case-sensitive)")
 	fs.StringVar(&f.idContains, "id-contains", "", "only tasks whose ID contains `text`")
 	return f
 }
 
 // build turns the flags into a filter, reading ages such as "6h" as of now.
-func (f *filterFlags) build(s *session, ids []string, now time.Time) (ops.Filter, error) {
+func (f *filterFlags) build(s *session, ids []string, now time.Time) (ops.Filter[Code], error) {
 	var (
-		out ops.Filter
+		out ops.Filter[Code]
 		err error
 	)
 	if out.Since, err = ops.ParseTime(f.since, now); err != nil {
@@ -180,6 +253,10 @@ is read, so they narrow the output but not what DynamoDB bills.
 
 When more tasks match, ls prints the command for the next page with
 --cursor. --limit 0 lists every match without paging.
+
+Task IDs are printed whole, and quoted as a shell reads them back when
+they hold spaces, quotes or control characters ($'...' for the latter), so
+an ID can be pasted into show, reset or requeue.
 
 Examples:
   ddbtrack ls --status failed --since 6h
@@ -224,27 +301,26 @@ Examples:
 			if *limit == 0 && *cursor != "" {
 				return usagef("--cursor pages through results: give a --limit too")
 			}
-			opts := f.Query(s.st, now, ord, *limit)
-			var page ddbtrack.Page[ops.Code]
+			var page ddbtrack.Page[Code]
 			if *limit == 0 {
-				for t, err := range s.tracker.Query(ctx, opts) {
+				for t, err := range s.job.All(ctx, f, now, ord) {
 					if err != nil {
 						return err
 					}
 					page.Tasks = append(page.Tasks, t)
 				}
-			} else if page, err = s.tracker.QueryPage(ctx, opts, libCursor); err != nil {
+			} else if page, err = s.job.Page(ctx, f, now, ord, *limit, libCursor); err != nil {
 				return err
 			}
 			next := ops.EncodeCursor(now, page.Cursor)
 			if *asJSON {
 				tasks := page.Tasks
 				if tasks == nil {
-					tasks = []*ops.Task{}
+					tasks = []*ddbtrack.Task[Code]{}
 				}
 				return printJSON(s.stdout, struct {
-					Tasks      []*ops.Task `json:"tasks"`
-					NextCursor string      `json:"next_cursor,omitempty"`
+					Tasks      []*ddbtrack.Task[Code] `json:"tasks"`
+					NextCursor string                 `json:"next_cursor,omitempty"`
 				}{tasks, next})
 			}
 			if len(page.Tasks) == 0 {
@@ -262,7 +338,7 @@ Examples:
 	},
 }
 
-func (s *session) printTasks(tasks []*ops.Task, now time.Time) error {
+func (s *session) printTasks(tasks []*ddbtrack.Task[Code], now time.Time) error {
 	withLease := false
 	for _, t := range tasks {
 		withLease = withLease || t.LeaseOwner != ""
@@ -274,7 +350,9 @@ func (s *session) printTasks(tasks []*ops.Task, now time.Time) error {
 	header = append(header, "LAST ERROR")
 	rows := make([][]string, len(tasks))
 	for i, t := range tasks {
-		r := []string{cell(t.ID, 40), s.st.Name(t.Status), strconv.Itoa(t.Attempts), formatTime(t.UpdatedAt)}
+		// The ID is printed whole, in a form a shell reads back, so that
+		// it can be pasted into show, reset or requeue.
+		r := []string{pasteID(t.ID), s.st.Name(t.Status), strconv.Itoa(t.Attempts), formatTime(t.UpdatedAt)}
 		if withLease {
 			r = append(r, formatLease(t, now))
 		}
@@ -293,7 +371,7 @@ var cmdShow = &command{
 			if len(args) != 1 {
 				return usagef("show takes one task ID, got %d: ddbtrack show TASK", len(args))
 			}
-			t, err := s.tracker.Get(ctx, args[0])
+			t, err := s.job.Get(ctx, args[0])
 			if err != nil {
 				return err
 			}
@@ -305,7 +383,7 @@ var cmdShow = &command{
 	},
 }
 
-func (s *session) printTask(t *ops.Task) error {
+func (s *session) printTask(t *ddbtrack.Task[Code]) error {
 	now := s.now()
 	data, output, err := ops.Payloads(t)
 	if err != nil {

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ddbtrack/ddbtrack/cmd/ddbtrack/internal/dashboard"
+	"github.com/ddbtrack/ddbtrack/dashboard"
 )
 
 const envAddr = "DDBTRACK_ADDR"
@@ -56,10 +56,7 @@ job's tasks, which DynamoDB bills as reads of the whole status index.`,
 				}
 			}
 			log := slog.New(slog.NewTextHandler(s.stderr, nil))
-			h, err := dashboard.New(dashboard.Options{
-				Tracker:    s.tracker,
-				Statuses:   s.st,
-				Table:      s.common.table,
+			h, err := dashboard.New(s.tracker, dashboard.Options{
 				ReadOnly:   *readOnly,
 				Refresh:    *refresh,
 				AllowHosts: hosts,
@@ -67,6 +64,12 @@ job's tasks, which DynamoDB bills as reads of the whole status index.`,
 				Logger:     log,
 			})
 			if err != nil {
+				return err
+			}
+			// A mistyped table would otherwise start a dashboard whose
+			// every page fails; fail here, with the fix, instead. The
+			// dashboard logs its warnings (wrong status names, no tasks).
+			if _, err := h.Check(ctx); err != nil {
 				return err
 			}
 			ln, err := net.Listen("tcp", *addr)
@@ -77,7 +80,7 @@ job's tasks, which DynamoDB bills as reads of the whole status index.`,
 			if *readOnly {
 				mode = " (read-only)"
 			}
-			fmt.Fprintf(s.stdout, "Dashboard for job %s in table %s%s: http://%s/\n", s.common.job, s.common.table, mode, ln.Addr())
+			fmt.Fprintf(s.stdout, "Dashboard for job %s in table %s%s: %s\n", s.common.job, s.common.table, mode, browseURL(ln.Addr()))
 			if host, _, _ := net.SplitHostPort(*addr); !isLoopbackHost(host) {
 				fmt.Fprintf(s.stderr, "Warning: listening on %s, which is reachable from other machines. The dashboard has no login; use --read-only or an authenticating proxy.\n", *addr)
 			}
@@ -104,6 +107,20 @@ job's tasks, which DynamoDB bills as reads of the whole status index.`,
 			}
 		}
 	},
+}
+
+// browseURL is the address to open in a browser for a listener. One bound
+// to every interface (":8080", "[::]:8080") is reached on this machine at
+// localhost; "http://[::]:8080/" is not an address a browser opens.
+func browseURL(addr net.Addr) string {
+	host, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return "http://" + addr.String() + "/"
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port) + "/"
 }
 
 func flagSet(fs *flag.FlagSet, name string) bool {

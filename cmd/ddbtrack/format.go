@@ -10,7 +10,9 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/ddbtrack/ddbtrack/cmd/ddbtrack/internal/ops"
+	"github.com/ddbtrack/ddbtrack"
+
+	"github.com/ddbtrack/ddbtrack/dashboard/ops"
 )
 
 // printTable writes rows under a header, in columns two spaces apart.
@@ -42,33 +44,56 @@ func printJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-// clean makes text from the table safe to print on a terminal: control
-// characters, including the escape that starts a terminal control
-// sequence, are shown as Go escapes rather than sent to the terminal. Task
-// IDs and error messages come from users and their code, so they can hold
-// anything. Newlines are kept only when keepNewlines is set.
-func clean(s string, keepNewlines bool) string {
+// clean makes text from the table safe to print on a terminal; see
+// ops.Visible. Newlines are kept only when keepNewlines is set.
+func clean(s string, keepNewlines bool) string { return ops.Visible(s, keepNewlines) }
+
+// pasteID returns a task ID in a form that a shell (bash, zsh, ksh) turns
+// back into the ID when it is pasted as an argument, such as into `ddbtrack
+// show`: the ID itself when no character needs quoting, in single quotes
+// when only printable characters do, and otherwise as $'...', in which
+// control characters, bidirectional controls and bytes that are not UTF-8
+// are escaped, so the form is also safe to print.
+func pasteID(id string) string {
+	if id != "" && !strings.ContainsFunc(id, needsQuote) {
+		return id
+	}
+	if ops.IsVisible(id, false) && !strings.Contains(id, "'") {
+		return "'" + id + "'"
+	}
 	var b strings.Builder
-	for i, r := range s {
+	b.WriteString("$'")
+	for i, r := range id {
 		switch {
-		case r == utf8.RuneError && !strings.HasPrefix(s[i:], "\uFFFD"):
-			fmt.Fprintf(&b, `\x%02x`, s[i])
-		case r == '\n' && keepNewlines:
+		case r == utf8.RuneError && !strings.HasPrefix(id[i:], "\uFFFD"):
+			fmt.Fprintf(&b, `\x%02x`, id[i])
+		case r == '\'' || r == '\\':
+			b.WriteByte('\\')
 			b.WriteRune(r)
+		case r == '\n':
+			b.WriteString(`\n`)
 		case r == '\t':
-			if keepNewlines {
-				b.WriteRune(r)
+			b.WriteString(`\t`)
+		case r < 0x80 && !unicode.IsPrint(r):
+			fmt.Fprintf(&b, `\x%02x`, r)
+		case !ops.IsVisible(string(r), false) || !unicode.IsPrint(r):
+			if r > 0xFFFF {
+				fmt.Fprintf(&b, `\U%08x`, r)
 			} else {
-				b.WriteString(" ")
+				fmt.Fprintf(&b, `\u%04x`, r)
 			}
-		case unicode.IsControl(r) || r == '\u2028' || r == '\u2029' || unicode.Is(unicode.Bidi_Control, r):
-			q := fmt.Sprintf("%+q", string(r))
-			b.WriteString(q[1 : len(q)-1])
 		default:
 			b.WriteRune(r)
 		}
 	}
+	b.WriteString("'")
 	return b.String()
+}
+
+// needsQuote reports whether a shell could read r as something other than
+// part of a word.
+func needsQuote(r rune) bool {
+	return !(unicode.IsLetter(r) || unicode.IsDigit(r) || strings.ContainsRune("-_./:@%+=,", r)) || !ops.IsVisible(string(r), false)
 }
 
 // cell fits text into one table cell: the first line, cleaned, cut to max
@@ -88,7 +113,7 @@ func cell(s string, max int) string {
 func formatTime(t time.Time) string { return ops.FormatTime(t) }
 
 // formatLease describes a task's lease relative to now.
-func formatLease(t *ops.Task, now time.Time) string {
+func formatLease(t *ddbtrack.Task[Code], now time.Time) string {
 	if t.LeaseOwner == "" {
 		return "-"
 	}

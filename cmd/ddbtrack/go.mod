@@ -10,6 +10,7 @@ require (
 	github.com/chromedp/cdproto v0.159.0
 	github.com/chromedp/chromedp v0.23.0
 	github.com/ddbtrack/ddbtrack v0.1.0
+	github.com/ddbtrack/ddbtrack/dashboard v0.1.0
 	github.com/stretchr/testify v1.12.1
 )
 

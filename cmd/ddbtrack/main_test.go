@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ddbtrack/ddbtrack"
-	"github.com/ddbtrack/ddbtrack/cmd/ddbtrack/internal/fixture"
+	fixture "github.com/ddbtrack/ddbtrack/internal/dev/opsfixture"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata with the output of this run")

@@ -6,10 +6,14 @@
 // It finds DynamoDB through the AWS SDK's own configuration, as any
 // program would. From the repository, withddb starts a local dynalite for
 // it; AWS_ENDPOINT_URL_DYNAMODB with any credentials and region points it
-// at another server:
+// at another server. It works in a new table unless DDBTRACK_TABLE names
+// one, on the job "thumbnails" unless DDBTRACK_JOB names another: the
+// variables the ddbtrack command reads, so that the command can look at
+// what the example left in a server that outlives it.
 //
 //	go run ./internal/dev/withddb -- go run ./examples/batch
 //	go run ./internal/dev/withddb -- go run ./examples/batch -tasks 500 -workers 4
+//	AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:8765 DDBTRACK_TABLE=batch DDBTRACK_JOB=thumbnails go run ./examples/batch
 //
 // Interrupt it with Ctrl-C to see a graceful shutdown: no new claims, the
 // tasks in flight finish, and a second run carries on where it stopped.
@@ -32,7 +36,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-
 	"github.com/ddbtrack/ddbtrack"
 )
 
@@ -69,6 +72,31 @@ type Image struct {
 	Bytes int    `dynamodbav:"bytes"`
 }
 
+// settings is one run's configuration.
+type settings struct {
+	table, job     string
+	tasks, workers int
+	flakiness      float64
+	progressEvery  time.Duration
+}
+
+// fromEnv fills in the table and the job from the environment, as the
+// ddbtrack command reads them: DDBTRACK_TABLE, or a new table; and
+// DDBTRACK_JOB, or "thumbnails".
+func (s settings) fromEnv(getenv func(string) string) settings {
+	s.table, s.job = getenv("DDBTRACK_TABLE"), getenv("DDBTRACK_JOB")
+	if s.table == "" {
+		s.table = fmt.Sprintf("batch-example-%08x", rand.Uint32())
+	}
+	if s.job == "" {
+		s.job = "thumbnails"
+	}
+	return s
+}
+
+// statusesFlag is the ddbtrack command's --statuses for Status.
+const statusesFlag = "pending:queued=0,running:resizing=1,failed:retrying=2,succeeded:done=3,ignored:gave-up=4"
+
 func main() {
 	tasks := flag.Int("tasks", 5000, "number of tasks")
 	workers := flag.Int("workers", 8, "concurrent workers")
@@ -77,22 +105,25 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := run(ctx, *tasks, *workers, *flakiness); err != nil {
+	s := settings{tasks: *tasks, workers: *workers, flakiness: *flakiness, progressEvery: time.Second}.fromEnv(os.Getenv)
+	awsCfg, err := config.LoadDefaultConfig(ctx)
+	if err == nil {
+		err = run(ctx, dynamodb.NewFromConfig(awsCfg), os.Stdout, s)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "batch:", err)
 		os.Exit(1)
 	}
+	if endpoint := os.Getenv("AWS_ENDPOINT_URL_DYNAMODB"); endpoint != "" {
+		fmt.Printf("\nLook at it with the ddbtrack command (cd cmd/ddbtrack):\n  AWS_ENDPOINT_URL_DYNAMODB=%s DDBTRACK_TABLE=%s DDBTRACK_JOB=%s DDBTRACK_STATUSES=%s go run . stats\n",
+			endpoint, s.table, s.job, statusesFlag)
+	}
 }
 
-func run(ctx context.Context, n, workers int, flakiness float64) error {
-	awsCfg, err := config.LoadDefaultConfig(ctx)
-	if err != nil {
-		return err
-	}
-	client := dynamodb.NewFromConfig(awsCfg)
-
+func run(ctx context.Context, client ddbtrack.Client, out io.Writer, s settings) error {
 	tracker, err := ddbtrack.New(client, ddbtrack.Config[Status]{
-		Table:       fmt.Sprintf("batch-example-%08x", rand.Uint32()),
-		Job:         "thumbnails",
+		Table:       s.table,
+		Job:         s.job,
 		Pending:     Queued,
 		Running:     Resizing,
 		Failed:      Retrying,
@@ -111,9 +142,9 @@ func run(ctx context.Context, n, workers int, flakiness float64) error {
 		return err
 	}
 
-	fmt.Printf("Creating %d tasks... ", n)
+	fmt.Fprintf(out, "Creating %d tasks in job %s of table %s... ", s.tasks, s.job, s.table)
 	began := time.Now()
-	newTasks := make([]ddbtrack.NewTask, n)
+	newTasks := make([]ddbtrack.NewTask, s.tasks)
 	for i := range newTasks {
 		key := fmt.Sprintf("photos/%05d.jpg", i)
 		newTasks[i] = ddbtrack.NewTask{ID: key, Data: Image{Key: key, Bytes: 50_000 + rand.IntN(5_000_000)}}
@@ -121,7 +152,7 @@ func run(ctx context.Context, n, workers int, flakiness float64) error {
 	if _, err := tracker.CreateMany(ctx, newTasks); err != nil {
 		return err
 	}
-	fmt.Printf("done in %v.\n\n", time.Since(began).Round(time.Millisecond))
+	fmt.Fprintf(out, "done in %v.\n\n", time.Since(began).Round(time.Millisecond))
 
 	// The "bug": about one image in a hundred is in a format the resizer
 	// does not handle, so it fails on every attempt until it is fixed.
@@ -139,85 +170,85 @@ func run(ctx context.Context, n, workers int, flakiness float64) error {
 		if !fixed && unsupported(img.Key) {
 			return fmt.Errorf("decode %s: unsupported color profile %q", img.Key, "CMYK")
 		}
-		if rand.Float64() < flakiness {
+		if rand.Float64() < s.flakiness {
 			return errors.New("upload thumbnail: connection reset by peer")
 		}
 		return task.SetOutput(map[string]any{"thumbnail": strings.TrimSuffix(img.Key, ".jpg") + "_200.jpg"})
 	}
 
-	fmt.Printf("Processing with %d workers (Ctrl-C stops claiming; tasks in flight finish):\n", workers)
+	fmt.Fprintf(out, "Processing with %d workers (Ctrl-C stops claiming; tasks in flight finish):\n", s.workers)
 	began = time.Now()
-	res, err := process(ctx, tracker, resize, workers)
+	res, err := process(ctx, out, tracker, resize, s)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("\n\nThis run took %v: %d attempts, %d succeeded, %d failed and were retried, %d gave up, %d claims lost to other workers.\n",
+	fmt.Fprintf(out, "\n\nThis run took %v: %d attempts, %d succeeded, %d failed and were retried, %d gave up, %d claims lost to other workers.\n",
 		time.Since(began).Round(time.Millisecond), res.Claimed, res.Succeeded, res.Failed, res.Ignored, res.Refused)
-	if err := statusTable(ctx, tracker); err != nil {
+	if err := statusTable(ctx, out, tracker); err != nil {
 		return err
 	}
 
-	fmt.Println("\nTasks that gave up, and why:")
+	fmt.Fprintln(out, "\nTasks that gave up, and why:")
 	shown := 0
 	for task, err := range tracker.Query(ctx, ddbtrack.QueryOptions[Status]{Statuses: []Status{GaveUp}, Limit: 10}) {
 		if err != nil {
 			return err
 		}
-		fmt.Printf("  %-18s after %d attempts: %s\n", task.ID, task.Attempts, task.LastError)
+		fmt.Fprintf(out, "  %-18s after %d attempts: %s\n", task.ID, task.Attempts, task.LastError)
 		shown++
 	}
 	if shown == 0 {
-		fmt.Println("  none")
+		fmt.Fprintln(out, "  none")
 		return nil
 	}
 
-	fmt.Println("\nThe resizer now handles CMYK. Requeueing the tasks that gave up, and running them again:")
+	fmt.Fprintln(out, "\nThe resizer now handles CMYK. Requeueing the tasks that gave up, and running them again:")
 	fixed = true
 	moved, err := tracker.Requeue(ctx, ddbtrack.RequeueOptions[Status]{Statuses: []Status{GaveUp}})
 	if err != nil {
 		return err
 	}
-	fmt.Printf("Requeued %d tasks.\n", moved.Moved)
-	if _, err := process(ctx, tracker, resize, workers); err != nil {
+	fmt.Fprintf(out, "Requeued %d tasks.\n", moved.Moved)
+	if _, err := process(ctx, out, tracker, resize, s); err != nil {
 		return err
 	}
-	fmt.Println()
-	return statusTable(ctx, tracker)
+	fmt.Fprintln(out)
+	return statusTable(ctx, out, tracker)
 }
 
 // process runs the pool with a live progress line.
-func process(ctx context.Context, tracker *ddbtrack.Tracker[Status], fn func(context.Context, *ddbtrack.Task[Status]) error, workers int) (ddbtrack.ProcessResult, error) {
+func process(ctx context.Context, out io.Writer, tracker *ddbtrack.Tracker[Status], fn func(context.Context, *ddbtrack.Task[Status]) error, s settings) (ddbtrack.ProcessResult, error) {
 	res, err := tracker.Process(ctx, fn, ddbtrack.ProcessOptions[Status]{
-		Concurrency:  workers,
+		Concurrency:  s.workers,
 		PollInterval: 100 * time.Millisecond,
 		// Each report counts every status with COUNT queries, which read
 		// every task they count: once a second is plenty for a person.
-		ProgressInterval: time.Second,
+		ProgressInterval: s.progressEvery,
 		Progress: func(p ddbtrack.Progress) {
 			total := p.Succeeded + p.Ignored + p.Remaining
 			eta := "?"
 			if p.ETA > 0 {
 				eta = p.ETA.Round(time.Second).String()
 			}
-			fmt.Printf("\r  %5d/%d done · %4d to retry · %3d gave up · %4d running · %6.0f tasks/s · ETA %-6s",
+			fmt.Fprintf(out, "\r  %5d/%d done · %4d to retry · %3d gave up · %4d running · %6.0f tasks/s · ETA %-6s",
 				p.Succeeded, total, p.Failed, p.Ignored, p.Running, p.Rate, eta)
 		},
 	})
 	if errors.Is(err, context.Canceled) {
-		fmt.Println("\n\nInterrupted: no new claims were made, and the tasks in flight finished. Run again to carry on.")
+		fmt.Fprintln(out, "\n\nInterrupted: no new claims were made, and the tasks in flight finished. Run again to carry on.")
 		return res, nil
 	}
 	return res, err
 }
 
 // statusTable prints the count of tasks in each status.
-func statusTable(ctx context.Context, tracker *ddbtrack.Tracker[Status]) error {
+func statusTable(ctx context.Context, out io.Writer, tracker *ddbtrack.Tracker[Status]) error {
 	counts, err := tracker.Count(ctx)
 	if err != nil {
 		return err
 	}
-	fmt.Println()
-	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(out)
+	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(w, "status\ttasks\t")
 	for _, s := range []Status{Queued, Resizing, Retrying, Done, GaveUp} {
 		fmt.Fprintf(w, "%s\t%d\t\n", s, counts.ByStatus[s])

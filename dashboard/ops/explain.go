@@ -1,0 +1,164 @@
+package ops
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+
+	"github.com/aws/smithy-go"
+
+	"github.com/ddbtrack/ddbtrack"
+)
+
+// Explanation is an error told to an operator: what went wrong, what to
+// do about it, and the error's own text where that adds something.
+type Explanation struct {
+	// Problem says what went wrong, in an operator's words.
+	Problem string
+	// Fix says what to do about it; it is "" when there is nothing better
+	// to say than the problem.
+	Fix string
+	// Detail is the error's own text, such as the SDK's, when Problem does
+	// not already say all of it. It is made safe with Visible, newlines
+	// kept.
+	Detail string
+}
+
+// String gives the explanation on one line, with the detail on the next,
+// as the command prints it.
+func (e Explanation) String() string {
+	s := e.Problem
+	if e.Fix != "" {
+		s += ": " + e.Fix
+	}
+	if e.Detail != "" {
+		s += "\n  DynamoDB said: " + e.Detail
+	}
+	return s
+}
+
+// Explain says what went wrong in an operator's words, with what to do
+// about it. The library's own messages suit Go code ("create it first with
+// Tracker.Create"), and the SDK's name exceptions
+// ("ResourceNotFoundException"); someone at a shell or in a browser needs to
+// know which setting to check. The fixes name the ddbtrack command's flags,
+// which `ddbtrack serve` shares.
+//
+// Every value the error carries from DynamoDB (status names, lease owners)
+// is passed through [Visible], and task IDs are quoted, so the explanation
+// is safe to print on a terminal.
+func Explain(err error) Explanation { return explain(err, "") }
+
+// Explain is [Explain] for an error of this job, which can then name the
+// table.
+func (j *Job[S]) Explain(err error) Explanation { return explain(err, j.Table()) }
+
+func explain(err error, table string) Explanation {
+	var (
+		te  *ddbtrack.TaskError
+		se  *StatusError
+		api smithy.APIError
+		op  *net.OpError
+	)
+	raw := Visible(strings.TrimPrefix(err.Error(), "ddbtrack: "), true)
+	theTable := "the table"
+	if table != "" {
+		theTable = fmt.Sprintf("table %q", table)
+	}
+	switch {
+	case errors.As(err, &te) && errors.Is(te.Err, ddbtrack.ErrTaskNotFound):
+		return Explanation{
+			Problem: fmt.Sprintf("task %q not found in job %q", te.TaskID, te.Job),
+			Fix:     "check the ID, and --job and --table; `ddbtrack ls --id-contains TEXT` finds IDs",
+		}
+	case errors.As(err, &te) && errors.Is(te.Err, ddbtrack.ErrTaskLocked):
+		// TaskError.Attempts counts the attempt in progress too, so it is
+		// not a count of failures here: a task on its first try has 1.
+		return Explanation{
+			Problem: fmt.Sprintf("task %q is %s and worker %s holds its lease until %s",
+				te.TaskID, Visible(te.StatusName, false), Visible(te.LeaseOwner, false), FormatTime(te.LeaseExpiresAt)),
+			Fix: "wait for the worker to finish, or for the lease to expire",
+		}
+	case errors.As(err, &te):
+		p := fmt.Sprintf("cannot %s task %q: %s", te.Op, te.TaskID, strings.TrimPrefix(te.Err.Error(), "ddbtrack: "))
+		if te.StatusName != "" {
+			p += fmt.Sprintf(" (it is %s)", Visible(te.StatusName, false))
+		}
+		return Explanation{Problem: p}
+	case errors.As(err, &se):
+		return Explanation{
+			Problem: fmt.Sprintf("task %q is %s, not %s", se.TaskID, Visible(se.Status, false), se.Want),
+			Fix:     "requeue moves only those; `ddbtrack reset` runs a task again from any status",
+		}
+	case errors.Is(err, ErrChanged):
+		return Explanation{Problem: raw}
+	case errors.Is(err, ddbtrack.ErrTaskLocked):
+		// A bulk operation's refusal, which names how many it left.
+		return Explanation{
+			Problem: strings.TrimPrefix(raw, "task is locked by another worker: "),
+			Fix:     "run it again once their work is done or their leases have expired",
+		}
+	case IsTableMissing(err):
+		return Explanation{
+			Problem: theTable + " does not exist at this endpoint and region",
+			Fix:     "check --table, --region and --endpoint-url, or create it with `ddbtrack create-table`",
+			Detail:  raw,
+		}
+	case errors.As(err, &api) && api.ErrorCode() == "ValidationException" && strings.Contains(api.ErrorMessage(), "index"):
+		return Explanation{
+			Problem: fmt.Sprintf("%s has no index %s, so it was not made for ddbtrack", theTable, "status-index"),
+			Fix:     "check --table, or create a table for ddbtrack with `ddbtrack create-table --table NEW`",
+			Detail:  raw,
+		}
+	case errors.As(err, &api) && isCredentialsCode(api.ErrorCode()):
+		return Explanation{
+			Problem: "DynamoDB refused the credentials",
+			Fix:     "check AWS_PROFILE or --profile, and that the credentials have not expired (aws sso login, or new keys)",
+			Detail:  raw,
+		}
+	case errors.As(err, &api) && isThrottleCode(api.ErrorCode()):
+		return Explanation{
+			Problem: "DynamoDB is throttling the table",
+			Fix:     "try again in a minute, and prefer narrower filters (--since, --status) on large jobs",
+			Detail:  raw,
+		}
+	case strings.Contains(err.Error(), "failed to retrieve credentials"):
+		return Explanation{
+			Problem: "no AWS credentials were found",
+			Fix:     "set AWS_PROFILE or pass --profile; for a local server, pass --endpoint-url http://127.0.0.1:PORT",
+			Detail:  raw,
+		}
+	case errors.As(err, &op) && op.Op == "dial":
+		return Explanation{
+			Problem: "DynamoDB cannot be reached",
+			Fix:     "check --endpoint-url (or AWS_ENDPOINT_URL_DYNAMODB), --region and the network",
+			Detail:  raw,
+		}
+	case errors.Is(err, context.DeadlineExceeded):
+		return Explanation{
+			Problem: "DynamoDB did not answer in time",
+			Fix:     "check the network and --endpoint-url, then try again",
+			Detail:  raw,
+		}
+	}
+	return Explanation{Problem: raw}
+}
+
+func isCredentialsCode(code string) bool {
+	switch code {
+	case "UnrecognizedClientException", "InvalidSignatureException", "ExpiredTokenException",
+		"AccessDeniedException", "MissingAuthenticationTokenException", "IncompleteSignature":
+		return true
+	}
+	return false
+}
+
+func isThrottleCode(code string) bool {
+	switch code {
+	case "ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded":
+		return true
+	}
+	return false
+}
