@@ -293,7 +293,7 @@ func (a *attempt[S]) execute(ctx context.Context, fn func(context.Context, *Task
 		}
 	}()
 	began := time.Now()
-	fnErr, panicked, stack := call(runCtx, a.task, fn)
+	panicked, stack, fnErr := call(runCtx, a.task, fn)
 	a.ran = time.Since(began)
 	if fnErr != nil && errors.Is(context.Cause(runCtx), errTimedOut) {
 		fnErr = &timeoutError{after: a.opts.Timeout, err: fnErr}
@@ -557,13 +557,13 @@ func (p *panicError) Error() string { return fmt.Sprint(p.value) }
 
 // call calls fn and turns a panic into an error, with the stack of the
 // goroutine at the point of the panic.
-func call[S Status](ctx context.Context, task *Task[S], fn func(context.Context, *Task[S]) error) (err error, panicked bool, stack string) {
+func call[S Status](ctx context.Context, task *Task[S], fn func(context.Context, *Task[S]) error) (panicked bool, stack string, err error) {
 	defer func() {
 		if v := recover(); v != nil {
-			err, panicked, stack = &panicError{v}, true, string(debug.Stack())
+			panicked, stack, err = true, string(debug.Stack()), &panicError{v}
 		}
 	}()
-	return fn(ctx, task), false, ""
+	return false, "", fn(ctx, task)
 }
 
 // Snooze returns an error for a task's function to return when the task

@@ -167,6 +167,7 @@ func TestBrowser(t *testing.T) {
 	b.do(chromedp.Navigate(s.srv.URL+"/"), chromedp.WaitVisible(chromedp.CSS("svg.chart")))
 	require.Equal(t, "11", b.text("a.card.s-failed .count"))
 	require.Equal(t, "1", b.text("a.card.s-stuck .count"))
+	require.Equal(t, "counted just now", b.text("#counted"), "the counts show their age")
 	b.screenshot("overview.png")
 
 	// From the failed card to the list, and on to a failed task.
