@@ -17,25 +17,34 @@ import (
 
 // TestHeartbeatKeepsLongTaskLocked: a task that runs for three times its
 // lease keeps it, because the heartbeat renews it; another worker is
-// refused throughout, and the result is recorded.
+// refused throughout, and the result is recorded. Time is the injected
+// clock's, moved on by a third of the lease after each renewal: a loaded
+// machine may slow the renewals, but what the lease's clock sees is the
+// heartbeat's work, not the machine's speed.
 func TestHeartbeatKeepsLongTaskLocked(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	cfg := config(t)
-	cfg.Lease = 900 * time.Millisecond
+	cfg, clk := clockedConfig(t)
+	cfg.Lease = 300 * time.Millisecond // Real time between renewals: 100 ms.
 	tr := newTracker(t, cfg)
+	counted := &completions{Client: ddbtracktest.Client(t)}
+	holder, err := ddbtrack.New(counted, cfg)
+	require.NoError(t, err)
 	other := worker(t, cfg, "other")
 	require.NoError(t, tr.Create(ctx, ddbtrack.NewTask{ID: "long"}))
 
-	err := tr.Start(ctx, "long", func(ctx context.Context, task *ddbtrack.Task[Step]) error {
-		deadline := time.Now().Add(3 * cfg.Lease)
-		for time.Now().Before(deadline) {
-			require.ErrorIs(t, other.Start(ctx, "long", ok), ddbtrack.ErrTaskLocked)
-			select {
-			case <-ctx.Done():
-				t.Fatalf("fn's context was cancelled: %v", context.Cause(ctx))
-			case <-time.After(cfg.Lease / 4):
+	err = holder.Start(ctx, "long", func(ctx context.Context, task *ddbtrack.Task[Step]) error {
+		claimed := counted.updates.Load()
+		for beat := int64(1); beat <= 9; beat++ {
+			for counted.updates.Load() < claimed+beat {
+				select {
+				case <-ctx.Done():
+					t.Fatalf("fn's context was cancelled: %v", context.Cause(ctx))
+				case <-time.After(5 * time.Millisecond):
+				}
 			}
+			clk.Advance(cfg.Lease / 3)
+			require.ErrorIs(t, other.Start(ctx, "long", ok), ddbtrack.ErrTaskLocked)
 		}
 		return task.SetOutput("done")
 	})

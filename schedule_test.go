@@ -387,7 +387,10 @@ func TestCancelledTaskOfDeadWorker(t *testing.T) {
 	require.Equal(t, InProgress, get(t, tr, "orphan").Status)
 	clk.Advance(tr.Config().Lease + time.Second)
 	ran := false
-	res, err := worker(t, cfg, "successor").Process(ctx, func(context.Context, *ddbtrack.Task[Step]) error {
+	// The successor waits for its writes as long as a worker usually does.
+	scfg := cfg
+	scfg.FinishTimeout = 0
+	res, err := worker(t, scfg, "successor").Process(ctx, func(context.Context, *ddbtrack.Task[Step]) error {
 		ran = true
 		return nil
 	}, ddbtrack.ProcessOptions[Step]{})
