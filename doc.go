@@ -75,13 +75,15 @@
 // at-least-once, not exactly-once: if a worker hangs or dies past its lease,
 // another may take the task over while the first is still running. The
 // first worker's late result is then refused (ErrLeaseLost) and the new
-// owner's record stands. Use [Task].Fence in conditions on your own tables
-// to refuse a stale worker's side effects too. While fn runs, Start renews
-// the lease every Lease/3 and cancels fn's context with ErrLeaseLost once
-// the lease is lost, so Config.Lease need not exceed the task's run time,
-// only the longest pause a worker may suffer plus the clock skew between
-// workers. docs/guarantees.md states what holds under crashes, lease loss
-// and network faults, and which tests check it.
+// owner's record stands. DynamoDB writes that fn adds with
+// [Task.AddWrites] commit in one transaction with its success, so they
+// apply exactly once however often fn runs; [Task.FenceCondition] guards
+// writes that fn makes itself against a stale worker. While fn runs, Start
+// renews the lease every Lease/3 and cancels fn's context with ErrLeaseLost
+// once the lease is lost, so Config.Lease need not exceed the task's run
+// time, only the longest pause a worker may suffer plus the clock skew
+// between workers. docs/guarantees.md states what holds under crashes,
+// lease loss and network faults, and which tests check it.
 //
 // An attempt whose worker died counts as a failed attempt: it is recorded
 // in the history by the worker that takes the task over, and a task that
