@@ -42,12 +42,14 @@ const (
 //
 // AddWrites checks DynamoDB's limits as it goes and returns an error naming
 // the one broken: at most 99 writes besides the task's own, no two on one
-// item, none on the task's own item, and 4 MB in all. An attempt whose
-// writes break a limit is recorded as failed with that error, even if the
-// function ignores it, and nothing is sent. Transactions cost twice the
-// write units of plain writes; a server without them (dynalite has none)
-// fails the attempt with an error matching ErrTransaction. AddWrites works
-// only inside the function that Start runs.
+// item, none on the task's own item, and 4 MB in all. Two Puts of one item
+// in another table are found only at the commit, which reads that table's
+// key schema once per process to know which item a Put writes. An attempt
+// whose writes break a limit is recorded as failed with that error, even
+// if the function ignores it, and nothing is sent. Transactions cost twice
+// the write units of plain writes; a server without them (dynalite has
+// none) fails the attempt with an error matching ErrTransaction. AddWrites
+// works only inside the function that Start runs.
 func (t *Task[S]) AddWrites(items ...types.TransactWriteItem) error {
 	if t.staged == nil {
 		return errNotRunning
