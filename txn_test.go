@@ -222,8 +222,10 @@ func TestAddWritesCommit(t *testing.T) {
 	ctx := context.Background()
 	client := ddbtracktest.Client(t)
 	cfg := config(t)
-	tr, rc := countingTracker(t, cfg)
+	_, rc := countingTracker(t, cfg)
 	accounts := accountsTable(t, client)
+	// The tracker's requests are counted, and its transactions' tokens
+	// recorded, in that order.
 	tokens := &tokenLog{Client: rc}
 	tr, err := ddbtrack.New(tokens, cfg)
 	require.NoError(t, err)
