@@ -83,9 +83,10 @@
 // lease at once. Execution is at-least-once: if a worker hangs or dies past
 // its lease, another may take the task over while the first is still
 // running. The first worker's late outcome is then refused (ErrLeaseLost)
-// and the new owner's record stands. Writes that must not be applied twice
-// can commit in one transaction with the success ([Task.AddWrites]), or be
-// guarded by the fence ([Task.FenceCondition]). While fn runs, Start renews
+// and the new owner's record stands. DynamoDB writes that fn adds with
+// [Task.AddWrites] commit in one transaction with its success, so they
+// apply exactly once however often fn runs; [Task.FenceCondition] guards
+// writes that fn makes itself against a stale worker. While fn runs, Start renews
 // the lease every Lease/3 and cancels fn's context once the lease is lost,
 // so Config.Lease need not exceed the task's run time, only the longest
 // pause a worker may suffer plus the clock skew between workers.

@@ -163,6 +163,30 @@ func measureRequests(tb testing.TB, cfg ddbtrack.Config[Step], clk *clock, prefi
 	})
 	require.NoError(tb, err)
 	rows = append(rows, requestRow{Step: "heartbeat (per renewal)", Got: perRenewal(beats), Want: oneUpdate})
+
+	// A success with writes added by the function: the success and the
+	// writes go as one transaction, in place of the success's UpdateItem.
+	// The task with no writes above shows that a transaction is only
+	// sent when there are writes to commit.
+	const txStep = "success with 2 writes added (one transaction)"
+	oneTx := reqcount.Counts{reqcount.TransactWriteItems: 1}
+	if serverKind() == "dynalite" {
+		rows = append(rows, requestRow{Step: txStep, Want: oneTx, NA: "dynalite has no transactions; run with DDBTRACK_SERVER=moto"})
+		return rows
+	}
+	accounts := accountsTable(tb, server)
+	tx := prefix + "transaction"
+	require.NoError(tb, tr.Create(ctx, ddbtrack.NewTask{ID: tx}))
+	before := rc.Counts()
+	var during reqcount.Counts
+	err = tr.Start(ctx, tx, func(_ context.Context, task *ddbtrack.Task[Step]) error {
+		during = rc.Counts()
+		return task.AddWrites(addTo(accounts, tx+"-from", -1), addTo(accounts, tx+"-to", 1))
+	})
+	require.NoError(tb, err)
+	rows = append(rows,
+		requestRow{Step: "claim, before a transaction", Got: during.Sub(before), Want: oneUpdate},
+		requestRow{Step: txStep, Got: rc.Counts().Sub(during), Want: oneTx})
 	return rows
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sort"
 	"strings"
 	"sync"
@@ -41,13 +42,15 @@ const (
 //
 // AddWrites checks DynamoDB's limits as it goes and returns an error naming
 // the one broken: at most 99 writes besides the task's own, no two on one
-// item, none on the task's own item, and 4 MB in all. An attempt whose
-// writes break a limit is recorded as failed with that error, even if the
-// function ignores it, and nothing is sent. Transactions cost twice the
-// write units of plain writes; a server without them, as some local
+// item, none on the task's own item, and 4 MB in all. Two Puts of one item
+// in another table are found only at the commit, which reads that table's
+// key schema once per process to know which item a Put writes. An attempt
+// whose writes break a limit is recorded as failed with that error, even
+// if the function ignores it, and nothing is sent. Transactions cost twice
+// the write units of plain writes; a server without them, as some local
 // DynamoDB emulators are, fails the attempt with an error matching
-// ErrTransaction. AddWrites works
-// only inside the function that Start runs.
+// ErrTransaction. AddWrites works only inside the function that Start
+// runs.
 func (t *Task[S]) AddWrites(items ...types.TransactWriteItem) error {
 	if t.staged == nil {
 		return errNotRunning
@@ -62,8 +65,19 @@ func (t *Task[S]) AddWrites(items ...types.TransactWriteItem) error {
 
 // checkWrites checks a transaction's writes against DynamoDB's limits.
 // keyAttrs gives the key attributes of a table, which a Put needs to know
-// which item it writes; with nil, Puts are checked for size only.
+// which item it writes; a Put to a table missing from it (other than the
+// tracker's own) is checked for size only.
 func checkWrites(table, pk string, items []types.TransactWriteItem, keyAttrs map[string][]string) error {
+	if _, ok := keyAttrs[table]; !ok {
+		// The tracker's own table is keyed by pk alone, which needs no
+		// DescribeTable to know: a Put of the task's own item is caught
+		// as soon as it is added.
+		keyAttrs = maps.Clone(keyAttrs)
+		if keyAttrs == nil {
+			keyAttrs = map[string][]string{}
+		}
+		keyAttrs[table] = []string{attrPK}
+	}
 	if n := len(items); n > maxTxItems-1 {
 		return fmt.Errorf("%w: %d writes added, over the limit of %d that a transaction of %d items leaves beside the task's own update: "+
 			"split the work into several tasks", ErrTransaction, n, maxTxItems-1, maxTxItems)
@@ -101,10 +115,19 @@ func checkWrites(table, pk string, items []types.TransactWriteItem, keyAttrs map
 // The key of a Put is taken from its item once the table's key attributes
 // are known; until then it is nil.
 func describeWrite(it types.TransactWriteItem, keyAttrs map[string][]string) (table string, key map[string]types.AttributeValue, size int, err error) {
+	// Each set operation is counted, not only the first one found, so
+	// that any two together are refused here rather than by DynamoDB.
 	n := 0
+	for _, set := range []bool{it.Put != nil, it.Update != nil, it.Delete != nil, it.ConditionCheck != nil} {
+		if set {
+			n++
+		}
+	}
+	if n != 1 {
+		return "", nil, 0, errors.New("a TransactWriteItem needs exactly one of Put, Update, Delete and ConditionCheck")
+	}
 	switch {
 	case it.Put != nil:
-		n++
 		table, size = aws.ToString(it.Put.TableName), itemSize(it.Put.Item)
 		if attrs, ok := keyAttrs[table]; ok {
 			key = make(map[string]types.AttributeValue, len(attrs))
@@ -113,19 +136,13 @@ func describeWrite(it types.TransactWriteItem, keyAttrs map[string][]string) (ta
 			}
 		}
 	case it.Update != nil:
-		n++
 		table, key = aws.ToString(it.Update.TableName), it.Update.Key
 		size = itemSize(it.Update.Key) + itemSize(it.Update.ExpressionAttributeValues) + len(aws.ToString(it.Update.UpdateExpression))
 	case it.Delete != nil:
-		n++
 		table, key, size = aws.ToString(it.Delete.TableName), it.Delete.Key, itemSize(it.Delete.Key)
 	case it.ConditionCheck != nil:
-		n++
 		table, key = aws.ToString(it.ConditionCheck.TableName), it.ConditionCheck.Key
 		size = itemSize(it.ConditionCheck.Key) + itemSize(it.ConditionCheck.ExpressionAttributeValues)
-	}
-	if it.Put != nil && it.Update != nil || it.Delete != nil && it.ConditionCheck != nil || n == 0 {
-		return "", nil, 0, errors.New("a TransactWriteItem needs exactly one of Put, Update, Delete and ConditionCheck")
 	}
 	if table == "" {
 		return "", nil, 0, errors.New("it has no TableName")
@@ -160,22 +177,25 @@ func valueSize(v types.AttributeValue) int {
 		}
 		return n
 	case *types.AttributeValueMemberSS:
-		return sumOf(v.Value, func(s string) int { return len(s) })
+		n := 0
+		for _, s := range v.Value {
+			n += len(s)
+		}
+		return n
 	case *types.AttributeValueMemberNS:
-		return sumOf(v.Value, func(s string) int { return len(s)/2 + 1 })
+		n := 0
+		for _, s := range v.Value {
+			n += len(s)/2 + 1
+		}
+		return n
 	case *types.AttributeValueMemberBS:
-		return sumOf(v.Value, func(b []byte) int { return len(b) })
+		n := 0
+		for _, b := range v.Value {
+			n += len(b)
+		}
+		return n
 	}
 	return 1
-}
-
-// sumOf adds up size over the members of a set.
-func sumOf[E any](set []E, size func(E) int) int {
-	n := 0
-	for _, e := range set {
-		n += size(e)
-	}
-	return n
 }
 
 // canonical encodes a key so that equal keys encode equally.
@@ -206,7 +226,7 @@ func (t *Tracker[S]) checkCommit(ctx context.Context, task *Task[S]) error {
 	}
 	keyAttrs := map[string][]string{}
 	for _, it := range st.writes {
-		if it.Put == nil {
+		if it.Put == nil || aws.ToString(it.Put.TableName) == t.cfg.Table {
 			continue
 		}
 		table := aws.ToString(it.Put.TableName)
@@ -248,7 +268,11 @@ func txError(err error) error {
 			if code == "" || code == "None" {
 				continue
 			}
-			reasons = append(reasons, fmt.Sprintf("write %d: %s %s", i-1, code, aws.ToString(r.Message)))
+			what := fmt.Sprintf("write %d", i-1)
+			if i == 0 {
+				what = "the task's own update"
+			}
+			reasons = append(reasons, fmt.Sprintf("%s: %s %s", what, code, aws.ToString(r.Message)))
 		}
 		if retryableTx(tce) {
 			return err
@@ -259,6 +283,13 @@ func txError(err error) error {
 	if errors.As(err, &api) && api.ErrorCode() == "UnknownOperationException" {
 		return fmt.Errorf("%w: the server does not support TransactWriteItems, which Task.AddWrites needs: "+
 			"run against DynamoDB, or a local server with transactions such as moto: %w", ErrTransaction, err)
+	}
+	if permanent(err) {
+		// DynamoDB refused the request as a whole: a table of the added
+		// writes is missing or denied, or a write is malformed. Retrying
+		// cannot help, and the attempt must be recorded as failed with
+		// the reason rather than left Running until its lease expires.
+		return fmt.Errorf("%w: DynamoDB refused the writes added with Task.AddWrites: %w", ErrTransaction, err)
 	}
 	return err
 }
