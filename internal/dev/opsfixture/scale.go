@@ -142,7 +142,9 @@ func causeOf(k int) int {
 // scaleItem returns the stored item of the task with index i, the kth of n
 // in status s, as of now.
 func scaleItem(i int, s Status, k, n int, cause int, now time.Time) map[string]types.AttributeValue {
-	num := func(v int64) types.AttributeValue { return &types.AttributeValueMemberN{Value: strconv.FormatInt(v, 10)} }
+	num := func(v int64) types.AttributeValue {
+		return &types.AttributeValueMemberN{Value: strconv.FormatInt(v, 10)}
+	}
 	str := func(v string) types.AttributeValue { return &types.AttributeValueMemberS{Value: v} }
 	id := fmt.Sprintf("import-%07d", i)
 	// The kth task of its status changed status at changed: evenly
