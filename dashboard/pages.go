@@ -132,7 +132,7 @@ func (s *server[S]) overview(w http.ResponseWriter, r *http.Request) error {
 		}
 		win = windows[i]
 	}
-	counts, err := s.job.Count(r.Context(), now)
+	counts, err := s.counter.Count(r.Context(), now)
 	if err != nil {
 		return err
 	}
