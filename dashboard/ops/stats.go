@@ -74,9 +74,10 @@ const countTimeout = 10 * time.Minute
 // which with Config.CountMaxAge costs one GetItem while the job's shared
 // counts are fresh; when they are not, this viewer refreshes them, with a
 // full count, which on a job of 100,000 tasks takes seconds. Count then
-// answers after CountWait with the counts it last had, their age showing
-// in Counts.At, and the count goes on alone, so the next Count has it.
-// Only the first Count, with no counts yet, waits for the count to end.
+// answers once the count has run for the Counter's wait (CountWait) with
+// the counts it last had, their age showing in Counts.At, and the count
+// goes on alone, so that a later Count has it. Only the first Count, with
+// no counts yet, waits for the count to end.
 //
 // One count at a time runs per Counter. Stuck tasks are read afresh on
 // every Count; reading them costs little (see [Filter.Stuck]). A Counter
@@ -94,9 +95,10 @@ type Counter[S ddbtrack.Status] struct {
 // counting is one count that a Counter runs. Its result is set before done
 // is closed.
 type counting[S ddbtrack.Status] struct {
-	done   chan struct{}
-	counts ddbtrack.Counts[S]
-	err    error
+	started time.Time
+	done    chan struct{}
+	counts  ddbtrack.Counts[S]
+	err     error
 }
 
 // Counter returns a Counter of the job's counts that waits wait for a
@@ -118,16 +120,18 @@ func (c *Counter[S]) Count(ctx context.Context, now time.Time) (Counts[S], error
 		// The count outlives this call when it takes longer than the
 		// wait, so it runs on a context of its own, which keeps the
 		// caller's values.
-		run = &counting[S]{done: make(chan struct{})}
+		run = &counting[S]{started: time.Now(), done: make(chan struct{})}
 		c.current = run
 		go c.count(context.WithoutCancel(ctx), run)
 	}
 	last, have := c.last, c.have
 	c.mu.Unlock()
 
+	// The wait runs from the count's start: a caller that finds a count
+	// that has run for longer is answered at once.
 	var timeout <-chan time.Time
 	if have {
-		timer := time.NewTimer(c.wait)
+		timer := time.NewTimer(c.wait - time.Since(run.started))
 		defer timer.Stop()
 		timeout = timer.C
 	}
