@@ -64,8 +64,8 @@ func (j *Job[S]) withStuck(ctx context.Context, counted ddbtrack.Counts[S], now 
 const CountWait = 300 * time.Millisecond
 
 // countTimeout bounds a count that a Counter runs after its caller has
-// been answered. It only stops a count that hangs: counting a job of
-// millions of tasks takes a minute at most.
+// been answered, so that a count that hangs does not keep the Counter from
+// ever counting again.
 const countTimeout = 10 * time.Minute
 
 // Counter keeps a job's latest counts for a viewer that asks for them
