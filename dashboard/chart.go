@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ddbtrack/ddbtrack"
 	"github.com/ddbtrack/ddbtrack/dashboard/ops"
 )
 
@@ -106,21 +105,17 @@ func (s *server[S]) buildChart(ctx context.Context, now time.Time, win window) (
 		counts[i] = make([]int, n)
 		wg.Go(func() {
 			f := ops.Filter[S]{Statuses: []S{c}, Since: start, Until: end}
-			read := 0
-			for t, err := range s.job.All(ctx, f, now, ddbtrack.NewestFirst) {
-				if err != nil {
-					errs[i] = err
-					return
-				}
-				if read == chartRowLimit {
-					break
-				}
-				read++
+			tasks, more, err := s.job.Latest(ctx, f, now, chartRowLimit)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			for _, t := range tasks {
 				if b := int(t.DueAt.Sub(start) / win.Bucket); b >= 0 && b < n {
 					counts[i][b]++
 				}
 			}
-			truncated[i] = read == chartRowLimit
+			truncated[i] = more
 		})
 	}
 	wg.Wait()

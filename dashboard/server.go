@@ -32,6 +32,11 @@ type server[S ddbtrack.Status] struct {
 	pages map[string]*template.Template
 	// health is what the check of the table and its names found.
 	health *health
+	// counter keeps the job's latest counts, so that an overview that
+	// falls on a refresh of the job's shared counts does not wait for a
+	// full count: the dashboard shows the counts it had, dated, and the
+	// next load has the new ones.
+	counter *ops.Counter[S]
 
 	// token guards actions against cross-site requests. It lives as long
 	// as the handler: a restart invalidates open pages' forms, which then
@@ -41,7 +46,7 @@ type server[S ddbtrack.Status] struct {
 }
 
 func newServer[S ddbtrack.Status](job *ops.Job[S], opts Options) (*server[S], error) {
-	s := &server[S]{opts: opts, job: job, st: job.Statuses(), log: opts.Logger}
+	s := &server[S]{opts: opts, job: job, st: job.Statuses(), log: opts.Logger, counter: job.Counter(0)}
 	s.health = &health{run: s.runCheck}
 	var b [32]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms.

@@ -98,12 +98,26 @@ func (f Filter[S]) condition(now time.Time) expression.ConditionBuilder {
 	}
 }
 
+// until returns the end of the due times to read. A Running task is due
+// when its claim's first lease runs out, and renewals extend the lease,
+// never the due time, so a stuck task, whose lease ran out before now, is
+// due before now too. Ending the read there keeps a search for stuck
+// tasks, which every count of the overview and of stats makes, from
+// reading every live Running task of a big fleet; the filter on the lease
+// still decides.
+func (f Filter[S]) until(now time.Time) time.Time {
+	if f.Stuck && (f.Until.IsZero() || now.Before(f.Until)) {
+		return now
+	}
+	return f.Until
+}
+
 // query returns the query options for the filter.
 func (f Filter[S]) query(st *Statuses[S], now time.Time, order ddbtrack.Order, limit int) ddbtrack.QueryOptions[S] {
 	return ddbtrack.QueryOptions[S]{
 		Statuses: f.statuses(st),
 		Since:    f.Since,
-		Until:    f.Until,
+		Until:    f.until(now),
 		Order:    order,
 		Limit:    limit,
 		Filter:   f.condition(now),
@@ -115,7 +129,7 @@ func (f Filter[S]) requeue(st *Statuses[S], now time.Time, dryRun bool, progress
 	return ddbtrack.RequeueOptions[S]{
 		Statuses: f.statuses(st),
 		Since:    f.Since,
-		Until:    f.Until,
+		Until:    f.until(now),
 		Filter:   f.condition(now),
 		DryRun:   dryRun,
 		Progress: progress,

@@ -32,7 +32,15 @@ func TestFilterOptions(t *testing.T) {
 	require.Equal(t, "(#0 < :0) AND (contains (#1, :1)) AND (contains (#2, :2)) AND (#2 IN (:3, :4))", aws.ToString(expr.Filter()))
 	require.Equal(t, map[string]string{"#0": "lease_expires_at", "#1": "last_error", "#2": "task_id"}, expr.Names())
 
+	require.Equal(t, now, q.Until, "a stuck task was due before now: the read ends there")
+	later := now.Add(time.Hour)
+	require.Equal(t, now, Filter[S]{Stuck: true, Until: later}.query(st, now, 0, 0).Until, "and before a later end")
+	earlier := now.Add(-time.Hour)
+	require.Equal(t, earlier, Filter[S]{Stuck: true, Until: earlier}.query(st, now, 0, 0).Until, "an earlier end stays")
+	require.True(t, Filter[S]{Statuses: []S{3}}.query(st, now, 0, 0).Until.IsZero(), "live Running tasks are due after now")
+
 	r := Filter[S]{Statuses: []S{6}, Since: now.Add(-time.Hour)}.requeue(st, now, true, nil)
 	require.True(t, r.DryRun)
 	require.Equal(t, now.Add(-time.Hour), r.Since)
+	require.Equal(t, now, Filter[S]{Stuck: true}.requeue(st, now, true, nil).Until, "a requeue of stuck tasks reads as little")
 }

@@ -10,12 +10,16 @@
 // implementation, BenchmarkContention races once, BenchmarkRequests checks
 // the request budget once, and BenchmarkLifecycle runs for -benchtime.
 // -queries also runs the query benchmarks (BenchmarkQuery and
-// BenchmarkStats, which load up to 100,000 tasks) once, 5 counts.
+// BenchmarkStats, which load up to 100,000 tasks) once, 5 counts, and the
+// command module's operations benchmarks (BenchmarkOps..., issue 14: the
+// dashboard's overview, stats, a filtered listing and the count queries a
+// minute, on one job of -ops-tasks tasks): 5 loads after a first, 5
+// counts, and 3 simulated minutes.
 //
-// It writes, in -dir: raw.txt (and raw-queries.txt), the benchmark output
-// as go test prints it, and summary.md, which adds the machine, the load,
-// the tool versions, the request counts per step on each server, and
-// benchstat's medians and confidence intervals.
+// It writes, in -dir: raw.txt (and raw-queries.txt and raw-ops.txt), the
+// benchmark output as go test prints it, and summary.md, which adds the
+// machine, the load, the tool versions, the request counts per step on
+// each server, and benchstat's medians and confidence intervals.
 package main
 
 import (
@@ -38,6 +42,7 @@ type options struct {
 	tasks     int
 	benchtime string
 	queries   bool
+	opsTasks  int
 	benchstat []string // the benchstat command line
 }
 
@@ -48,7 +53,8 @@ func main() {
 	flag.IntVar(&o.rounds, "rounds", 6, "rounds of the benchmarks")
 	flag.IntVar(&o.tasks, "tasks", 240, "tasks per implementation per round in BenchmarkThroughput")
 	flag.StringVar(&o.benchtime, "benchtime", "2s", "BenchmarkLifecycle's -test.benchtime per round")
-	flag.BoolVar(&o.queries, "queries", false, "also run the query benchmarks, which take minutes")
+	flag.BoolVar(&o.queries, "queries", false, "also run the query and operations benchmarks, which take half an hour")
+	flag.IntVar(&o.opsTasks, "ops-tasks", 100000, "tasks in the job the operations benchmarks read, with -queries")
 	flag.StringVar(&benchstat, "benchstat", "benchstat", "the benchstat command, e.g. 'go run golang.org/x/perf/cmd/benchstat@VERSION'")
 	flag.Parse()
 	o.benchstat = strings.Fields(benchstat)
@@ -68,7 +74,8 @@ func run(o options) error {
 	}
 	raw := filepath.Join(o.dir, "raw.txt")
 	rawQueries := filepath.Join(o.dir, "raw-queries.txt")
-	for _, f := range []string{raw, rawQueries} {
+	rawOps := filepath.Join(o.dir, "raw-ops.txt")
+	for _, f := range []string{raw, rawQueries, rawOps} {
 		if err := os.Remove(f); err != nil && !os.IsNotExist(err) {
 			return err
 		}
@@ -81,7 +88,7 @@ func run(o options) error {
 	s := summary{
 		date:       time.Now().UTC(),
 		rounds:     o.rounds,
-		command:    fmt.Sprintf("make bench BENCH_ROUNDS=%d BENCH_TASKS=%d BENCH_TIME=%s BENCH_QUERIES=%d", o.rounds, o.tasks, o.benchtime, boolInt(o.queries)),
+		command:    fmt.Sprintf("make bench BENCH_ROUNDS=%d BENCH_TASKS=%d BENCH_TIME=%s BENCH_QUERIES=%d BENCH_OPS_TASKS=%d", o.rounds, o.tasks, o.benchtime, boolInt(o.queries), o.opsTasks),
 		loadBefore: loadAverage(),
 	}
 	benchArgs := []string{"-test.run", "^$", "-test.benchmem", "-test.count", "1", "-test.timeout", "30m"}
@@ -100,6 +107,9 @@ func run(o options) error {
 	if o.queries {
 		fmt.Println("==> Query benchmarks (dynalite)")
 		if err := runBench(bin, rawQueries, false, []string{"-test.run", "^$", "-test.bench", "BenchmarkQuery$|BenchmarkStats$", "-test.count", "5", "-test.timeout", "60m"}); err != nil {
+			return err
+		}
+		if err := runOps(o, rawOps); err != nil {
 			return err
 		}
 	}
@@ -122,7 +132,7 @@ func run(o options) error {
 		out, err := command(nil, "", o.benchstat[0], append(o.benchstat[1:], args...)...).Output()
 		return string(out), err
 	}
-	s.raw, s.rawQueries = raw, rawQueries
+	s.raw, s.rawQueries, s.rawOps = raw, rawQueries, rawOps
 
 	var out strings.Builder
 	if err := s.write(&out); err != nil {
@@ -132,6 +142,29 @@ func run(o options) error {
 		return err
 	}
 	fmt.Printf("==> Wrote %s and %s\n", filepath.Join(o.dir, "summary.md"), raw)
+	return nil
+}
+
+// runOps runs the command module's operations benchmarks into raw, from
+// a test binary of their own: one process, so the job is seeded once.
+// Each timed benchmark loads its page or runs its command 5 times after a
+// first, 5 counts; a simulated minute of count queries takes minutes at
+// 100,000 tasks, so it runs once a count, 3 counts.
+func runOps(o options, raw string) error {
+	fmt.Printf("==> Operations benchmarks, %d tasks (dynalite)\n", o.opsTasks)
+	bin := filepath.Join(o.dir, "ops.test")
+	if err := command(os.Stdout, "", "go", "test", "-c", "-o", bin, "./cmd/ddbtrack").Run(); err != nil {
+		return fmt.Errorf("build the command's test binary: %w", err)
+	}
+	common := []string{"-test.run", "^$", "-test.timeout", "90m", "-opsbench.tasks", fmt.Sprint(o.opsTasks)}
+	for _, extra := range [][]string{
+		{"-test.bench", "^BenchmarkOps(Overview|Stats|FailedByError)$", "-test.benchtime", "5x", "-test.count", "5"},
+		{"-test.bench", "^BenchmarkOpsCountQueries$", "-test.benchtime", "1x", "-test.count", "3"},
+	} {
+		if err := runBench(bin, raw, true, append(common, extra...)); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

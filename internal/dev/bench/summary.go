@@ -23,6 +23,7 @@ type summary struct {
 	requests              struct{ dynalite, moto string } // Markdown tables; moto's is empty when moto is missing
 	motoVersion           string
 	raw, rawQueries       string // paths of the raw benchmark output
+	rawOps                string
 	// benchstat runs benchstat with args and returns its output.
 	benchstat func(args ...string) (string, error)
 }
@@ -55,6 +56,11 @@ func (s *summary) write(w io.Writer) error {
 	}
 	if info, err := os.Stat(s.rawQueries); err == nil && info.Size() > 0 {
 		if err := s.stat(w, "Queries (one process, 5 counts)", s.rawQueries); err != nil {
+			return err
+		}
+	}
+	if info, err := os.Stat(s.rawOps); err == nil && info.Size() > 0 {
+		if err := s.stat(w, "Operations on one big job (one process; medians of 5 counts, 3 for count queries)", s.rawOps); err != nil {
 			return err
 		}
 	}

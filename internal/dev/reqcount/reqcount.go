@@ -122,6 +122,9 @@ type Client struct {
 	mu       sync.Mutex
 	counts   Counts
 	capacity map[string]float64
+	// selectCount is the number of Query calls with Select=COUNT, which
+	// Counts has under Query too.
+	selectCount int
 }
 
 var _ ddbtrack.Client = (*Client)(nil)
@@ -149,12 +152,23 @@ func (c *Client) CapacityUnits() map[string]float64 {
 	return maps.Clone(c.capacity)
 }
 
+// CountQueries returns how many of the Query calls so far were count
+// queries (Select=COUNT). They are counted under Query as well; this tells
+// the ones that read a status to count it, whose cost grows with the job,
+// from listings.
+func (c *Client) CountQueries() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.selectCount
+}
+
 // Reset sets every count and the capacity back to zero.
 func (c *Client) Reset() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	clear(c.counts)
 	clear(c.capacity)
+	c.selectCount = 0
 }
 
 func (c *Client) count(op string) {
@@ -244,6 +258,11 @@ func (c *Client) DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, o
 
 func (c *Client) Query(ctx context.Context, in *dynamodb.QueryInput, optFns ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error) {
 	c.count(Query)
+	if in.Select == types.SelectCount {
+		c.mu.Lock()
+		c.selectCount++
+		c.mu.Unlock()
+	}
 	if c.MeasureCapacity {
 		cp := *in
 		cp.ReturnConsumedCapacity = types.ReturnConsumedCapacityTotal

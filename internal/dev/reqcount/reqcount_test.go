@@ -70,3 +70,23 @@ func TestCounts(t *testing.T) {
 	require.Equal(t, 6, d.Total())
 	require.Equal(t, "none", reqcount.Counts{}.String())
 }
+
+// answering answers every Query with no items, as an empty index would.
+type answering struct{ ddbtrack.Client }
+
+func (answering) Query(context.Context, *dynamodb.QueryInput, ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error) {
+	return &dynamodb.QueryOutput{}, nil
+}
+
+func TestCountQueries(t *testing.T) {
+	t.Parallel()
+	c := reqcount.New(answering{})
+	for _, sel := range []types.Select{types.SelectCount, "", types.SelectAllAttributes, types.SelectCount} {
+		_, err := c.Query(context.Background(), &dynamodb.QueryInput{Select: sel})
+		require.NoError(t, err)
+	}
+	require.Equal(t, 2, c.CountQueries())
+	require.Equal(t, 4, c.Counts()[reqcount.Query], "count queries are queries too")
+	c.Reset()
+	require.Zero(t, c.CountQueries())
+}
