@@ -74,9 +74,9 @@ type ProcessOptions[S Status] struct {
 
 	// Progress, if set, is called every ProgressInterval, and once more
 	// when Process returns, with counts of the whole job: shared counts at
-	// most ProgressInterval old (see Config.CountMaxAge), so that however
-	// many pools report progress, the job is counted at most once per
-	// interval. Keep the interval long for big jobs.
+	// most ProgressInterval or Config.CountMaxAge old, whichever is longer,
+	// so that however many pools and dashboards report on the job, it is
+	// counted at most once per that interval. Keep it long for big jobs.
 	Progress func(Progress)
 	// ProgressInterval is how often Progress is called. Defaults to 5
 	// seconds.

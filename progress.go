@@ -49,8 +49,9 @@ func (p *pool[S]) report(ctx context.Context, stop <-chan struct{}) {
 		// The last report runs after ctx may have ended; it still says
 		// where the job stands.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		// Every pool of the job shares one count per interval.
-		counts, err := p.t.sharedCount(rctx, p.opts.ProgressInterval, p.t.roles())
+		// Every pool of the job shares one count per interval, or per
+		// Config.CountMaxAge if that is longer.
+		counts, err := p.t.sharedCount(rctx, max(p.opts.ProgressInterval, p.t.cfg.CountMaxAge), p.t.roles())
 		cancel()
 		if err != nil {
 			if !final {
