@@ -345,13 +345,14 @@ func (f *feeder[S]) idle(ctx context.Context) (done bool, err error) {
 	return false, nil
 }
 
-// nextWake returns when the first partition is due for a read.
+// nextWake returns when the first partition is due for a read. A zero
+// nextRead means the partition is due now, so it wins over any later time.
 func (f *feeder[S]) nextWake() time.Time {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var wake time.Time
-	for _, src := range f.sources {
-		if wake.IsZero() || src.nextRead.Before(wake) {
+	wake := f.sources[0].nextRead
+	for _, src := range f.sources[1:] {
+		if src.nextRead.Before(wake) {
 			wake = src.nextRead
 		}
 	}
