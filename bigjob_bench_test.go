@@ -44,6 +44,8 @@ const bigWorkers = 8
 //     use, sampled every 100ms, which is what the library holds without
 //     the runtime's slack.
 //
+// MB is a million bytes, as benchstat reads the unit.
+//
 // For a clean peak on a kernel without clear_refs, run each size in a
 // process of its own: -bench 'BigJob/tasks=200000$'.
 func BenchmarkBigJob(b *testing.B) {
@@ -111,12 +113,12 @@ func bigJob(b *testing.B, n int) {
 	}
 }
 
-// memoryPeak is the most memory a phase used, in MB.
+// memoryPeak is the most memory a phase used, in MB (millions of bytes).
 type memoryPeak struct{ rss, heap float64 }
 
 // memoryWatch follows one phase's memory.
 type memoryWatch struct {
-	startRSS float64 // MB
+	startRSS float64 // millions of bytes
 	reset    bool    // whether the kernel's peak was reset for the phase
 	done     chan struct{}
 	wg       sync.WaitGroup
@@ -155,11 +157,12 @@ func watchMemory() *memoryWatch {
 func (w *memoryWatch) stop() memoryPeak {
 	close(w.done)
 	w.wg.Wait()
-	return memoryPeak{rss: procStatusMB("VmHWM"), heap: float64(w.heap.Load()) / (1 << 20)}
+	return memoryPeak{rss: procStatusMB("VmHWM"), heap: float64(w.heap.Load()) / 1e6}
 }
 
-// procStatusMB reads a field of /proc/self/status given in kB, in MB, or 0
-// where there is no such file.
+// procStatusMB reads a field of /proc/self/status, which the kernel gives
+// in units of 1024 bytes, in millions of bytes, or 0 where there is no such
+// file.
 func procStatusMB(field string) float64 {
 	f, err := os.Open("/proc/self/status")
 	if err != nil {
@@ -176,7 +179,7 @@ func procStatusMB(field string) float64 {
 		if err != nil {
 			return 0
 		}
-		return kb / 1024
+		return kb * 1024 / 1e6
 	}
 	return 0
 }
