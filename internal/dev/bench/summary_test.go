@@ -19,13 +19,15 @@ func TestSummary(t *testing.T) {
 		name       string
 		raw        string
 		rawQueries string
+		rawPool    string
 		moto       string
+		index      string
 		want       string
 	}{
 		{
 			name: "all sections",
 			raw:  "BenchmarkThroughput-2 240 1 ns/op\nBenchmarkLifecycle/impl=ddbtrack-2 1 1 ns/op\n",
-			moto: table, rawQueries: "BenchmarkQuery-2 1 1 ns/op\n",
+			moto: table, index: table, rawQueries: "BenchmarkQuery-2 1 1 ns/op\n", rawPool: "BenchmarkFleet-2 1 1 ns/op\n",
 			want: "# ddbtrack benchmark summary\n\n" +
 				"- Date: 2026-11-29 10:30 UTC\n" +
 				"- Machine: Linux x86_64, Some CPU, 2 cores\n" +
@@ -34,9 +36,11 @@ func TestSummary(t *testing.T) {
 				"- Command: make bench BENCH_ROUNDS=1\n" +
 				"\n## Requests per step (dynalite)\n\n" + table +
 				"\n## Requests per step (moto 5.2.1)\n\n" + table +
+				"\n## Write units of a task's life, index included (computed from item sizes; dynalite reports the table's only)\n\n" + table +
 				"\n## Benchmarks: medians over 1 rounds, with 95% confidence intervals\n\n```text\nbenchstat RAW\n```\n" +
-				"\n## Library overhead against the in-memory stub: ddbtrack vs the raw-SDK baseline\n\n```text\nbenchstat -filter .name:Lifecycle -col /impl RAW\n```\n" +
-				"\n## Queries (one process, 5 counts)\n\n```text\nbenchstat QUERIES\n```\n",
+				"\n## Library CPU against an in-process canned client: ddbtrack vs the raw-SDK baseline\n\n```text\nbenchstat -filter .name:Lifecycle -col /impl RAW\n```\n" +
+				"\n## Queries (one process, 5 counts)\n\n```text\nbenchstat QUERIES\n```\n" +
+				"\n## Process at scale: fleets, idle cost, due work, big jobs (one process)\n\n```text\nbenchstat POOL\n```\n",
 		},
 		{
 			name: "no moto, no lifecycle, no queries",
@@ -55,10 +59,13 @@ func TestSummary(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
-			raw, rawQueries := filepath.Join(dir, "raw.txt"), filepath.Join(dir, "raw-queries.txt")
+			raw, rawQueries, rawPool := filepath.Join(dir, "raw.txt"), filepath.Join(dir, "raw-queries.txt"), filepath.Join(dir, "raw-pool.txt")
 			require.NoError(t, os.WriteFile(raw, []byte(tc.raw), 0o644))
 			if tc.rawQueries != "" {
 				require.NoError(t, os.WriteFile(rawQueries, []byte(tc.rawQueries), 0o644))
+			}
+			if tc.rawPool != "" {
+				require.NoError(t, os.WriteFile(rawPool, []byte(tc.rawPool), 0o644))
 			}
 			s := summary{
 				date:        time.Date(2026, 11, 29, 10, 30, 0, 0, time.UTC),
@@ -71,8 +78,10 @@ func TestSummary(t *testing.T) {
 				motoVersion: "5.2.1",
 				raw:         raw,
 				rawQueries:  rawQueries,
+				rawPool:     rawPool,
+				indexUnits:  tc.index,
 				benchstat: func(args ...string) (string, error) {
-					line := strings.NewReplacer(raw, "RAW", rawQueries, "QUERIES").Replace(strings.Join(args, " "))
+					line := strings.NewReplacer(raw, "RAW", rawQueries, "QUERIES", rawPool, "POOL").Replace(strings.Join(args, " "))
 					return "benchstat " + line + "\n", nil
 				},
 			}
