@@ -48,9 +48,12 @@ const minQueryRRU = 0.5
 //     workers in a 30-day month, counting each query at least the 0.5 RRU
 //     DynamoDB bills for one;
 //  2. creates -bench.pickups tasks one at a time from another tracker, each
-//     after a pause of PollInterval plus 1 to 2 seconds, long enough for
-//     the pool to be idle again at a random point of its schedule, and
-//     times each from just before Create to the start of its function;
+//     after a pause of a second plus one to two PollIntervals: long enough
+//     for the pool to be idle again, and spread over a whole PollInterval
+//     so that the task arrives at a uniformly random point of the poll
+//     schedule (a pause spread over less would line up with the schedule,
+//     which restarts when a task is found); each is timed from just before
+//     Create to the start of its function;
 //     reported as pickup-min-s, pickup-p50-s, pickup-p95-s and pickup-max-s
 //     (nearest-rank percentiles).
 func BenchmarkIdle(b *testing.B) {
@@ -148,7 +151,7 @@ func idle(b *testing.B, poll time.Duration) idleRun {
 	}
 
 	for i := range *idlePickups {
-		time.Sleep(interval + time.Second + rand.N(time.Second))
+		time.Sleep(time.Second + interval + rand.N(interval))
 		id := fmt.Sprintf("new-%d", i)
 		created := time.Now()
 		require.NoError(b, creator.Create(ctx, ddbtrack.NewTask{ID: id}))
