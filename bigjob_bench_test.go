@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"strconv"
 	"strings"
 	"sync"
@@ -41,8 +42,10 @@ const bigWorkers = 8
 //     through /proc/self/clear_refs after returning freed memory to the
 //     system), and start-RSS-MB, the resident set a phase starts from;
 //   - create-peak-heap-MB and process-peak-heap-MB: the largest Go heap in
-//     use, sampled every 100ms, which is what the library holds without
-//     the runtime's slack.
+//     use, sampled every 100ms, and create-peak-live-MB and
+//     process-peak-live-MB, the largest heap found live by a garbage
+//     collection: what the library holds, without the collector's slack,
+//     whose peaks a longer phase samples more of.
 //
 // MB is a million bytes, as benchstat reads the unit.
 //
@@ -108,13 +111,15 @@ func bigJob(b *testing.B, n int) {
 	b.ReportMetric(createPeak.heap, "create-peak-heap-MB")
 	b.ReportMetric(processPeak.rss, "process-peak-RSS-MB")
 	b.ReportMetric(processPeak.heap, "process-peak-heap-MB")
+	b.ReportMetric(createPeak.live, "create-peak-live-MB")
+	b.ReportMetric(processPeak.live, "process-peak-live-MB")
 	if !createMem.reset || !processMem.reset {
 		b.Log("the kernel refused to reset the peak resident set: the RSS peaks are the process's since it started")
 	}
 }
 
 // memoryPeak is the most memory a phase used, in MB (millions of bytes).
-type memoryPeak struct{ rss, heap float64 }
+type memoryPeak struct{ rss, heap, live float64 }
 
 // memoryWatch follows one phase's memory.
 type memoryWatch struct {
@@ -123,6 +128,7 @@ type memoryWatch struct {
 	done     chan struct{}
 	wg       sync.WaitGroup
 	heap     atomic.Uint64 // the largest heap in use seen, bytes
+	live     atomic.Uint64 // the largest live heap seen, bytes
 }
 
 // watchMemory returns freed memory to the system, resets the kernel's peak
@@ -139,10 +145,15 @@ func watchMemory() *memoryWatch {
 		tick := time.NewTicker(100 * time.Millisecond)
 		defer tick.Stop()
 		var ms runtime.MemStats
+		live := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
 		for {
 			runtime.ReadMemStats(&ms)
 			if ms.HeapInuse > w.heap.Load() {
 				w.heap.Store(ms.HeapInuse)
+			}
+			metrics.Read(live)
+			if live[0].Value.Kind() == metrics.KindUint64 && live[0].Value.Uint64() > w.live.Load() {
+				w.live.Store(live[0].Value.Uint64())
 			}
 			select {
 			case <-w.done:
@@ -157,7 +168,7 @@ func watchMemory() *memoryWatch {
 func (w *memoryWatch) stop() memoryPeak {
 	close(w.done)
 	w.wg.Wait()
-	return memoryPeak{rss: procStatusMB("VmHWM"), heap: float64(w.heap.Load()) / 1e6}
+	return memoryPeak{rss: procStatusMB("VmHWM"), heap: float64(w.heap.Load()) / 1e6, live: float64(w.live.Load()) / 1e6}
 }
 
 // procStatusMB reads a field of /proc/self/status, which the kernel gives
