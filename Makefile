@@ -38,11 +38,18 @@ TEST_PKGS ?= $(PKGS)
 # the operations benchmarks (the dashboard's overview, stats, a filtered
 # listing, count queries a minute) on one job of BENCH_OPS_TASKS tasks;
 # together they take half an hour.
+# BENCH_POOL=1 adds the benchmarks of Process at scale (fleets, idle cost,
+# due work, big jobs) at the issues' sizes, about an hour; BENCH_POOL_ARGS
+# passes them smaller sizes, e.g. '-bench.fleet-tasks=2000 -bench.pickups=5'
+# (see poolbench_test.go).
 BENCH_ROUNDS ?= 6
 BENCH_TASKS ?= 240
 BENCH_TIME ?= 2s
 BENCH_QUERIES ?= 0
 BENCH_OPS_TASKS ?= 100000
+BENCH_POOL ?= 0
+BENCH_POOL_COUNT ?= 1
+BENCH_POOL_ARGS ?=
 BENCH_DIR ?= bench
 
 # Pinned tools, which `go run` fetches through the module proxy once.
@@ -113,7 +120,8 @@ dashboard: deps ## Load the demo into a local dynalite and serve the dashboard o
 
 bench: deps ## Run the benchmarks in BENCH_ROUNDS interleaved rounds; write bench/raw.txt and bench/summary.md.
 	$(GO) run ./internal/dev/bench -dir $(BENCH_DIR) -rounds $(BENCH_ROUNDS) -tasks $(BENCH_TASKS) \
-		-benchtime $(BENCH_TIME) -queries=$(BENCH_QUERIES) -ops-tasks $(BENCH_OPS_TASKS) -benchstat '$(BENCHSTAT)'
+		-benchtime $(BENCH_TIME) -queries=$(BENCH_QUERIES) -ops-tasks $(BENCH_OPS_TASKS) \
+		-pool=$(BENCH_POOL) -pool-count $(BENCH_POOL_COUNT) -pool-args '$(BENCH_POOL_ARGS)' -benchstat '$(BENCHSTAT)'
 
 cover: deps ## Write coverage.out and coverage.html for every module, and print the total.
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -coverpkg=$(subst $(space),$(comma),$(strip $(PKGS))) -coverprofile=coverage.out $(TEST_PKGS)

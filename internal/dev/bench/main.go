@@ -15,11 +15,17 @@
 // dashboard's overview, stats, a filtered listing and the count queries a
 // minute, on one job of -ops-tasks tasks): 5 loads after a first, 5
 // counts, and 3 simulated minutes.
+// -pool also runs the benchmarks of Process at scale once, -pool-count
+// counts: BenchmarkFleet, BenchmarkIdle, BenchmarkDueWork and
+// BenchmarkBigJob, at the sizes of issues 15, 16 and 10 unless -pool-args
+// passes their test flags (such as -bench.fleet-tasks=2000); at those sizes
+// they take about an hour here.
 //
-// It writes, in -dir: raw.txt (and raw-queries.txt and raw-ops.txt), the
-// benchmark output as go test prints it, and summary.md, which adds the
-// machine, the load, the tool versions, the request counts per step on
-// each server, and benchstat's medians and confidence intervals.
+// It writes, in -dir: raw.txt (and raw-queries.txt, raw-ops.txt and
+// raw-pool.txt), the benchmark output as go test prints it, and
+// summary.md, which adds the machine, the load, the tool versions, the
+// request counts per step on each server, the index write units of a
+// task's life, and benchstat's medians and confidence intervals.
 package main
 
 import (
@@ -29,6 +35,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -43,23 +50,30 @@ type options struct {
 	benchtime string
 	queries   bool
 	opsTasks  int
+	pool      bool
+	poolCount int
+	poolArgs  []string // test flags of the pool benchmarks
 	benchstat []string // the benchstat command line
 }
 
 func main() {
 	var o options
-	var benchstat string
+	var benchstat, poolArgs string
 	flag.StringVar(&o.dir, "dir", "bench", "directory for the test binary, raw.txt, raw-queries.txt and summary.md")
 	flag.IntVar(&o.rounds, "rounds", 6, "rounds of the benchmarks")
 	flag.IntVar(&o.tasks, "tasks", 240, "tasks per implementation per round in BenchmarkThroughput")
 	flag.StringVar(&o.benchtime, "benchtime", "2s", "BenchmarkLifecycle's -test.benchtime per round")
 	flag.BoolVar(&o.queries, "queries", false, "also run the query and operations benchmarks, which take half an hour")
 	flag.IntVar(&o.opsTasks, "ops-tasks", 100000, "tasks in the job the operations benchmarks read, with -queries")
+	flag.BoolVar(&o.pool, "pool", false, "also run the benchmarks of Process at scale, which take up to an hour")
+	flag.IntVar(&o.poolCount, "pool-count", 1, "counts of each benchmark of Process at scale")
+	flag.StringVar(&poolArgs, "pool-args", "", "test flags for the benchmarks of Process at scale, e.g. '-bench.fleet-tasks=2000 -bench.pickups=5'")
 	flag.StringVar(&benchstat, "benchstat", "benchstat", "the benchstat command, e.g. 'go run golang.org/x/perf/cmd/benchstat@VERSION'")
 	flag.Parse()
 	o.benchstat = strings.Fields(benchstat)
-	if o.rounds < 1 || o.tasks < 1 || len(o.benchstat) == 0 {
-		fmt.Fprintln(os.Stderr, "bench: -rounds and -tasks must be at least 1, and -benchstat must name a command")
+	o.poolArgs = strings.Fields(poolArgs)
+	if o.rounds < 1 || o.tasks < 1 || o.poolCount < 1 || len(o.benchstat) == 0 {
+		fmt.Fprintln(os.Stderr, "bench: -rounds, -tasks and -pool-count must be at least 1, and -benchstat must name a command")
 		os.Exit(2)
 	}
 	if err := run(o); err != nil {
@@ -75,7 +89,8 @@ func run(o options) error {
 	raw := filepath.Join(o.dir, "raw.txt")
 	rawQueries := filepath.Join(o.dir, "raw-queries.txt")
 	rawOps := filepath.Join(o.dir, "raw-ops.txt")
-	for _, f := range []string{raw, rawQueries, rawOps} {
+	rawPool := filepath.Join(o.dir, "raw-pool.txt")
+	for _, f := range []string{raw, rawQueries, rawOps, rawPool} {
 		if err := os.Remove(f); err != nil && !os.IsNotExist(err) {
 			return err
 		}
@@ -88,7 +103,7 @@ func run(o options) error {
 	s := summary{
 		date:       time.Now().UTC(),
 		rounds:     o.rounds,
-		command:    fmt.Sprintf("make bench BENCH_ROUNDS=%d BENCH_TASKS=%d BENCH_TIME=%s BENCH_QUERIES=%d BENCH_OPS_TASKS=%d", o.rounds, o.tasks, o.benchtime, boolInt(o.queries), o.opsTasks),
+		command:    commandLine(o),
 		loadBefore: loadAverage(),
 	}
 	benchArgs := []string{"-test.run", "^$", "-test.benchmem", "-test.count", "1", "-test.timeout", "30m"}
@@ -113,16 +128,27 @@ func run(o options) error {
 			return err
 		}
 	}
+	if o.pool {
+		fmt.Println("==> Benchmarks of Process at scale (dynalite)")
+		args := []string{"-test.run", "^$", "-test.bench", "^Benchmark(Fleet|Idle|DueWork|BigJob)$", "-test.benchtime", "1x",
+			"-test.count", strconv.Itoa(o.poolCount), "-test.timeout", "4h"}
+		if err := runBench(bin, rawPool, false, append(args, o.poolArgs...)); err != nil {
+			return err
+		}
+	}
 	s.loadAfter = loadAverage()
 
 	fmt.Println("==> Request counts")
 	var err error
-	if s.requests.dynalite, err = requestTable(bin, "dynalite"); err != nil {
+	if s.requests.dynalite, err = requestTable(bin, "dynalite", "TestRequestsPerLifecycle"); err != nil {
+		return err
+	}
+	if s.indexUnits, err = requestTable(bin, "dynalite", "TestIndexWriteUnits"); err != nil {
 		return err
 	}
 	if python, ok := devenv.MotoPython(); ok {
 		s.motoVersion = strings.TrimSpace(outputOf(python, "-I", "-c", "import moto; print(moto.__version__)"))
-		if s.requests.moto, err = requestTable(bin, "moto"); err != nil {
+		if s.requests.moto, err = requestTable(bin, "moto", "TestRequestsPerLifecycle"); err != nil {
 			return err
 		}
 	}
@@ -132,7 +158,7 @@ func run(o options) error {
 		out, err := command(nil, "", o.benchstat[0], append(o.benchstat[1:], args...)...).Output()
 		return string(out), err
 	}
-	s.raw, s.rawQueries, s.rawOps = raw, rawQueries, rawOps
+	s.raw, s.rawQueries, s.rawOps, s.rawPool = raw, rawQueries, rawOps, rawPool
 
 	var out strings.Builder
 	if err := s.write(&out); err != nil {
@@ -187,13 +213,14 @@ func runBench(bin, raw string, appendTo bool, args []string) error {
 	return f.Close()
 }
 
-// requestTable runs TestRequestsPerLifecycle on server and returns the
-// Markdown table it logs, without the test log's indentation.
-func requestTable(bin, server string) (string, error) {
-	cmd := command(nil, server, bin, "-test.run", "^TestRequestsPerLifecycle$", "-test.v", "-test.count", "1")
+// requestTable runs a test that logs a Markdown table, such as
+// TestRequestsPerLifecycle, on server, and returns the table without the
+// test log's indentation.
+func requestTable(bin, server, test string) (string, error) {
+	cmd := command(nil, server, bin, "-test.run", "^"+test+"$", "-test.v", "-test.count", "1")
 	out, err := cmd.Output()
 	if err != nil {
-		return "", fmt.Errorf("TestRequestsPerLifecycle on %s: %w\n%s", server, err, out)
+		return "", fmt.Errorf("%s on %s: %w\n%s", test, server, err, out)
 	}
 	return tableLines(string(out)), nil
 }
@@ -237,6 +264,18 @@ func outputOf(name string, args ...string) string {
 		return ""
 	}
 	return string(out)
+}
+
+// commandLine is the make command that reproduces a run.
+func commandLine(o options) string {
+	line := fmt.Sprintf("make bench BENCH_ROUNDS=%d BENCH_TASKS=%d BENCH_TIME=%s BENCH_QUERIES=%d BENCH_OPS_TASKS=%d", o.rounds, o.tasks, o.benchtime, boolInt(o.queries), o.opsTasks)
+	if o.pool {
+		line += fmt.Sprintf(" BENCH_POOL=1 BENCH_POOL_COUNT=%d", o.poolCount)
+		if len(o.poolArgs) > 0 {
+			line += fmt.Sprintf(" BENCH_POOL_ARGS='%s'", strings.Join(o.poolArgs, " "))
+		}
+	}
+	return line
 }
 
 func boolInt(b bool) int {

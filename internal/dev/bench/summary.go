@@ -21,9 +21,10 @@ type summary struct {
 	command               string // the make command that reproduces the run
 	rounds                int
 	requests              struct{ dynalite, moto string } // Markdown tables; moto's is empty when moto is missing
+	indexUnits            string                          // TestIndexWriteUnits's Markdown table
 	motoVersion           string
 	raw, rawQueries       string // paths of the raw benchmark output
-	rawOps                string
+	rawOps, rawPool       string
 	// benchstat runs benchstat with args and returns its output.
 	benchstat func(args ...string) (string, error)
 }
@@ -43,6 +44,9 @@ func (s *summary) write(w io.Writer) error {
 	} else {
 		p("\n(moto is not installed: the refused claim that returns its item was not measured)\n")
 	}
+	if s.indexUnits != "" {
+		p("\n## Write units of a task's life, index included (computed from item sizes; dynalite reports the table's only)\n\n%s", s.indexUnits)
+	}
 
 	if err := s.stat(w, fmt.Sprintf("Benchmarks: medians over %d rounds, with 95%% confidence intervals", s.rounds), s.raw); err != nil {
 		return err
@@ -50,7 +54,7 @@ func (s *summary) write(w io.Writer) error {
 	// The overhead table compares ddbtrack with the raw-SDK baseline
 	// side by side, which needs BenchmarkLifecycle's /impl sub-benchmarks.
 	if fileHasLine(s.raw, "BenchmarkLifecycle/") {
-		if err := s.stat(w, "Library overhead against the in-memory stub: ddbtrack vs the raw-SDK baseline", "-filter", ".name:Lifecycle", "-col", "/impl", s.raw); err != nil {
+		if err := s.stat(w, "Library CPU against an in-process canned client: ddbtrack vs the raw-SDK baseline", "-filter", ".name:Lifecycle", "-col", "/impl", s.raw); err != nil {
 			return err
 		}
 	}
@@ -61,6 +65,11 @@ func (s *summary) write(w io.Writer) error {
 	}
 	if info, err := os.Stat(s.rawOps); err == nil && info.Size() > 0 {
 		if err := s.stat(w, "Operations on one big job (one process; medians of 5 counts, 3 for count queries)", s.rawOps); err != nil {
+			return err
+		}
+	}
+	if info, err := os.Stat(s.rawPool); err == nil && info.Size() > 0 {
+		if err := s.stat(w, "Process at scale: fleets, idle cost, due work, big jobs (one process)", s.rawPool); err != nil {
 			return err
 		}
 	}
