@@ -25,6 +25,11 @@ import (
 // can predict, and every sweepPolls PollIntervals for Failed and Running
 // ones, whose tasks come due at times the index tells (the retry's due
 // time, the lease's expiry), or when a task this pool made wait is due.
+//
+// Pools of a fleet read the same partitions. Once a partition holds more
+// due tasks than a page, each pool reads it from random points among them
+// (see spread) rather than from its head, so that the pools take different
+// tasks instead of racing for the same ones.
 
 // sweepPolls is how many PollIntervals an idle pool waits between reads of
 // a Failed or Running partition whose next due time it does not know.
@@ -47,11 +52,12 @@ type source struct {
 	// real time, which the schedule runs on, while due times are by
 	// Config.Now: realTime converts.
 	nextRead time.Time
-	// crowded says the last read filled a page, so the partition has more
-	// due tasks than a page, and the next read may start from a random
-	// point among them; head is the first due task's order key then.
+	// crowded says a read from the head filled a page: the partition has
+	// more due tasks than a page, and other machines are likely reading
+	// its head too, so the pool reads from random points among its due
+	// tasks (spread) instead.
 	crowded bool
-	head    string
+	spread  spread
 }
 
 // candidate is a task listed as due, on a page of candidates read
@@ -187,21 +193,13 @@ func (f *feeder[S]) refill(ctx context.Context) error {
 		return nil
 	}
 	now := f.p.t.cfg.Now()
-	pivot := ""
-	if src.crowded && src.head != "" && !src.takeover {
-		// Read from a random point among the due tasks, which other
-		// machines are unlikely to read from too.
-		lo, hi := keys.OrderTime(src.head), now.UnixMilli()
-		if hi > lo {
-			pivot = keys.Order(lo+rand.Int64N(hi-lo+1), "")
-		}
-	}
-	tasks, err := f.read(ctx, src, pivot, now)
+	from := f.readFrom(src, now)
+	tasks, err := f.read(ctx, src, from, now)
 	if err != nil {
 		return err
 	}
 	var due time.Time
-	if len(tasks) == 0 && pivot == "" && !src.fresh && f.p.opts.Mode == Service {
+	if len(tasks) == 0 && from == "" && !src.fresh && f.p.opts.Mode == Service {
 		// Learn when the partition's next task is due, to read it then.
 		// A Batch pool learns it from its check of whether the job is
 		// finished, which reads every partition's first task anyway.
@@ -210,7 +208,7 @@ func (f *feeder[S]) refill(ctx context.Context) error {
 		}
 	}
 	f.p.healthy()
-	f.schedule(src, tasks, pivot != "", due)
+	f.schedule(src, tasks, from, due)
 	pg := &page{}
 	read := time.Now()
 	rand.Shuffle(len(tasks), func(i, j int) { tasks[i], tasks[j] = tasks[j], tasks[i] })
@@ -221,27 +219,50 @@ func (f *feeder[S]) refill(ctx context.Context) error {
 	return nil
 }
 
-// schedule decides, from what a read of src found, how to read it next:
-// from a random point if it is crowded, and when, if it had nothing due.
-// due is when its next task is due, if a read told.
-func (f *feeder[S]) schedule(src *source, tasks []*Task[S], pivoted bool, due time.Time) {
+// readFrom returns the order key to read src from: a random point among
+// its due tasks if it is crowded, or "" for its head.
+func (f *feeder[S]) readFrom(src *source, now time.Time) string {
+	if !src.crowded || src.takeover {
+		return ""
+	}
+	at, ok := src.spread.draw(now.UnixMilli())
+	if !ok {
+		return ""
+	}
+	return keys.Order(at, "")
+}
+
+// schedule decides, from what a read of src from the order key from found,
+// how to read it next: where from if it is crowded, and when, if it had
+// nothing due. due is when the partition's next task is due, if a read
+// told.
+func (f *feeder[S]) schedule(src *source, tasks []*Task[S], from string, due time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	n := len(tasks)
 	switch {
-	case len(tasks) == 0 && pivoted:
-		// Nothing due from the random point on: read from the start next.
+	case from != "":
+		// Nothing is due from the point up to the first task read, and,
+		// unless the page is full, after the last.
+		at := keys.OrderTime(from)
+		switch {
+		case n == 0:
+			src.spread.hi = at - 1
+		case n < f.p.opts.PageSize:
+			src.spread.hi = tasks[n-1].DueAt.UnixMilli()
+			fallthrough
+		default:
+			src.spread.empty(at, tasks[0].DueAt.UnixMilli())
+		}
+	case n == 0:
 		src.crowded = false
-	case len(tasks) == 0:
-		src.crowded, src.head = false, ""
 		src.nextRead = time.Now().Add(f.pollInterval(src))
 		if !due.IsZero() && f.realTime(due).Before(src.nextRead) {
 			src.nextRead = f.realTime(due)
 		}
 	default:
-		src.crowded = len(tasks) == f.p.opts.PageSize
-		if !pivoted {
-			src.head = keys.Order(tasks[0].DueAt.UnixMilli(), tasks[0].ID)
-		}
+		src.crowded = n == f.p.opts.PageSize
+		src.spread = newSpread(tasks[0].DueAt.UnixMilli())
 		if !src.crowded {
 			// Every due task of the partition is a candidate now: reading
 			// it again before they are taken would return the same ones.
