@@ -20,6 +20,10 @@ import (
 // fleetTasks sets the job size of BenchmarkFleet: issue 15 asks for 20,000.
 var fleetTasks = flag.Int("bench.fleet-tasks", 20_000, "tasks in BenchmarkFleet's job")
 
+// fleetShards sets Config.Shards of BenchmarkFleet's job, to measure what
+// more shards buy a big fleet; 0 keeps the default.
+var fleetShards = flag.Int("bench.fleet-shards", 0, "Config.Shards of BenchmarkFleet's job; 0 for the default")
+
 // fleetWorkers is the Concurrency of each pool of BenchmarkFleet.
 const fleetWorkers = 8
 
@@ -86,6 +90,9 @@ func (r *fleetRun) add(o fleetRun) {
 
 func fleet(b *testing.B, pools, n int) {
 	cfg := config(b)
+	if *fleetShards > 0 {
+		cfg.Shards = *fleetShards
+	}
 	newTracker(b, cfg)
 	var sum fleetRun
 	for i := range b.N {
