@@ -390,7 +390,7 @@ func TestCancelledTaskOfDeadWorker(t *testing.T) {
 	// The successor waits for its writes as long as a worker usually does.
 	scfg := cfg
 	scfg.FinishTimeout = 0
-	res, err := worker(t, scfg, "successor").Process(ctx, func(context.Context, *ddbtrack.Task[Step]) error {
+	res, err := processBatch(t, worker(t, scfg, "successor"), func(context.Context, *ddbtrack.Task[Step]) error {
 		ran = true
 		return nil
 	}, ddbtrack.ProcessOptions[Step]{})
