@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 )
@@ -235,8 +236,10 @@ type dispatch struct {
 }
 
 // forgetAfter is how long a dispatched version is remembered. The status
-// index lags the table by well under a second in normal operation.
-const forgetAfter = time.Minute
+// index lags the table by well under a second in normal operation, and a
+// version forgotten too soon costs one refused claim, while one remembered
+// costs memory in proportion to throughput.
+const forgetAfter = 10 * time.Second
 
 var errPanicked = errors.New("ddbtrack: a task panicked")
 
@@ -311,8 +314,11 @@ func (p *pool[S]) claimable(task *Task[S], version string) bool {
 		return false
 	}
 	now := time.Now()
-	p.inflight[task.ID] = true
-	p.dispatched[task.ID] = dispatch{version: version, at: now}
+	// The ID is copied because it is part of a decoded page of results,
+	// which a key kept for a while would keep whole.
+	id := strings.Clone(task.ID)
+	p.inflight[id] = true
+	p.dispatched[id] = dispatch{version: version, at: now}
 	if now.Sub(p.pruned) > forgetAfter/4 {
 		p.pruned = now
 		for id, d := range p.dispatched {
