@@ -40,6 +40,10 @@ const sweepPolls = 20
 // enough that other machines have not taken most of them meanwhile.
 const candidateTTL = 2 * time.Second
 
+// contendedTTL is how long candidates are kept while other machines take
+// the pool's candidates: long enough for a claim to be sent.
+const contendedTTL = 250 * time.Millisecond
+
 // source is one index partition the pool takes work from.
 type source struct {
 	part partition
@@ -129,16 +133,22 @@ func (f *feeder[S]) run(ctx context.Context) error {
 			return err
 		}
 		f.dropStale()
-		if len(f.cands) < p.opts.Concurrency {
-			// Read ahead while the workers are busy, so that a worker
-			// that finishes starts its next task without waiting.
-			if err := f.refill(ctx); err != nil {
+		read, keep := f.want()
+		if keep > 0 {
+			if err := f.refill(ctx, read, keep); err != nil {
 				if ctx.Err() != nil || permanent(err) {
 					return err
 				}
 				p.problem(ctx, err, true)
 				continue
 			}
+		}
+		if len(f.cands) == 0 && keep == 0 && p.busy() > 0 {
+			// Contended, and waiting for slots to free: see want.
+			if err := f.await(ctx); err != nil {
+				return err
+			}
+			continue
 		}
 		if len(f.cands) == 0 {
 			done, err := f.idle(ctx)
@@ -165,10 +175,55 @@ func (f *feeder[S]) run(ctx context.Context) error {
 	}
 }
 
-// dropStale forgets candidates read too long ago.
+// want returns how many tasks to read now and how many of them to keep as
+// candidates; 0 to keep means no read.
+//
+// A pool alone reads a page ahead while its workers are busy, so that a
+// worker that finishes starts its next task without waiting. But when
+// other machines take the tasks the pool lists (its claims are refused),
+// a candidate kept waiting for a slot is likely taken by the time one
+// frees: then the pool keeps only as many as it has slots free, which it
+// claims at once, and reads only once half of its slots are free, to keep
+// reads few. It still reads a few times as many tasks as it keeps, and
+// keeps a random few: pools that land on the same tasks, as they do after
+// a stretch that others emptied, then mostly claim different ones.
+func (f *feeder[S]) want() (read, keep int) {
+	p := f.p
+	if !p.contended() {
+		if len(f.cands) < p.opts.Concurrency {
+			return p.opts.PageSize, p.opts.PageSize
+		}
+		return 0, 0
+	}
+	free := p.opts.Concurrency - p.busy() - len(f.cands)
+	if free < max(1, p.opts.Concurrency/2) {
+		return 0, 0
+	}
+	return min(4*free, p.opts.PageSize), free
+}
+
+// await waits for a task in flight to end.
+func (f *feeder[S]) await(ctx context.Context) error {
+	timer := time.NewTimer(f.p.opts.PollInterval)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-f.p.finished:
+	case <-timer.C:
+	}
+	return nil
+}
+
+// dropStale forgets candidates read too long ago: more than candidateTTL,
+// or, while other machines take the pool's candidates, contendedTTL.
 func (f *feeder[S]) dropStale() {
+	ttl := candidateTTL
+	if f.p.contended() {
+		ttl = contendedTTL
+	}
 	i := 0
-	for i < len(f.cands) && time.Since(f.cands[i].read) > candidateTTL {
+	for i < len(f.cands) && time.Since(f.cands[i].read) > ttl {
 		i++
 	}
 	f.cands = f.cands[i:]
@@ -185,16 +240,16 @@ func (f *feeder[S]) dropPage(pg *page) {
 	f.cands = kept
 }
 
-// refill reads one partition that is due for a read, if any, and adds its
-// due tasks to the candidates.
-func (f *feeder[S]) refill(ctx context.Context) error {
+// refill reads up to limit due tasks of one partition that is due for a
+// read, if any, and adds keep of them, at random, to the candidates.
+func (f *feeder[S]) refill(ctx context.Context, limit, keep int) error {
 	src := f.nextSource()
 	if src == nil {
 		return nil
 	}
 	now := f.p.t.cfg.Now()
 	from := f.readFrom(src, now)
-	tasks, err := f.read(ctx, src, from, now)
+	tasks, err := f.read(ctx, src, from, now, limit)
 	if err != nil {
 		return err
 	}
@@ -208,10 +263,11 @@ func (f *feeder[S]) refill(ctx context.Context) error {
 		}
 	}
 	f.p.healthy()
-	f.schedule(src, tasks, from, due)
+	f.schedule(src, tasks, from, limit, due)
 	pg := &page{}
 	read := time.Now()
 	rand.Shuffle(len(tasks), func(i, j int) { tasks[i], tasks[j] = tasks[j], tasks[i] })
+	tasks = tasks[:min(keep, len(tasks))]
 	for _, task := range tasks {
 		version := strconv.Itoa(int(task.Status)) + "/" + strconv.FormatInt(task.Fence, 10)
 		f.cands = append(f.cands, candidate[S]{task: task, version: version, page: pg, read: read})
@@ -236,7 +292,7 @@ func (f *feeder[S]) readFrom(src *source, now time.Time) string {
 // how to read it next: where from if it is crowded, and when, if it had
 // nothing due. due is when the partition's next task is due, if a read
 // told.
-func (f *feeder[S]) schedule(src *source, tasks []*Task[S], from string, due time.Time) {
+func (f *feeder[S]) schedule(src *source, tasks []*Task[S], from string, limit int, due time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	n := len(tasks)
@@ -248,7 +304,7 @@ func (f *feeder[S]) schedule(src *source, tasks []*Task[S], from string, due tim
 		switch {
 		case n == 0:
 			src.spread.hi = at - 1
-		case n < f.p.opts.PageSize:
+		case n < limit:
 			src.spread.hi = tasks[n-1].DueAt.UnixMilli()
 			fallthrough
 		default:
@@ -261,7 +317,7 @@ func (f *feeder[S]) schedule(src *source, tasks []*Task[S], from string, due tim
 			src.nextRead = f.realTime(due)
 		}
 	default:
-		src.crowded = n == f.p.opts.PageSize
+		src.crowded = n == limit
 		src.spread = newSpread(tasks[0].DueAt.UnixMilli())
 		if !src.crowded {
 			// Every due task of the partition is a candidate now: reading
@@ -307,9 +363,9 @@ func (f *feeder[S]) nextSource() *source {
 // from on if it is set. A Running partition lists tasks by their first
 // lease's expiry, so its read keeps only those whose lease, renewed or not,
 // has expired.
-func (f *feeder[S]) read(ctx context.Context, src *source, from string, now time.Time) ([]*Task[S], error) {
+func (f *feeder[S]) read(ctx context.Context, src *source, from string, now time.Time, limit int) ([]*Task[S], error) {
 	t := f.p.t
-	p := &plan[S]{t: t, parts: []partition{src.part}, lo: from, hi: keys.OrderBound(now.UnixMilli()), limit: f.p.opts.PageSize, pageSize: int32(f.p.opts.PageSize)}
+	p := &plan[S]{t: t, parts: []partition{src.part}, lo: from, hi: keys.OrderBound(now.UnixMilli()), limit: limit, pageSize: int32(limit)}
 	if src.takeover {
 		p.filter = expression.Name(attrLeaseExpiresAt).LessThan(expression.Value(now.UnixMilli()))
 	}

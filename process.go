@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -224,6 +225,20 @@ type pool[S Status] struct {
 	// onEnd, if set, learns of each attempt's end, so that the feeder
 	// knows when a task it made wait is due again.
 	onEnd func(*attempt[S])
+	// lastRefusal is when a claim of the pool was last refused, in Unix
+	// nanoseconds.
+	lastRefusal atomic.Int64
+}
+
+// contendedFor is how long after a refused claim the pool takes its
+// candidates to be contended by other machines.
+const contendedFor = 10 * time.Second
+
+// contended reports whether other machines took tasks the pool listed
+// lately.
+func (p *pool[S]) contended() bool {
+	last := p.lastRefusal.Load()
+	return last != 0 && time.Since(time.Unix(0, last)) < contendedFor
 }
 
 // dispatch remembers a version of a task handed to a worker: its status
@@ -374,6 +389,7 @@ func (p *pool[S]) work(ctx context.Context, c candidate[S]) (panicked bool) {
 		// The task changed since it was listed: another worker got it
 		// first, or it finished or was reset meanwhile.
 		c.page.refused.Add(1)
+		p.lastRefusal.Store(time.Now().UnixNano())
 	case a.task == nil:
 		tried = false
 		p.problem(ctx, err, false)
