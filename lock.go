@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -61,12 +62,53 @@ type write struct {
 	with []types.TransactWriteItem
 }
 
+// writeParts are the parts of a tracker's writes that depend only on its
+// Config, made once by New rather than for every write.
+type writeParts[S Status] struct {
+	// exprs holds the expressions of the tracker's writes, written out
+	// and checked once per shape; only their values change.
+	exprs ddbexpr.Cache
+	table *string // Config.Table, for the SDK's inputs, which only read it
+	// startable holds the startable statuses, in order, and placeholders
+	// their names in a claim's and a cancel's conditions: s0, s1, ...
+	startable    []S
+	placeholders []string
+	claimCond    string
+	cancelCond   string
+}
+
+// newWriteParts makes the parts of t's writes from its Config.
+func (t *Tracker[S]) newWriteParts() *writeParts[S] {
+	p := &writeParts[S]{table: aws.String(t.cfg.Table)}
+	for s := range t.startable {
+		p.startable = append(p.startable, s)
+	}
+	slices.Sort(p.startable)
+	ph := make([]string, len(p.startable))
+	for i := range p.startable {
+		p.placeholders = append(p.placeholders, "s"+strconv.Itoa(i))
+		ph[i] = ":" + p.placeholders[i]
+	}
+	in := "#status IN (" + strings.Join(ph, ", ") + ")"
+	p.claimCond = "attribute_exists(#pk) AND ((" + in + " AND #due_at <= :now) OR (#status = :running AND #lease_expires_at < :now))"
+	p.cancelCond = "attribute_exists(#pk) AND (" + in + " OR (#status = :running AND #lease_expires_at < :now))"
+	return p
+}
+
+// startableValues gives e the values of the placeholders :s0, :s1, ... of
+// claimCond and cancelCond.
+func (t *Tracker[S]) startableValues(e *ddbexpr.Expr) {
+	for i, s := range t.writes.startable {
+		e.Value(t.writes.placeholders[i], numAV(int64(s)))
+	}
+}
+
 // send sends w and returns the item as it left it (with returnNew), or the
 // item that refused it together with a [*TaskError] that explains why. A
 // refusal that shows w's own effect is no error: send returns the refusing
 // item and nil.
 func (t *Tracker[S]) send(ctx context.Context, w *write) (map[string]types.AttributeValue, error) {
-	b, err := w.expr.Build()
+	b, err := t.writes.exprs.Build(&w.expr)
 	if err != nil {
 		return nil, err // A malformed expression is a bug in this file.
 	}
@@ -105,22 +147,24 @@ func (t *Tracker[S]) send(ctx context.Context, w *write) (map[string]types.Attri
 
 // request sends one try of w.
 func (t *Tracker[S]) request(ctx context.Context, w *write, b ddbexpr.Built, sends *atomic.Int32) (map[string]types.AttributeValue, error) {
-	table, key := aws.String(t.cfg.Table), t.keyOf(w)
-	count := countSends(sends)
+	table := t.writes.table
 	switch {
 	case w.put != nil:
 		_, err := t.client.PutItem(ctx, &dynamodb.PutItemInput{
 			TableName: table, Item: w.put, ConditionExpression: b.Condition,
 			ExpressionAttributeNames: b.Names, ExpressionAttributeValues: b.Values,
 			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
-		}, count)
+		})
 		return nil, err
+	}
+	key := t.keyOf(w)
+	switch {
 	case w.delete:
 		_, err := t.client.DeleteItem(ctx, &dynamodb.DeleteItemInput{
 			TableName: table, Key: key, ConditionExpression: b.Condition,
 			ExpressionAttributeNames: b.Names, ExpressionAttributeValues: b.Values,
 			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
-		}, count)
+		}, countSends(sends))
 		return nil, err
 	case len(w.with) > 0:
 		return nil, t.transact(ctx, w, b, table, key)
@@ -437,16 +481,10 @@ func (t *Tracker[S]) claimWrite(taskID, token string, lease time.Duration, now t
 		Add(attrAttempts, numAV(1)).
 		Add(attrFence, numAV(1)).
 		Value("none", strAV("")).
-		Value("zero", numAV(0))
-	placeholders := make([]string, 0, len(t.startable))
-	for s := range t.startable {
-		p := fmt.Sprintf("s%d", len(placeholders))
-		placeholders = append(placeholders, ":"+p)
-		e.Value(p, numAV(int64(s)))
-	}
-	e.Value("running", numAV(int64(t.cfg.Running)))
-	e.Where("attribute_exists(#pk) AND ((#status IN (" + strings.Join(placeholders, ", ") + ") AND #due_at <= :now)" +
-		" OR (#status = :running AND #lease_expires_at < :now))")
+		Value("zero", numAV(0)).
+		Value("running", numAV(int64(t.cfg.Running))).
+		Where(t.writes.claimCond)
+	t.startableValues(e)
 	w.landed = func(item map[string]types.AttributeValue) bool { return str(item, attrLeaseToken) == token }
 	return w
 }
@@ -570,14 +608,9 @@ func (t *Tracker[S]) cancelWrite(taskID, reason string, now time.Time) *write {
 		Set(attrCancelReason, strAV(reason)).
 		Set(attrLastError, strAV(cancelMessage(reason))).
 		Remove(leaseAttrs...).
-		Value("running", numAV(int64(t.cfg.Running)))
-	placeholders := make([]string, 0, len(t.startable))
-	for s := range t.startable {
-		p := fmt.Sprintf("s%d", len(placeholders))
-		placeholders = append(placeholders, ":"+p)
-		e.Value(p, numAV(int64(s)))
-	}
-	e.Where("attribute_exists(#pk) AND (#status IN (" + strings.Join(placeholders, ", ") + ") OR (#status = :running AND #lease_expires_at < :now))")
+		Value("running", numAV(int64(t.cfg.Running))).
+		Where(t.writes.cancelCond)
+	t.startableValues(e)
 	at := now.UnixMilli()
 	w.landed = func(item map[string]types.AttributeValue) bool {
 		return num(item, attrCancelledAt) == at && str(item, attrCancelReason) == reason
