@@ -75,13 +75,50 @@ type writeParts[S Status] struct {
 	placeholders []string
 	claimCond    string
 	cancelCond   string
+	// Values that writes send over and over, made once, like those
+	// below: none may be changed.
+	job, owner, running types.AttributeValue
+	// statuses holds what place writes for each status of the tracker's
+	// roles and of Config.Startable.
+	statuses map[S]*statusValues
 }
+
+// statusValues are the values that place writes for one status.
+type statusValues struct {
+	num, name types.AttributeValue
+	keys      []types.AttributeValue // the status index partition of each shard
+}
+
+// Attribute values that writes send over and over, made once. The SDK only
+// reads what it is sent, and so does every write here: none may be
+// changed.
+var (
+	zeroAV     = numAV(0)
+	oneAV      = numAV(1)
+	minusOneAV = numAV(-1)
+	emptyAV    = strAV("")
+)
 
 // newWriteParts makes the parts of t's writes from its Config.
 func (t *Tracker[S]) newWriteParts() *writeParts[S] {
-	p := &writeParts[S]{table: aws.String(t.cfg.Table)}
+	cfg := &t.cfg
+	p := &writeParts[S]{
+		table: aws.String(cfg.Table), job: strAV(cfg.Job), owner: strAV(cfg.Owner), running: numAV(int64(cfg.Running)),
+		statuses: make(map[S]*statusValues),
+	}
+	for _, s := range []S{cfg.Pending, cfg.Running, cfg.Failed, cfg.Succeeded, cfg.Ignored} {
+		p.statuses[s] = nil
+	}
 	for s := range t.startable {
 		p.startable = append(p.startable, s)
+		p.statuses[s] = nil
+	}
+	for s := range p.statuses {
+		sv := &statusValues{num: numAV(int64(s)), name: strAV(statusName[S](int(s))), keys: make([]types.AttributeValue, cfg.Shards)}
+		for shard := range sv.keys {
+			sv.keys[shard] = strAV(keys.Status(cfg.Job, int(s), shard))
+		}
+		p.statuses[s] = sv
 	}
 	slices.Sort(p.startable)
 	ph := make([]string, len(p.startable))
@@ -99,7 +136,7 @@ func (t *Tracker[S]) newWriteParts() *writeParts[S] {
 // claimCond and cancelCond.
 func (t *Tracker[S]) startableValues(e *ddbexpr.Expr) {
 	for i, s := range t.writes.startable {
-		e.Value(t.writes.placeholders[i], numAV(int64(s)))
+		e.Value(t.writes.placeholders[i], t.writes.statuses[s].num)
 	}
 }
 
@@ -405,11 +442,19 @@ func sleep(ctx context.Context, d time.Duration) error {
 // the status, its name, the status index's keys and the due time. Every
 // write that changes a status goes through it, so they never disagree.
 func (t *Tracker[S]) place(set func(attr string, v types.AttributeValue), taskID string, s S, due time.Time) {
-	set(attrStatus, numAV(int64(s)))
-	set(attrStatusName, strAV(statusName[S](int(s))))
-	set(attrStatusKey, strAV(keys.Status(t.cfg.Job, int(s), keys.Shard(taskID, t.cfg.Shards))))
-	set(attrDueAt, numAV(due.UnixMilli()))
-	set(attrOrderKey, strAV(keys.Order(due.UnixMilli(), taskID)))
+	shard := keys.Shard(taskID, t.cfg.Shards)
+	if sv := t.writes.statuses[s]; sv != nil {
+		set(attrStatus, sv.num)
+		set(attrStatusName, sv.name)
+		set(attrStatusKey, sv.keys[shard])
+	} else {
+		set(attrStatus, numAV(int64(s)))
+		set(attrStatusName, strAV(statusName[S](int(s))))
+		set(attrStatusKey, strAV(keys.Status(t.cfg.Job, int(s), shard)))
+	}
+	ms := due.UnixMilli()
+	set(attrDueAt, numAV(ms))
+	set(attrOrderKey, strAV(keys.Order(ms, taskID)))
 }
 
 // move sets e to move a task to status s, due at due, at now: place's
@@ -440,20 +485,24 @@ func (t *Tracker[S]) expiresAt(s S, now time.Time) time.Time {
 // attempt removes.
 var leaseAttrs = []string{attrLeaseOwner, attrLeaseToken, attrLeaseExpiresAt, attrClaimedFrom, attrClaimedDue, attrAbandonedOwner, attrAbandonedUntil}
 
+// createAttrs is how many attributes createWrite stores at most, to size
+// its item's map once.
+const createAttrs = 14
+
 // createWrite stores a new Pending task, due at due, unless the task exists.
 // Its item carries a token of its own, by which a retry recognises it.
 func (t *Tracker[S]) createWrite(taskID string, data types.AttributeValue, due, now time.Time) *write {
 	token := newToken()[:16]
-	item := map[string]types.AttributeValue{
-		attrPK:          strAV(keys.Task(t.cfg.Job, taskID)),
-		attrJob:         strAV(t.cfg.Job),
-		attrTaskID:      strAV(taskID),
-		attrAttempts:    numAV(0),
-		attrFence:       numAV(0),
-		attrCreatedAt:   numAV(now.UnixMilli()),
-		attrUpdatedAt:   numAV(now.UnixMilli()),
-		attrCreateToken: strAV(token),
-	}
+	at := numAV(now.UnixMilli())
+	item := make(map[string]types.AttributeValue, createAttrs)
+	item[attrPK] = strAV(keys.Task(t.cfg.Job, taskID))
+	item[attrJob] = t.writes.job
+	item[attrTaskID] = strAV(taskID)
+	item[attrAttempts] = zeroAV
+	item[attrFence] = zeroAV
+	item[attrCreatedAt] = at
+	item[attrUpdatedAt] = at
+	item[attrCreateToken] = strAV(token)
 	t.place(func(attr string, v types.AttributeValue) { item[attr] = v }, taskID, t.cfg.Pending, due)
 	if data != nil {
 		item[attrData] = data
@@ -475,14 +524,14 @@ func (t *Tracker[S]) claimWrite(taskID, token string, lease time.Duration, now t
 	e := t.move(&w.expr, taskID, t.cfg.Running, expires, now).
 		SetExpr("#started_at = :now, #claimed_from = #status, #claimed_due = #due_at").
 		SetExpr("#abandoned_owner = if_not_exists(#lease_owner, :none), #abandoned_until = if_not_exists(#lease_expires_at, :zero)").
-		Set(attrLeaseOwner, strAV(t.cfg.Owner)).
+		Set(attrLeaseOwner, t.writes.owner).
 		Set(attrLeaseToken, strAV(token)).
 		Set(attrLeaseExpiresAt, numAV(expires.UnixMilli())).
-		Add(attrAttempts, numAV(1)).
-		Add(attrFence, numAV(1)).
-		Value("none", strAV("")).
-		Value("zero", numAV(0)).
-		Value("running", numAV(int64(t.cfg.Running))).
+		Add(attrAttempts, oneAV).
+		Add(attrFence, oneAV).
+		Value("none", emptyAV).
+		Value("zero", zeroAV).
+		Value("running", t.writes.running).
 		Where(t.writes.claimCond)
 	t.startableValues(e)
 	w.landed = func(item map[string]types.AttributeValue) bool { return str(item, attrLeaseToken) == token }
@@ -544,7 +593,7 @@ func (t *Tracker[S]) outcomeWrite(a *attempt[S], op string, s S, due, now time.T
 func (t *Tracker[S]) succeedWrite(a *attempt[S], history []ErrorRecord, now time.Time) *write {
 	w := t.outcomeWrite(a, "record success of", t.cfg.Succeeded, now, now, false)
 	st := a.task.staged
-	w.expr.SetExpr("#succeeded_at = :now").Set(attrAttempts, numAV(0)).Remove(attrLastError)
+	w.expr.SetExpr("#succeeded_at = :now").Set(attrAttempts, zeroAV).Remove(attrLastError)
 	if st.output != nil {
 		w.expr.Set(attrOutput, st.output)
 	} else {
@@ -579,7 +628,7 @@ func (t *Tracker[S]) failWrite(a *attempt[S], s S, history []ErrorRecord, lastEr
 // set.
 func (t *Tracker[S]) releaseWrite(a *attempt[S], s S, history []ErrorRecord, lastError *string, due, now time.Time) *write {
 	w := t.outcomeWrite(a, "release", s, due, now, false)
-	w.expr.Add(attrAttempts, numAV(-1))
+	w.expr.Add(attrAttempts, minusOneAV)
 	if history != nil {
 		w.expr.Set(attrErrors, encodeErrors(history)).Set(attrLastError, strAV(*lastError))
 	}
@@ -608,7 +657,7 @@ func (t *Tracker[S]) cancelWrite(taskID, reason string, now time.Time) *write {
 		Set(attrCancelReason, strAV(reason)).
 		Set(attrLastError, strAV(cancelMessage(reason))).
 		Remove(leaseAttrs...).
-		Value("running", numAV(int64(t.cfg.Running))).
+		Value("running", t.writes.running).
 		Where(t.writes.cancelCond)
 	t.startableValues(e)
 	at := now.UnixMilli()
@@ -637,7 +686,7 @@ func (t *Tracker[S]) cancelRequestWrite(taskID, reason string, now time.Time) *w
 func (t *Tracker[S]) requeueWrite(op, taskID, cond string, now time.Time) *write {
 	w := &write{op: op, taskID: taskID}
 	t.move(&w.expr, taskID, t.cfg.Pending, now, now).
-		Set(attrAttempts, numAV(0)).
+		Set(attrAttempts, zeroAV).
 		Remove(leaseAttrs...).
 		Remove(attrLastError, attrCancelledAt, attrCancelReason).
 		Where(cond)
