@@ -127,7 +127,9 @@ func (t *Tracker[S]) newWriteParts() *writeParts[S] {
 		ph[i] = ":" + p.placeholders[i]
 	}
 	in := "#status IN (" + strings.Join(ph, ", ") + ")"
-	p.claimCond = "attribute_exists(#pk) AND ((" + in + " AND #due_at <= :now) OR (#status = :running AND #lease_expires_at < :now))"
+	// The claim's own :status is Running: a claim takes over a Running
+	// task whose lease has run out.
+	p.claimCond = "attribute_exists(#pk) AND ((" + in + " AND #due_at <= :now) OR (#status = :status AND #lease_expires_at < :now))"
 	p.cancelCond = "attribute_exists(#pk) AND (" + in + " OR (#status = :running AND #lease_expires_at < :now))"
 	return p
 }
@@ -526,12 +528,11 @@ func (t *Tracker[S]) claimWrite(taskID, token string, lease time.Duration, now t
 		SetExpr("#abandoned_owner = if_not_exists(#lease_owner, :none), #abandoned_until = if_not_exists(#lease_expires_at, :zero)").
 		Set(attrLeaseOwner, t.writes.owner).
 		Set(attrLeaseToken, strAV(token)).
-		Set(attrLeaseExpiresAt, numAV(expires.UnixMilli())).
+		SetExpr("#lease_expires_at = :due_at"). // A Running task is due when its lease runs out.
 		Add(attrAttempts, oneAV).
 		Add(attrFence, oneAV).
 		Value("none", emptyAV).
 		Value("zero", zeroAV).
-		Value("running", t.writes.running).
 		Where(t.writes.claimCond)
 	t.startableValues(e)
 	w.landed = func(item map[string]types.AttributeValue) bool { return str(item, attrLeaseToken) == token }
