@@ -158,11 +158,19 @@ type attempt[S Status] struct {
 	// kind is how the attempt ended: an outcome's event kind, or zero
 	// while it runs and when its claim was refused.
 	kind EventKind
+	// quiet says that the tracker's logger records nothing.
+	quiet bool
 }
 
-// newAttempt prepares an attempt at taskID.
+// newAttempt prepares an attempt at taskID. Its logger names the task,
+// unless the tracker's logger records nothing even at Error, as with
+// slog.DiscardHandler: then the attributes would be built for no record.
 func (t *Tracker[S]) newAttempt(taskID string, opts StartOptions) *attempt[S] {
-	return &attempt[S]{t: t, opts: opts, log: t.log.With(logTask, taskID), id: taskID}
+	a := &attempt[S]{t: t, opts: opts, log: t.log, id: taskID}
+	if a.quiet = !t.log.Enabled(context.Background(), slog.LevelError); !a.quiet {
+		a.log = t.log.With(logTask, taskID)
+	}
+	return a
 }
 
 // run runs the attempt: claim, function, outcome. The attempt keeps what
@@ -252,7 +260,9 @@ func (a *attempt[S]) claimed(ctx context.Context, item map[string]types.Attribut
 	a.claimedFrom = S(num(item, attrClaimedFrom))
 	a.outcomes = outcomes(item)
 	a.waited = max(task.StartedAt.Sub(millis(item, attrClaimedDue)), 0)
-	a.log = a.log.With(logAttempt, task.Attempts, logFence, task.Fence)
+	if !a.quiet {
+		a.log = a.log.With(logAttempt, task.Attempts, logFence, task.Fence)
+	}
 	if owner := str(item, attrAbandonedOwner); owner != "" {
 		// The previous worker's lease expired before it recorded a result.
 		// Its attempt was counted by its claim; the history says what
@@ -267,7 +277,7 @@ func (a *attempt[S]) claimed(ctx context.Context, item map[string]types.Attribut
 		}
 		a.log.WarnContext(ctx, "took over an expired lease", logOwner, owner, logLeaseExpiresAt, until)
 	}
-	a.log.InfoContext(ctx, "task claimed", logStatus, task.StatusName, logLeaseExpiresAt, task.LeaseExpiresAt)
+	a.log.LogAttrs(ctx, infoLevel, "task claimed", strAttr(logStatus, task.StatusName), slog.Time(logLeaseExpiresAt, task.LeaseExpiresAt))
 	return nil
 }
 
@@ -489,7 +499,7 @@ func (a *attempt[S]) end(ctx context.Context, kind EventKind, fnErr, err error) 
 	evErr := fnErr
 	switch kind {
 	case EventSucceeded:
-		a.log.InfoContext(ctx, "task succeeded", logStatus, a.task.StatusName)
+		a.log.LogAttrs(ctx, infoLevel, "task succeeded", strAttr(logStatus, a.task.StatusName))
 	case EventFailed:
 		a.log.WarnContext(ctx, "task failed", logStatus, a.task.StatusName, logDueAt, a.task.DueAt, logError, fnErr)
 	case EventIgnored:
