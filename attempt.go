@@ -158,11 +158,19 @@ type attempt[S Status] struct {
 	// kind is how the attempt ended: an outcome's event kind, or zero
 	// while it runs and when its claim was refused.
 	kind EventKind
+	// quiet says that the tracker's logger records nothing.
+	quiet bool
 }
 
-// newAttempt prepares an attempt at taskID.
+// newAttempt prepares an attempt at taskID. Its logger names the task,
+// unless the tracker's logger records nothing even at Error, as with
+// slog.DiscardHandler: then the attributes would be built for no record.
 func (t *Tracker[S]) newAttempt(taskID string, opts StartOptions) *attempt[S] {
-	return &attempt[S]{t: t, opts: opts, log: t.log.With(logTask, taskID), id: taskID}
+	a := &attempt[S]{t: t, opts: opts, log: t.log, id: taskID}
+	if a.quiet = !t.log.Enabled(context.Background(), slog.LevelError); !a.quiet {
+		a.log = t.log.With(logTask, taskID)
+	}
+	return a
 }
 
 // run runs the attempt: claim, function, outcome. The attempt keeps what
@@ -252,7 +260,9 @@ func (a *attempt[S]) claimed(ctx context.Context, item map[string]types.Attribut
 	a.claimedFrom = S(num(item, attrClaimedFrom))
 	a.outcomes = outcomes(item)
 	a.waited = max(task.StartedAt.Sub(millis(item, attrClaimedDue)), 0)
-	a.log = a.log.With(logAttempt, task.Attempts, logFence, task.Fence)
+	if !a.quiet {
+		a.log = a.log.With(logAttempt, task.Attempts, logFence, task.Fence)
+	}
 	if owner := str(item, attrAbandonedOwner); owner != "" {
 		// The previous worker's lease expired before it recorded a result.
 		// Its attempt was counted by its claim; the history says what
@@ -267,7 +277,7 @@ func (a *attempt[S]) claimed(ctx context.Context, item map[string]types.Attribut
 		}
 		a.log.WarnContext(ctx, "took over an expired lease", logOwner, owner, logLeaseExpiresAt, until)
 	}
-	a.log.InfoContext(ctx, "task claimed", logStatus, task.StatusName, logLeaseExpiresAt, task.LeaseExpiresAt)
+	a.log.LogAttrs(ctx, infoLevel, "task claimed", strAttr(logStatus, task.StatusName), slog.Time(logLeaseExpiresAt, task.LeaseExpiresAt))
 	return nil
 }
 
@@ -489,7 +499,7 @@ func (a *attempt[S]) end(ctx context.Context, kind EventKind, fnErr, err error) 
 	evErr := fnErr
 	switch kind {
 	case EventSucceeded:
-		a.log.InfoContext(ctx, "task succeeded", logStatus, a.task.StatusName)
+		a.log.LogAttrs(ctx, infoLevel, "task succeeded", strAttr(logStatus, a.task.StatusName))
 	case EventFailed:
 		a.log.WarnContext(ctx, "task failed", logStatus, a.task.StatusName, logDueAt, a.task.DueAt, logError, fnErr)
 	case EventIgnored:
@@ -603,18 +613,23 @@ type leaseState struct {
 }
 
 // heartbeat renews a lease while fn runs and until its outcome is written.
-// Its goroutine ends before stop returns, so nothing of an attempt outlives
-// Start. The goroutine starts only when the first renewal is due, from a
-// timer, so that the many tasks that end within a third of their lease
-// never start one.
+// No renewal starts after stop has returned, and one under way has ended,
+// so nothing of an attempt outlives Start. The goroutine starts only when
+// the first renewal is due, from a timer, and only then makes what renewing
+// needs (its context and channels), so that the many tasks that end within
+// a third of their lease pay for no more than the timer.
 type heartbeat struct {
-	first    *time.Timer
-	stopc    chan struct{}
-	done     chan struct{}
-	cancel   context.CancelFunc
-	stopOnce sync.Once
-	mu       sync.Mutex
-	lease    leaseState
+	first *time.Timer
+	mu    sync.Mutex
+	// stopping says that stop was called; the goroutine then starts no
+	// renewals.
+	stopping bool
+	// stopc, done and cancel are made by the goroutine, under mu, when it
+	// starts: nil until then.
+	stopc  chan struct{}      // closed by stop
+	done   chan struct{}      // closed when the goroutine ends
+	cancel context.CancelFunc // cuts a renewal in flight short
+	lease  leaseState
 }
 
 // beat starts renewing the task's lease every Lease/3. When the lease is
@@ -625,12 +640,19 @@ type heartbeat struct {
 // this worker's clock: from then on another worker may claim the task, so
 // fn must stop even though nobody may have.
 func (a *attempt[S]) beat(ctx context.Context, cancel context.CancelCauseFunc) *heartbeat {
-	// Renewals must not end with the caller's context, which is fn's to
-	// react to; they end when the attempt has recorded its outcome.
-	rctx, rcancel := context.WithCancel(context.WithoutCancel(ctx))
-	h := &heartbeat{stopc: make(chan struct{}), done: make(chan struct{}), cancel: rcancel}
+	h := &heartbeat{}
 	expires, interval := a.task.LeaseExpiresAt, max(a.opts.Lease/3, time.Millisecond)
 	h.first = time.AfterFunc(interval, func() {
+		h.mu.Lock()
+		if h.stopping {
+			h.mu.Unlock()
+			return // The attempt ended as its first renewal fell due.
+		}
+		// Renewals must not end with the caller's context, which is fn's
+		// to react to; they end when the attempt has recorded its outcome.
+		rctx, rcancel := context.WithCancel(context.WithoutCancel(ctx))
+		h.stopc, h.done, h.cancel = make(chan struct{}), make(chan struct{}), rcancel
+		h.mu.Unlock()
 		defer close(h.done)
 		timer := time.NewTimer(interval)
 		defer timer.Stop()
@@ -718,13 +740,18 @@ func (h *heartbeat) state() *leaseState {
 // because the outcome write removes the token it is fenced on. It may be
 // called more than once.
 func (h *heartbeat) stop() {
-	h.stopOnce.Do(func() {
-		close(h.stopc)
-		h.cancel()
-		if h.first.Stop() {
-			// The first renewal was not due yet, so no goroutine ran.
-			close(h.done)
+	h.mu.Lock()
+	if !h.stopping {
+		h.stopping = true
+		h.first.Stop()
+		if h.stopc != nil {
+			close(h.stopc)
+			h.cancel()
 		}
-	})
-	<-h.done
+	}
+	done := h.done // nil if the goroutine never started renewing
+	h.mu.Unlock()
+	if done != nil {
+		<-done
+	}
 }

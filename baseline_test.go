@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
@@ -75,8 +76,13 @@ func (b *baseline) statusKey(id string, s Step) string {
 	return keys.Status(b.job, int(s), keys.Shard(id, b.shards))
 }
 
-// create stores a Pending task with the same attributes ddbtrack writes.
-func (b *baseline) create(ctx context.Context, id string, data types.AttributeValue) error {
+// create stores a Pending task with the same attributes ddbtrack writes,
+// with data marshalled as ddbtrack's Create marshals it.
+func (b *baseline) create(ctx context.Context, id string, data any) error {
+	av, err := attributevalue.Marshal(data)
+	if err != nil {
+		return err
+	}
 	ms := time.Now().UnixMilli()
 	now := bN(ms)
 	item := map[string]types.AttributeValue{
@@ -85,9 +91,9 @@ func (b *baseline) create(ctx context.Context, id string, data types.AttributeVa
 		"status": bN(int64(Todo)), "status_name": bS(Todo.String()), "status_key": bS(b.statusKey(id, Todo)),
 	}
 	if data != nil {
-		item["data"] = data
+		item["data"] = av
 	}
-	_, err := b.client.PutItem(ctx, &dynamodb.PutItemInput{
+	_, err = b.client.PutItem(ctx, &dynamodb.PutItemInput{
 		TableName:                aws.String(b.table),
 		Item:                     item,
 		ConditionExpression:      aws.String(baselineCreateCond),

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -61,12 +62,92 @@ type write struct {
 	with []types.TransactWriteItem
 }
 
+// writeParts are the parts of a tracker's writes that depend only on its
+// Config, made once by New rather than for every write.
+type writeParts[S Status] struct {
+	// exprs holds the expressions of the tracker's writes, written out
+	// and checked once per shape; only their values change.
+	exprs ddbexpr.Cache
+	table *string // Config.Table, for the SDK's inputs, which only read it
+	// startable holds the startable statuses, in order, and placeholders
+	// their names in a claim's and a cancel's conditions: s0, s1, ...
+	startable    []S
+	placeholders []string
+	claimCond    string
+	cancelCond   string
+	// Values that writes send over and over, made once, like those
+	// below: none may be changed.
+	job, owner, running types.AttributeValue
+	// statuses holds what place writes for each status of the tracker's
+	// roles and of Config.Startable.
+	statuses map[S]*statusValues
+}
+
+// statusValues are the values that place writes for one status.
+type statusValues struct {
+	num, name types.AttributeValue
+	keys      []types.AttributeValue // the status index partition of each shard
+}
+
+// Attribute values that writes send over and over, made once. The SDK only
+// reads what it is sent, and so does every write here: none may be
+// changed.
+var (
+	zeroAV     = numAV(0)
+	oneAV      = numAV(1)
+	minusOneAV = numAV(-1)
+	emptyAV    = strAV("")
+)
+
+// newWriteParts makes the parts of t's writes from its Config.
+func (t *Tracker[S]) newWriteParts() *writeParts[S] {
+	cfg := &t.cfg
+	p := &writeParts[S]{
+		table: aws.String(cfg.Table), job: strAV(cfg.Job), owner: strAV(cfg.Owner), running: numAV(int64(cfg.Running)),
+		statuses: make(map[S]*statusValues),
+	}
+	for _, s := range []S{cfg.Pending, cfg.Running, cfg.Failed, cfg.Succeeded, cfg.Ignored} {
+		p.statuses[s] = nil
+	}
+	for s := range t.startable {
+		p.startable = append(p.startable, s)
+		p.statuses[s] = nil
+	}
+	for s := range p.statuses {
+		sv := &statusValues{num: numAV(int64(s)), name: strAV(statusName[S](int(s))), keys: make([]types.AttributeValue, cfg.Shards)}
+		for shard := range sv.keys {
+			sv.keys[shard] = strAV(keys.Status(cfg.Job, int(s), shard))
+		}
+		p.statuses[s] = sv
+	}
+	slices.Sort(p.startable)
+	ph := make([]string, len(p.startable))
+	for i := range p.startable {
+		p.placeholders = append(p.placeholders, "s"+strconv.Itoa(i))
+		ph[i] = ":" + p.placeholders[i]
+	}
+	in := "#status IN (" + strings.Join(ph, ", ") + ")"
+	// The claim's own :status is Running: a claim takes over a Running
+	// task whose lease has run out.
+	p.claimCond = "attribute_exists(#pk) AND ((" + in + " AND #due_at <= :now) OR (#status = :status AND #lease_expires_at < :now))"
+	p.cancelCond = "attribute_exists(#pk) AND (" + in + " OR (#status = :running AND #lease_expires_at < :now))"
+	return p
+}
+
+// startableValues gives e the values of the placeholders :s0, :s1, ... of
+// claimCond and cancelCond.
+func (t *Tracker[S]) startableValues(e *ddbexpr.Expr) {
+	for i, s := range t.writes.startable {
+		e.Value(t.writes.placeholders[i], t.writes.statuses[s].num)
+	}
+}
+
 // send sends w and returns the item as it left it (with returnNew), or the
 // item that refused it together with a [*TaskError] that explains why. A
 // refusal that shows w's own effect is no error: send returns the refusing
 // item and nil.
 func (t *Tracker[S]) send(ctx context.Context, w *write) (map[string]types.AttributeValue, error) {
-	b, err := w.expr.Build()
+	b, err := t.writes.exprs.Build(&w.expr)
 	if err != nil {
 		return nil, err // A malformed expression is a bug in this file.
 	}
@@ -105,22 +186,24 @@ func (t *Tracker[S]) send(ctx context.Context, w *write) (map[string]types.Attri
 
 // request sends one try of w.
 func (t *Tracker[S]) request(ctx context.Context, w *write, b ddbexpr.Built, sends *atomic.Int32) (map[string]types.AttributeValue, error) {
-	table, key := aws.String(t.cfg.Table), t.keyOf(w)
-	count := countSends(sends)
+	table := t.writes.table
 	switch {
 	case w.put != nil:
 		_, err := t.client.PutItem(ctx, &dynamodb.PutItemInput{
 			TableName: table, Item: w.put, ConditionExpression: b.Condition,
 			ExpressionAttributeNames: b.Names, ExpressionAttributeValues: b.Values,
 			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
-		}, count)
+		})
 		return nil, err
+	}
+	key := t.keyOf(w)
+	switch {
 	case w.delete:
 		_, err := t.client.DeleteItem(ctx, &dynamodb.DeleteItemInput{
 			TableName: table, Key: key, ConditionExpression: b.Condition,
 			ExpressionAttributeNames: b.Names, ExpressionAttributeValues: b.Values,
 			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
-		}, count)
+		}, countSends(sends))
 		return nil, err
 	case len(w.with) > 0:
 		return nil, t.transact(ctx, w, b, table, key)
@@ -361,11 +444,19 @@ func sleep(ctx context.Context, d time.Duration) error {
 // the status, its name, the status index's keys and the due time. Every
 // write that changes a status goes through it, so they never disagree.
 func (t *Tracker[S]) place(set func(attr string, v types.AttributeValue), taskID string, s S, due time.Time) {
-	set(attrStatus, numAV(int64(s)))
-	set(attrStatusName, strAV(statusName[S](int(s))))
-	set(attrStatusKey, strAV(keys.Status(t.cfg.Job, int(s), keys.Shard(taskID, t.cfg.Shards))))
-	set(attrDueAt, numAV(due.UnixMilli()))
-	set(attrOrderKey, strAV(keys.Order(due.UnixMilli(), taskID)))
+	shard := keys.Shard(taskID, t.cfg.Shards)
+	if sv := t.writes.statuses[s]; sv != nil {
+		set(attrStatus, sv.num)
+		set(attrStatusName, sv.name)
+		set(attrStatusKey, sv.keys[shard])
+	} else {
+		set(attrStatus, numAV(int64(s)))
+		set(attrStatusName, strAV(statusName[S](int(s))))
+		set(attrStatusKey, strAV(keys.Status(t.cfg.Job, int(s), shard)))
+	}
+	ms := due.UnixMilli()
+	set(attrDueAt, numAV(ms))
+	set(attrOrderKey, strAV(keys.Order(ms, taskID)))
 }
 
 // move sets e to move a task to status s, due at due, at now: place's
@@ -396,20 +487,24 @@ func (t *Tracker[S]) expiresAt(s S, now time.Time) time.Time {
 // attempt removes.
 var leaseAttrs = []string{attrLeaseOwner, attrLeaseToken, attrLeaseExpiresAt, attrClaimedFrom, attrClaimedDue, attrAbandonedOwner, attrAbandonedUntil}
 
+// createAttrs is how many attributes createWrite stores at most, to size
+// its item's map once.
+const createAttrs = 14
+
 // createWrite stores a new Pending task, due at due, unless the task exists.
 // Its item carries a token of its own, by which a retry recognises it.
 func (t *Tracker[S]) createWrite(taskID string, data types.AttributeValue, due, now time.Time) *write {
 	token := newToken()[:16]
-	item := map[string]types.AttributeValue{
-		attrPK:          strAV(keys.Task(t.cfg.Job, taskID)),
-		attrJob:         strAV(t.cfg.Job),
-		attrTaskID:      strAV(taskID),
-		attrAttempts:    numAV(0),
-		attrFence:       numAV(0),
-		attrCreatedAt:   numAV(now.UnixMilli()),
-		attrUpdatedAt:   numAV(now.UnixMilli()),
-		attrCreateToken: strAV(token),
-	}
+	at := numAV(now.UnixMilli())
+	item := make(map[string]types.AttributeValue, createAttrs)
+	item[attrPK] = strAV(keys.Task(t.cfg.Job, taskID))
+	item[attrJob] = t.writes.job
+	item[attrTaskID] = strAV(taskID)
+	item[attrAttempts] = zeroAV
+	item[attrFence] = zeroAV
+	item[attrCreatedAt] = at
+	item[attrUpdatedAt] = at
+	item[attrCreateToken] = strAV(token)
 	t.place(func(attr string, v types.AttributeValue) { item[attr] = v }, taskID, t.cfg.Pending, due)
 	if data != nil {
 		item[attrData] = data
@@ -431,22 +526,15 @@ func (t *Tracker[S]) claimWrite(taskID, token string, lease time.Duration, now t
 	e := t.move(&w.expr, taskID, t.cfg.Running, expires, now).
 		SetExpr("#started_at = :now, #claimed_from = #status, #claimed_due = #due_at").
 		SetExpr("#abandoned_owner = if_not_exists(#lease_owner, :none), #abandoned_until = if_not_exists(#lease_expires_at, :zero)").
-		Set(attrLeaseOwner, strAV(t.cfg.Owner)).
+		Set(attrLeaseOwner, t.writes.owner).
 		Set(attrLeaseToken, strAV(token)).
-		Set(attrLeaseExpiresAt, numAV(expires.UnixMilli())).
-		Add(attrAttempts, numAV(1)).
-		Add(attrFence, numAV(1)).
-		Value("none", strAV("")).
-		Value("zero", numAV(0))
-	placeholders := make([]string, 0, len(t.startable))
-	for s := range t.startable {
-		p := fmt.Sprintf("s%d", len(placeholders))
-		placeholders = append(placeholders, ":"+p)
-		e.Value(p, numAV(int64(s)))
-	}
-	e.Value("running", numAV(int64(t.cfg.Running)))
-	e.Where("attribute_exists(#pk) AND ((#status IN (" + strings.Join(placeholders, ", ") + ") AND #due_at <= :now)" +
-		" OR (#status = :running AND #lease_expires_at < :now))")
+		SetExpr("#lease_expires_at = :due_at"). // A Running task is due when its lease runs out.
+		Add(attrAttempts, oneAV).
+		Add(attrFence, oneAV).
+		Value("none", emptyAV).
+		Value("zero", zeroAV).
+		Where(t.writes.claimCond)
+	t.startableValues(e)
 	w.landed = func(item map[string]types.AttributeValue) bool { return str(item, attrLeaseToken) == token }
 	return w
 }
@@ -506,7 +594,7 @@ func (t *Tracker[S]) outcomeWrite(a *attempt[S], op string, s S, due, now time.T
 func (t *Tracker[S]) succeedWrite(a *attempt[S], history []ErrorRecord, now time.Time) *write {
 	w := t.outcomeWrite(a, "record success of", t.cfg.Succeeded, now, now, false)
 	st := a.task.staged
-	w.expr.SetExpr("#succeeded_at = :now").Set(attrAttempts, numAV(0)).Remove(attrLastError)
+	w.expr.SetExpr("#succeeded_at = :now").Set(attrAttempts, zeroAV).Remove(attrLastError)
 	if st.output != nil {
 		w.expr.Set(attrOutput, st.output)
 	} else {
@@ -541,7 +629,7 @@ func (t *Tracker[S]) failWrite(a *attempt[S], s S, history []ErrorRecord, lastEr
 // set.
 func (t *Tracker[S]) releaseWrite(a *attempt[S], s S, history []ErrorRecord, lastError *string, due, now time.Time) *write {
 	w := t.outcomeWrite(a, "release", s, due, now, false)
-	w.expr.Add(attrAttempts, numAV(-1))
+	w.expr.Add(attrAttempts, minusOneAV)
 	if history != nil {
 		w.expr.Set(attrErrors, encodeErrors(history)).Set(attrLastError, strAV(*lastError))
 	}
@@ -570,14 +658,9 @@ func (t *Tracker[S]) cancelWrite(taskID, reason string, now time.Time) *write {
 		Set(attrCancelReason, strAV(reason)).
 		Set(attrLastError, strAV(cancelMessage(reason))).
 		Remove(leaseAttrs...).
-		Value("running", numAV(int64(t.cfg.Running)))
-	placeholders := make([]string, 0, len(t.startable))
-	for s := range t.startable {
-		p := fmt.Sprintf("s%d", len(placeholders))
-		placeholders = append(placeholders, ":"+p)
-		e.Value(p, numAV(int64(s)))
-	}
-	e.Where("attribute_exists(#pk) AND (#status IN (" + strings.Join(placeholders, ", ") + ") OR (#status = :running AND #lease_expires_at < :now))")
+		Value("running", t.writes.running).
+		Where(t.writes.cancelCond)
+	t.startableValues(e)
 	at := now.UnixMilli()
 	w.landed = func(item map[string]types.AttributeValue) bool {
 		return num(item, attrCancelledAt) == at && str(item, attrCancelReason) == reason
@@ -604,7 +687,7 @@ func (t *Tracker[S]) cancelRequestWrite(taskID, reason string, now time.Time) *w
 func (t *Tracker[S]) requeueWrite(op, taskID, cond string, now time.Time) *write {
 	w := &write{op: op, taskID: taskID}
 	t.move(&w.expr, taskID, t.cfg.Pending, now, now).
-		Set(attrAttempts, numAV(0)).
+		Set(attrAttempts, zeroAV).
 		Remove(leaseAttrs...).
 		Remove(attrLastError, attrCancelledAt, attrCancelReason).
 		Where(cond)

@@ -179,6 +179,8 @@ type Tracker[S Status] struct {
 	startable map[S]bool
 	// start is the options of an attempt that sets none: the Config's.
 	start StartOptions
+	// writes holds what every write of this tracker shares (lock.go).
+	writes *writeParts[S]
 }
 
 // New returns a Tracker for cfg.Job in cfg.Table. It checks cfg and fills
@@ -209,6 +211,7 @@ func New[S Status](client Client, cfg Config[S]) (*Tracker[S], error) {
 	}
 	t := &Tracker[S]{client: client, cfg: cfg, startable: startable}
 	t.log = cfg.Logger.With(logJob, cfg.Job)
+	t.writes = t.newWriteParts()
 	var err error
 	if t.start, err = t.startOptions(StartOptions{}, "StartOptions"); err != nil {
 		return nil, err

@@ -48,3 +48,50 @@ func TestBuildRejectsMismatchedValues(t *testing.T) {
 	require.ErrorContains(t, err, "placeholder :missing has no value")
 	require.ErrorContains(t, err, "value :spare is not used")
 }
+
+func TestBuildRejectsTwoValues(t *testing.T) {
+	t.Parallel()
+	var e ddbexpr.Expr
+	_, err := e.Set("a", n("1")).Value("a", n("2")).Build()
+	require.ErrorContains(t, err, "placeholder :a is given two values")
+}
+
+// TestCacheBuild checks that a Cache gives each request its own values,
+// the same text as Build, and tells apart shapes whose parts have the
+// same kinds and lengths.
+func TestCacheBuild(t *testing.T) {
+	t.Parallel()
+	var c ddbexpr.Cache
+	build := func(attr, v string) ddbexpr.Built {
+		var e ddbexpr.Expr
+		e.Set(attr, n(v)).Remove("gone").Where("attribute_exists(#pk) AND #"+attr+" < :limit").Value("limit", n("9"))
+		want, err := e.Build()
+		require.NoError(t, err)
+		got, err := c.Build(&e)
+		require.NoError(t, err)
+		require.Equal(t, want, got)
+		return got
+	}
+	first, second := build("ab", "1"), build("ab", "2")
+	require.Same(t, first.Update, second.Update, "the second build of a shape reuses the first one's text")
+	require.Equal(t, map[string]types.AttributeValue{":ab": n("1"), ":limit": n("9")}, first.Values)
+	require.Equal(t, map[string]types.AttributeValue{":ab": n("2"), ":limit": n("9")}, second.Values)
+
+	other := build("cd", "3") // Same kinds and lengths as "ab": the same key.
+	require.Equal(t, "SET #cd = :cd REMOVE #gone", *other.Update)
+	require.Equal(t, map[string]string{"#cd": "cd", "#gone": "gone", "#pk": "pk"}, other.Names)
+
+	var bad ddbexpr.Expr
+	_, err := c.Build(bad.Where("#a = :missing"))
+	require.ErrorContains(t, err, "placeholder :missing has no value")
+
+	// A Cache takes an Expr's parts back, so a second build must fail
+	// rather than send a write without its condition.
+	var once ddbexpr.Expr
+	_, err = c.Build(once.Where("attribute_exists(#pk)"))
+	require.NoError(t, err)
+	_, err = c.Build(&once)
+	require.ErrorContains(t, err, "already built")
+	_, err = once.Build()
+	require.ErrorContains(t, err, "already built")
+}

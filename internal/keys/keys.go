@@ -53,8 +53,19 @@ func Status(job string, status, shard int) string {
 // by ID, a total order, so that a page boundary never falls inside a run of
 // equal times and a cursor is simply the last key read.
 func Order(ms int64, taskID string) string {
-	digits := strconv.FormatInt(max(ms, 0), 10)
-	return strings.Repeat("0", max(timeDigits-len(digits), 0)) + digits + Sep + taskID
+	// Every write that changes a status makes one, so it is written with
+	// a single allocation.
+	var buf [20]byte
+	digits := strconv.AppendInt(buf[:0], max(ms, 0), 10)
+	var sb strings.Builder
+	sb.Grow(max(timeDigits, len(digits)) + len(Sep) + len(taskID))
+	for range timeDigits - len(digits) {
+		sb.WriteByte('0')
+	}
+	sb.Write(digits)
+	sb.WriteString(Sep)
+	sb.WriteString(taskID)
+	return sb.String()
 }
 
 // OrderBound returns the sort key that is greater than every task's key at

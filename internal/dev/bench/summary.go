@@ -54,7 +54,7 @@ func (s *summary) write(w io.Writer) error {
 	// The overhead table compares ddbtrack with the raw-SDK baseline
 	// side by side, which needs BenchmarkLifecycle's /impl sub-benchmarks.
 	if fileHasLine(s.raw, "BenchmarkLifecycle/") {
-		if err := s.stat(w, "Library CPU against an in-process canned client: ddbtrack vs the raw-SDK baseline", "-filter", ".name:Lifecycle", "-col", "/impl", s.raw); err != nil {
+		if err := s.stat(w, "Library CPU per lifecycle in process, through the SDK (client=sdk) and without it (client=canned): ddbtrack vs the raw-SDK baseline", "-filter", ".name:Lifecycle", "-col", "/impl", s.raw); err != nil {
 			return err
 		}
 	}

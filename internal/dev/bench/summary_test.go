@@ -39,7 +39,7 @@ func TestSummary(t *testing.T) {
 				"\n## Requests per step (moto 5.2.1)\n\n" + table +
 				"\n## Write units of a task's life, index included (computed from item sizes; dynalite reports the table's only)\n\n" + table +
 				"\n## Benchmarks: medians over 1 rounds, with 95% confidence intervals\n\n```text\nbenchstat RAW\n```\n" +
-				"\n## Library CPU against an in-process canned client: ddbtrack vs the raw-SDK baseline\n\n```text\nbenchstat -filter .name:Lifecycle -col /impl RAW\n```\n" +
+				"\n## Library CPU per lifecycle in process, through the SDK (client=sdk) and without it (client=canned): ddbtrack vs the raw-SDK baseline\n\n```text\nbenchstat -filter .name:Lifecycle -col /impl RAW\n```\n" +
 				"\n## Queries (one process, 5 counts)\n\n```text\nbenchstat QUERIES\n```\n" +
 				"\n## Operations on one big job (one process; medians of 5 counts, 3 for count queries)\n\n```text\nbenchstat OPS\n```\n" +
 				"\n## Process at scale: fleets, idle cost, due work, big jobs (one process)\n\n```text\nbenchstat POOL\n```\n",
