@@ -223,7 +223,7 @@ func (s *server[S]) readList(v url.Values, now time.Time) (listQuery, ops.Filter
 	if f.Until, err = ops.ParseTime(q.Until, now); err != nil {
 		return q, f, badRequest("To: %v", err)
 	}
-	if err := f.Check(); err != nil {
+	if err := f.Check(s.st); err != nil {
 		return q, f, badRequest("%s", capitalize(err.Error()))
 	}
 	return q, f, nil
@@ -488,7 +488,7 @@ func (s *server[S]) requeue(w http.ResponseWriter, r *http.Request) error {
 		if len(f.IDs) == 0 {
 			return badRequest("No tasks were selected. Tick some tasks, or use “Requeue all matching”.")
 		}
-		if err := f.Check(); err != nil {
+		if err := f.Check(s.st); err != nil {
 			return badRequest("%s", capitalize(err.Error()))
 		}
 	case "all":

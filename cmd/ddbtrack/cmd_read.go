@@ -236,7 +236,7 @@ func (f *filterFlags) build(s *session, ids []string, now time.Time) (ops.Filter
 		}
 	}
 	out.ErrorContains, out.IDContains, out.IDs = f.errorContains, f.idContains, ids
-	if err := out.Check(); err != nil {
+	if err := out.Check(s.st); err != nil {
 		return out, usagef("%v", err)
 	}
 	return out, nil
