@@ -218,6 +218,50 @@ func TestBrowser(t *testing.T) {
 	require.Contains(t, b.text("#data"), `<script>window.__xss=1</script>`)
 }
 
+// TestBrowserScheduleAndCancel lists the tasks that wait for a time,
+// cancels one through its confirmation, which will not go without a
+// reason, and makes a backing-off one due now. It saves the screenshot of
+// the scheduled list that the README shows.
+func TestBrowserScheduleAndCancel(t *testing.T) {
+	fx := fixture.New(t)
+	fx.Seed(t)
+	fx.SeedSchedule(t)
+	s := newSite(t, fx, dashboard.Options{Table: "ddbtrack-demo"})
+	b := newTab(t, s)
+
+	b.open("/")
+	b.follow(`nav a[href="/tasks?status=scheduled"]`)
+	require.Equal(t, "retry in 3m 20s", b.text("table.tasks tbody tr:nth-child(1) td.due"))
+	require.Equal(t, "scheduled for 2025-01-04 06:35:00Z (in 2d 3h)", b.text("table.tasks tbody tr:nth-child(2) td.due"))
+	b.screenshot("scheduled.png")
+
+	// Cancel the scheduled task from its page.
+	b.follow(`a[href="/task?id=t-later"]`)
+	require.Equal(t, "scheduled for 2025-01-04 06:35:00Z (in 2d 3h)", b.text("#task-due"))
+	b.follow("#cancel")
+	require.Contains(t, b.text("#confirm-count"), "1 task will stop for good and end s10_ignore")
+	// The browser does not send the confirmation without a reason.
+	b.do(chromedp.Click(chromedp.CSS("#confirm")))
+	require.True(t, eval[bool](b, `document.querySelector("#reason").validity.valueMissing`))
+	require.Equal(t, "/cancel", b.location())
+	require.Equal(t, "s00_todo", fx.Status(t, "t-later"))
+	b.do(chromedp.SendKeys(chromedp.CSS("#reason"), "customer closed the account"))
+	b.follow("#confirm")
+	require.Equal(t, "/task?id=t-later&cancelled=1&left=0&running=0", b.location())
+	require.Equal(t, "Cancelled 1 task: it ends s10_ignore.", b.text(".flash"))
+	require.Equal(t, "cancelled at 2025-01-02 03:35:00Z: customer closed the account", b.text("#task-cancel"))
+	require.Equal(t, "s10_ignore", fx.Status(t, "t-later"))
+
+	// Make the backing-off task due now, after the browser asks.
+	b.acceptDialogs()
+	b.open("/task?id=t-retry")
+	b.follow("#due-now")
+	require.Equal(t, "Task made due now: the next worker that looks for work starts it.", b.text(".flash"))
+	require.Equal(t, "s00_todo", b.text("#task-status"))
+	require.Equal(t, "now", b.text("#task-due"))
+	require.Equal(t, "s00_todo", fx.Status(t, "t-retry"))
+}
+
 // TestBrowserHostileText checks, in a real browser, how the dashboard
 // shows task IDs and errors that hold more than plain text.
 func TestBrowserHostileText(t *testing.T) {

@@ -1,7 +1,9 @@
 // Package dashboard is ddbtrack's web dashboard as an [http.Handler] that a
 // service mounts in its own server: counts per status, a chart of status
-// changes, lists of failed, ignored, running and stuck tasks, each task in
-// full, and actions to requeue and reset. `ddbtrack serve` is this handler on a port of its own.
+// changes, lists of failed, ignored, running, stuck and scheduled tasks
+// with when each may start, each task in full, and actions to requeue,
+// reset, cancel and make due now. `ddbtrack serve` is this handler on a
+// port of its own.
 //
 // [New] takes the job's own tracker, so the dashboard shows the job's
 // statuses by the names its enum gives them:

@@ -210,6 +210,8 @@ func (s *server[S]) readList(v url.Values, now time.Time) (listQuery, ops.Filter
 	switch q.Status {
 	case "stuck":
 		f.Stuck = true
+	case "scheduled":
+		f.Scheduled = true
 	case "all":
 		f.Statuses = s.st.All()
 	default:
@@ -223,10 +225,20 @@ func (s *server[S]) readList(v url.Values, now time.Time) (listQuery, ops.Filter
 	if f.Until, err = ops.ParseTime(q.Until, now); err != nil {
 		return q, f, badRequest("To: %v", err)
 	}
-	if err := f.Check(); err != nil {
+	if err := f.Check(s.st); err != nil {
 		return q, f, badRequest("%s", capitalize(err.Error()))
 	}
 	return q, f, nil
+}
+
+// order is the order a list shows its tasks in: the latest due time
+// first, but for tasks that wait for a time, the soonest due first,
+// which is the next to start.
+func order[S ddbtrack.Status](f ops.Filter[S]) ddbtrack.Order {
+	if f.Scheduled {
+		return ddbtrack.OldestFirst
+	}
+	return ddbtrack.NewestFirst
 }
 
 type tab struct{ Name, Label, URL string }
@@ -239,15 +251,26 @@ type tasksPage[S ddbtrack.Status] struct {
 	NextURL    string
 	FirstURL   string
 	CanRequeue bool
+	CanCancel  bool
 	ShowLease  bool
-	Tabs       []tab
-	PageSizes  []int
-	Flash      flash
+	// ShowDue shows when each task may start, or when it was cancelled,
+	// in a column of its own, when a listed task is not due yet or was
+	// cancelled: on a list of failures that are all due, "due now" on
+	// every row would say nothing.
+	ShowDue   bool
+	Tabs      []tab
+	PageSizes []int
+	Flash     flash
 }
+
+// CanSelect says the list has tick boxes, for an action on the selection.
+func (p tasksPage[S]) CanSelect() bool { return p.CanRequeue || p.CanCancel }
 
 type taskRow[S ddbtrack.Status] struct {
 	*ddbtrack.Task[S]
 	Stuck bool
+	// When says when the task may start, or when it was cancelled.
+	When string
 }
 
 // flash reports the outcome of an action, from the redirect's query. It
@@ -257,15 +280,28 @@ type flash struct {
 	Moved, Skipped int
 	Reset          bool
 	Pending        string
+	// Cancelled reports a cancel: how many tasks it cancelled, how many
+	// of them were running, and how many it left.
+	Cancelled                          bool
+	CancelledN, Running, CancelSkipped int
+	Ignored                            string
+	// DueNow reports a task made due now, and AlreadyDue one that was.
+	DueNow, AlreadyDue bool
 }
 
 func (s *server[S]) readFlash(v url.Values) flash {
-	f := flash{Pending: s.st.Name(s.st.Of(ops.Pending))}
+	f := flash{Pending: s.st.Name(s.st.Of(ops.Pending)), Ignored: s.st.Name(s.st.Of(ops.Ignored))}
 	if m, err := strconv.Atoi(v.Get("moved")); err == nil {
 		f.Requeued, f.Moved = true, m
 		f.Skipped, _ = strconv.Atoi(v.Get("skipped"))
 	}
+	if n, err := strconv.Atoi(v.Get("cancelled")); err == nil {
+		f.Cancelled, f.CancelledN = true, n
+		f.Running, _ = strconv.Atoi(v.Get("running"))
+		f.CancelSkipped, _ = strconv.Atoi(v.Get("left"))
+	}
 	f.Reset = v.Get("reset") == "1"
+	f.DueNow, f.AlreadyDue = v.Get("due") == "1", v.Get("due") == "0"
 	return f
 }
 
@@ -276,9 +312,11 @@ func (s *server[S]) tabs() []tab {
 		out = append(out, tab{string(r), string(r), s.link("/tasks?status=" + string(r))})
 	}
 	out = append(out, tab{"stuck", "stuck", s.link("/tasks?status=stuck")})
-	for _, r := range []ops.Role{ops.Running, ops.Pending, ops.Succeeded} {
+	for _, r := range []ops.Role{ops.Running, ops.Pending} {
 		out = append(out, tab{string(r), string(r), s.link("/tasks?status=" + string(r))})
 	}
+	out = append(out, tab{"scheduled", "scheduled", s.link("/tasks?status=scheduled")})
+	out = append(out, tab{string(ops.Succeeded), string(ops.Succeeded), s.link("/tasks?status=" + string(ops.Succeeded))})
 	return append(out, tab{"all", "all", s.link("/tasks?status=all")})
 }
 
@@ -291,6 +329,21 @@ func (s *server[S]) requeueable(f ops.Filter[S]) bool {
 	}
 	for _, c := range f.Statuses {
 		if c != s.st.Of(ops.Failed) && c != s.st.Of(ops.Ignored) {
+			return false
+		}
+	}
+	return len(f.Statuses) > 0
+}
+
+// cancellable reports whether a list's tasks may be cancelled: those that
+// wait to run, scheduled ones included, and running ones. Succeeded and
+// ignored tasks have finished.
+func (s *server[S]) cancellable(f ops.Filter[S]) bool {
+	if f.Stuck || f.Scheduled && len(f.Statuses) == 0 {
+		return true
+	}
+	for _, c := range f.Statuses {
+		if !slices.Contains(s.st.Cancellable(), c) {
 			return false
 		}
 	}
@@ -312,7 +365,7 @@ func (s *server[S]) tasks(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	page, err := s.job.Page(r.Context(), f, now, ddbtrack.NewestFirst, q.Limit, cursor)
+	page, err := s.job.Page(r.Context(), f, now, order(f), q.Limit, cursor)
 	if ops.IsInvalidCursor(err) {
 		return badRequest("This page's link no longer fits its filter (%v). Start again from the first page.", err)
 	}
@@ -324,14 +377,16 @@ func (s *server[S]) tasks(w http.ResponseWriter, r *http.Request) error {
 		Filter:     f.Describe(s.st),
 		FormFilter: q.values().Encode(),
 		CanRequeue: !s.opts.ReadOnly && s.requeueable(f),
+		CanCancel:  !s.opts.ReadOnly && s.cancellable(f),
 		Tabs:       s.tabs(),
 		PageSizes:  pageSizes,
 		Flash:      s.readFlash(r.URL.Query()),
 		FirstURL:   s.link("/tasks?" + q.values().Encode()),
 	}
 	for _, t := range page.Tasks {
-		p.Tasks = append(p.Tasks, taskRow[S]{Task: t, Stuck: s.st.IsStuck(t, now)})
+		p.Tasks = append(p.Tasks, taskRow[S]{Task: t, Stuck: s.st.IsStuck(t, now), When: s.st.When(t, now)})
 		p.ShowLease = p.ShowLease || t.LeaseOwner != ""
+		p.ShowDue = p.ShowDue || s.st.NotDue(t, now) || !t.CancelledAt.IsZero()
 	}
 	if page.Cursor != "" {
 		v := q.values()
@@ -353,7 +408,17 @@ type taskPage[S ddbtrack.Status] struct {
 	Errors        []ddbtrack.ErrorRecord // newest first
 	CanRequeue    bool
 	RequeueFilter string
-	Flash         flash
+	// Due says when a waiting task may start, and Cancel when and why the
+	// task was cancelled; each is "" when it does not apply.
+	Due, Cancel string
+	// CanDueNow offers to make a scheduled or backing-off task due now.
+	CanDueNow bool
+	// CanCancel offers to cancel a task that waits or runs and has no
+	// cancel asked for yet, through a confirmation with the list filter
+	// CancelFilter.
+	CanCancel    bool
+	CancelFilter string
+	Flash        flash
 }
 
 // payload is a task's data or output as its page shows it: collapsed when
@@ -397,8 +462,13 @@ func (s *server[S]) task(w http.ResponseWriter, r *http.Request) error {
 		Output: newPayload(output),
 		Errors: slices.Clone(t.Errors),
 		Flash:  s.readFlash(r.URL.Query()),
+		Due:    s.st.Due(t, now),
+		Cancel: s.st.Cancel(t, now),
 	}
 	slices.Reverse(p.Errors)
+	if p.Due != "" && !s.st.NotDue(t, now) {
+		p.Due = "now" // Beside the label "Due", "due now" says it twice.
+	}
 	if !s.opts.ReadOnly {
 		status := ""
 		switch {
@@ -409,6 +479,10 @@ func (s *server[S]) task(w http.ResponseWriter, r *http.Request) error {
 		}
 		if status != "" {
 			p.CanRequeue, p.RequeueFilter = true, url.Values{"status": {status}}.Encode()
+		}
+		p.CanDueNow = s.st.NotDue(t, now) && (t.Status == s.st.Of(ops.Pending) || t.Status == s.st.Of(ops.Failed))
+		if slices.Contains(s.st.Cancellable(), t.Status) && t.CancelledAt.IsZero() {
+			p.CanCancel, p.CancelFilter = true, url.Values{"status": {s.statusParam(t.Status)}}.Encode()
 		}
 	}
 	s.render(w, r, http.StatusOK, "task", p)
@@ -488,7 +562,7 @@ func (s *server[S]) requeue(w http.ResponseWriter, r *http.Request) error {
 		if len(f.IDs) == 0 {
 			return badRequest("No tasks were selected. Tick some tasks, or use “Requeue all matching”.")
 		}
-		if err := f.Check(); err != nil {
+		if err := f.Check(s.st); err != nil {
 			return badRequest("%s", capitalize(err.Error()))
 		}
 	case "all":

@@ -78,6 +78,8 @@ func (s *server[S]) routes() http.Handler {
 	mux.HandleFunc("POST /requeue", s.action(s.requeue))
 	mux.HandleFunc("POST /errors/requeue", s.action(s.requeueGroup))
 	mux.HandleFunc("POST /reset", s.action(s.reset))
+	mux.HandleFunc("POST /cancel", s.action(s.cancel))
+	mux.HandleFunc("POST /due-now", s.action(s.dueNow))
 	mux.Handle("GET /static/", http.StripPrefix("/static/", cacheFor(time.Hour, http.FileServerFS(static))))
 
 	cop := http.NewCrossOriginProtection()
@@ -121,7 +123,7 @@ func parsePages(funcs template.FuncMap) (map[string]*template.Template, error) {
 		return nil, err
 	}
 	pages := map[string]*template.Template{}
-	for _, name := range []string{"overview", "tasks", "task", "errors", "confirm", "error", "elsewhere"} {
+	for _, name := range []string{"overview", "tasks", "task", "errors", "confirm", "cancel", "error", "elsewhere"} {
 		t, err := template.Must(layout.Clone()).ParseFS(templateFS, "templates/"+name+".html")
 		if err != nil {
 			return nil, err
@@ -288,7 +290,7 @@ func (s *server[S]) failErr(w http.ResponseWriter, r *http.Request, err error) {
 		status = http.StatusNotFound
 	case ops.IsBadInput(err):
 		status = http.StatusBadRequest
-	case ops.IsLocked(err):
+	case ops.IsLocked(err), isRefusal(err):
 		status = http.StatusConflict
 	case r.Context().Err() != nil:
 		return // The browser went away; nobody is left to read an error page.

@@ -77,7 +77,7 @@ var commands []*command
 
 func init() {
 	commands = []*command{
-		cmdCreateTable, cmdStats, cmdLs, cmdShow, cmdErrors, cmdRequeue, cmdReset, cmdDelete, cmdServe,
+		cmdCreateTable, cmdStats, cmdLs, cmdShow, cmdErrors, cmdRequeue, cmdReset, cmdCancel, cmdDueNow, cmdDelete, cmdServe,
 		cmdCompletion, cmdVersion,
 	}
 }

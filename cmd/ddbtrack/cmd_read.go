@@ -1,10 +1,12 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -196,7 +198,7 @@ func (s *session) printStatsJSON(c ops.Counts[Code], compact bool) error {
 // delete.
 type filterFlags struct {
 	status, since, until, errorContains, idContains string
-	stuck                                           bool
+	stuck, scheduled                                bool
 	fs                                              *flag.FlagSet
 }
 
@@ -204,6 +206,7 @@ func registerFilter(fs *flag.FlagSet, defaultStatus, statusHelp string) *filterF
 	f := &filterFlags{fs: fs}
 	fs.StringVar(&f.status, "status", defaultStatus, statusHelp)
 	fs.BoolVar(&f.stuck, "stuck", false, "only Running tasks whose lease has expired (their worker died)")
+	fs.BoolVar(&f.scheduled, "scheduled", false, "only tasks not due yet: scheduled for later, or failed and waiting out their retry delay")
 	fs.StringVar(&f.since, "since", "", "only tasks due at or after `time` (for a finished task, when it finished; for a waiting one, when it may start): an age (90m, 6h, 2d) or a UTC time (2025-01-02, 2025-01-02T15:04:05Z)")
 	fs.StringVar(&f.until, "until", "", "only tasks due before `time`, in the same forms as --since")
 	fs.StringVar(&f.errorContains, "error-contains", "", "only tasks whose last error contains `text` (case-sensitive)")
@@ -224,6 +227,8 @@ func (f *filterFlags) build(s *session, ids []string, now time.Time) (ops.Filter
 		return out, usagef("--until: %v", err)
 	}
 	switch {
+	case f.stuck && f.scheduled:
+		return out, usagef("--stuck selects running tasks and --scheduled waiting ones: give one of them")
 	case f.stuck && flagSet(f.fs, "status"):
 		return out, usagef("--stuck selects Running tasks: leave out --status")
 	case f.stuck:
@@ -235,8 +240,17 @@ func (f *filterFlags) build(s *session, ids []string, now time.Time) (ops.Filter
 			return out, usagef("--status: %v", err)
 		}
 	}
+	if f.scheduled {
+		out.Scheduled = true
+		if !flagSet(f.fs, "status") {
+			// The command's default statuses, such as requeue's failed
+			// and ignored, narrowed to those whose tasks wait: an
+			// explicit --status that names others is refused instead.
+			out.Statuses = slices.DeleteFunc(out.Statuses, func(c Code) bool { return !s.st.Waiting(c) })
+		}
+	}
 	out.ErrorContains, out.IDContains, out.IDs = f.errorContains, f.idContains, ids
-	if err := out.Check(); err != nil {
+	if err := out.Check(s.st); err != nil {
 		return out, usagef("%v", err)
 	}
 	return out, nil
@@ -247,9 +261,17 @@ var cmdLs = &command{
 	args:  "[flags]",
 	short: "List tasks by status, time and error, a page at a time.",
 	long: `
-Tasks are read from the status index, newest change first. --since and
---until bound the index read; --error-contains and --id-contains filter what
-is read, so they narrow the output but not what DynamoDB bills.
+Tasks are read from the status index, which sorts each status by due
+time: for a finished task, when it finished; for a waiting one, when it may
+start. The newest come first. --since and --until bound the index read;
+--error-contains and --id-contains filter what is read, so they narrow the
+output but not what DynamoDB bills.
+
+--scheduled lists the tasks that wait for a time, the soonest due first:
+pending tasks scheduled or snoozed until later, and failed ones waiting out
+their retry delay. It reads only those tasks. A DUE column says when each
+listed task may start ("retry in 3m 20s", "scheduled for ... (in 2d 3h)",
+"due now") whenever a listed task is not due yet or was cancelled.
 
 When more tasks match, ls prints the command for the next page with
 --cursor. --limit 0 lists every match without paging.
@@ -261,12 +283,14 @@ an ID can be pasted into show, reset or requeue.
 Examples:
   ddbtrack ls --status failed --since 6h
   ddbtrack ls --status failed,ignored --error-contains timeout --json
-  ddbtrack ls --stuck`,
+  ddbtrack ls --stuck
+  ddbtrack ls --scheduled
+  ddbtrack ls --scheduled --status failed`,
 	define: func(fs *flag.FlagSet) runFunc {
 		filter := registerFilter(fs, "all", "statuses to list: `list` of roles, names or numbers, or all")
 		limit := fs.Int("limit", 50, "tasks per page; 0 lists all")
 		cursor := fs.String("cursor", "", "continue after the page that printed this `cursor`")
-		order := fs.String("order", "newest", "newest or oldest change first")
+		order := fs.String("order", "newest", "newest or oldest due time first; with --scheduled, oldest (the soonest due) unless given")
 		asJSON := fs.Bool("json", false, `print {"tasks": [...], "next_cursor": "..."}`)
 		return func(ctx context.Context, s *session, args []string) error {
 			if err := noArgs(args); err != nil {
@@ -287,6 +311,9 @@ Examples:
 				return err
 			}
 			var ord ddbtrack.Order
+			if f.Scheduled && !flagSet(fs, "order") {
+				*order = "oldest"
+			}
 			switch *order {
 			case "newest":
 				ord = ddbtrack.NewestFirst
@@ -339,13 +366,20 @@ Examples:
 }
 
 func (s *session) printTasks(tasks []*ddbtrack.Task[Code], now time.Time) error {
-	withLease := false
+	// The lease and due columns are shown only when a task has something
+	// to say in them, so that a list of failures stays narrow: "due now"
+	// on every row would say nothing.
+	withLease, withDue := false, false
 	for _, t := range tasks {
 		withLease = withLease || t.LeaseOwner != ""
+		withDue = withDue || s.st.NotDue(t, now) || !t.CancelledAt.IsZero()
 	}
 	header := []string{"TASK", "STATUS", "ATTEMPTS", "UPDATED"}
 	if withLease {
 		header = append(header, "LEASE")
+	}
+	if withDue {
+		header = append(header, "DUE")
 	}
 	header = append(header, "LAST ERROR")
 	rows := make([][]string, len(tasks))
@@ -355,6 +389,9 @@ func (s *session) printTasks(tasks []*ddbtrack.Task[Code], now time.Time) error 
 		r := []string{pasteID(t.ID), s.st.Name(t.Status), strconv.Itoa(t.Attempts), formatTime(t.UpdatedAt)}
 		if withLease {
 			r = append(r, formatLease(t, now))
+		}
+		if withDue {
+			r = append(r, cmp.Or(s.st.When(t, now), "-"))
 		}
 		rows[i] = append(r, cell(t.LastError, 60))
 	}
@@ -412,6 +449,21 @@ func (s *session) printTask(t *ddbtrack.Task[Code]) error {
 		{"Started:", formatTime(t.StartedAt)},
 		{"Succeeded:", formatTime(t.SucceededAt)},
 		{"Lease:", lease},
+	}
+	switch due := s.st.Due(t, now); {
+	case due == "":
+	case !s.st.NotDue(t, now):
+		rows = append(rows, []string{"Due:", "now"})
+	case t.Status == s.st.Of(ops.Failed):
+		rows = append(rows, []string{"Due:", due + " (at " + formatTime(t.DueAt) + ")"})
+	default:
+		rows = append(rows, []string{"Due:", due})
+	}
+	if c := s.st.Cancel(t, now); c != "" {
+		if t.Status == s.st.Of(ops.Running) {
+			c += "; its worker stops it at its next lease renewal"
+		}
+		rows = append(rows, []string{"Cancel:", c})
 	}
 	if !t.ExpiresAt.IsZero() {
 		rows = append(rows, []string{"Expires:", formatTime(t.ExpiresAt) + " (time to live may delete it from then)"})

@@ -19,12 +19,12 @@ const envAddr = "DDBTRACK_ADDR"
 var cmdServe = &command{
 	name:  "serve",
 	args:  "[flags]",
-	short: "Serve the web dashboard: counts, a chart, failed and stuck tasks, requeue.",
+	short: "Serve the web dashboard: counts, a chart, task lists, requeue and cancel.",
 	long: `
 The dashboard listens on 127.0.0.1 only, unless --addr says otherwise. It
-has no login: anyone who can reach the port can requeue and reset tasks, so
-bind another address only behind a proxy that authenticates, and prefer
---read-only there.
+has no login: anyone who can reach the port can requeue, reset and cancel
+tasks, so bind another address only behind a proxy that authenticates, and
+prefer --read-only there.
 
 Actions are POST forms protected against cross-site request forgery: a
 secret token per process in each form and in a SameSite=Strict cookie, the

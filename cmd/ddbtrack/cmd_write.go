@@ -94,8 +94,8 @@ Examples:
 			case res.Matched == 0:
 				fmt.Fprintf(s.stdout, "No tasks match (%s).\n", f.Describe(s.st))
 			case !*yes:
-				fmt.Fprintf(s.stdout, "%s match (%s).\nDry run: nothing changed. Run again with --yes to move them to %s.\n",
-					plural(int64(res.Matched), "task"), f.Describe(s.st), pending)
+				fmt.Fprintf(s.stdout, "%s (%s).\nDry run: nothing changed. Run again with --yes to move %s to %s.\n",
+					matches(res.Matched), f.Describe(s.st), them(res.Matched), pending)
 			default:
 				fmt.Fprintf(s.stdout, "Requeued %s to %s.\n", plural(int64(res.Moved), "task"), pending)
 				if res.Skipped > 0 {
@@ -273,7 +273,7 @@ func (s *session) deleteNamed(ctx context.Context, ids []string, yes, force bool
 		would++
 	}
 	if !yes && would > 0 {
-		fmt.Fprintf(s.stdout, "Dry run: nothing changed. Run again with --yes to delete %s.\n", map[bool]string{true: "it", false: "them"}[would == 1])
+		fmt.Fprintf(s.stdout, "Dry run: nothing changed. Run again with --yes to delete %s.\n", them(would))
 	}
 	return joinErrors(errs)
 }

@@ -130,3 +130,19 @@ func plural(n int64, word string) string {
 	}
 	return fmt.Sprintf("%d %ss", n, word)
 }
+
+// matches returns "1 task matches" or "3 tasks match".
+func matches(n int) string {
+	if n == 1 {
+		return "1 task matches"
+	}
+	return fmt.Sprintf("%d tasks match", n)
+}
+
+// them returns "it" for one and "them" for more.
+func them(n int) string {
+	if n == 1 {
+		return "it"
+	}
+	return "them"
+}

@@ -1,7 +1,8 @@
 // Command ddbtrack shows and repairs the tasks of a job tracked by the
 // ddbtrack library: counts per status, failed tasks with their errors and
-// stacks, stuck tasks, and requeues. `ddbtrack serve` opens the same views
-// as a web dashboard.
+// stacks, stuck tasks, tasks scheduled or backing off and when each is
+// due, and requeues, cancels and resets. `ddbtrack serve` opens the same
+// views as a web dashboard.
 //
 // Usage:
 //

@@ -2,10 +2,11 @@
 // as an operator sees it ([Job]), its statuses by role and name
 // ([Statuses]), the filters that select tasks ([Filter]), failures grouped
 // by cause ([Normalize], [Job.Errors]), requeues in batches
-// ([Job.Requeue]), the times and cursors an operator types and pages
-// with, and the text helpers that keep what comes from DynamoDB from
-// reaching a terminal or a page as anything but visible text ([Visible],
-// [Explain]).
+// ([Job.Requeue]), cancels ([Job.Cancel]), due times in words
+// ([Statuses.Due]) and making a task due now ([Job.DueNow]), the times and
+// cursors an operator types and pages with, and the text helpers that
+// keep what comes from DynamoDB from reaching a terminal or a page as
+// anything but visible text ([Visible], [Explain]).
 //
 // # Why it lives here
 //

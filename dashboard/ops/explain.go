@@ -81,6 +81,16 @@ func explain(err error, table string) Explanation {
 				te.TaskID, Visible(te.StatusName, false), Visible(te.LeaseOwner, false), FormatTime(te.LeaseExpiresAt)),
 			Fix: "wait for the worker to finish, or for the lease to expire",
 		}
+	case errors.As(err, &te) && te.Op == "cancel" && errors.Is(te.Err, ddbtrack.ErrTaskSucceeded):
+		return Explanation{
+			Problem: fmt.Sprintf("task %q already succeeded (it is %s), so there is nothing to cancel", te.TaskID, Visible(te.StatusName, false)),
+			Fix:     "a succeeded task does not run again unless it is reset; `ddbtrack delete` removes it if it should not be there at all",
+		}
+	case errors.As(err, &te) && te.Op == "cancel" && errors.Is(te.Err, ddbtrack.ErrTaskIgnored):
+		return Explanation{
+			Problem: fmt.Sprintf("task %q is %s already, cancelled or out of attempts, so there is nothing to cancel", te.TaskID, Visible(te.StatusName, false)),
+			Fix:     "it does not run again unless it is requeued or reset; `ddbtrack show` says which",
+		}
 	case errors.As(err, &te):
 		p := fmt.Sprintf("cannot %s task %q: %s", te.Op, te.TaskID, strings.TrimPrefix(te.Err.Error(), "ddbtrack: "))
 		if te.StatusName != "" {
@@ -88,10 +98,18 @@ func explain(err error, table string) Explanation {
 		}
 		return Explanation{Problem: p}
 	case errors.As(err, &se):
-		return Explanation{
-			Problem: fmt.Sprintf("task %q is %s, not %s", se.TaskID, Visible(se.Status, false), se.Want),
-			Fix:     "requeue moves only those; `ddbtrack reset` runs a task again from any status",
+		e := Explanation{Problem: fmt.Sprintf("task %q is %s, not %s", se.TaskID, Visible(se.Status, false), se.Want)}
+		switch se.Op {
+		case "due-now":
+			e.Fix = "due-now makes only those due; `ddbtrack reset` runs a task again from any status"
+		case "cancel":
+			e.Fix = "cancel only those, or leave out --status to cancel any task that waits or runs"
+		default:
+			e.Fix = "requeue moves only those; `ddbtrack reset` runs a task again from any status"
 		}
+		return e
+	case errors.Is(err, ErrAlreadyDue):
+		return Explanation{Problem: raw, Fix: "a worker starts it when it next looks for work"}
 	case errors.Is(err, ErrChanged):
 		return Explanation{Problem: raw}
 	case errors.Is(err, ddbtrack.ErrTaskLocked):

@@ -1,6 +1,7 @@
 package ops
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -31,6 +32,12 @@ type Filter[S ddbtrack.Status] struct {
 	// Stuck keeps only Running tasks whose lease has expired: their worker
 	// died or hung, and no other worker has taken them over yet.
 	Stuck bool
+	// Scheduled keeps only tasks that wait for a time: in a waiting
+	// status (see [Statuses.Waiting]) and not due yet, such as a task
+	// scheduled for later or a failed one waiting out its retry delay.
+	// It raises Since to just after now, so the status index reads only
+	// them. With no Statuses it reads every waiting status.
+	Scheduled bool
 	// Since and Until bound the task's due time, which the status index
 	// sorts on: for a finished task, when it finished; for a waiting one,
 	// when it may start. Zero means unbounded.
@@ -47,8 +54,19 @@ type Filter[S ddbtrack.Status] struct {
 	Group string
 }
 
-// Check reports a filter that cannot be sent.
-func (f Filter[S]) Check() error {
+// Check reports a filter that cannot be sent, or that selects nothing by
+// construction, such as scheduled tasks in a status that never waits.
+func (f Filter[S]) Check(st *Statuses[S]) error {
+	switch {
+	case f.Scheduled && f.Stuck:
+		return errors.New("stuck tasks are running and scheduled ones waiting: select one or the other")
+	case f.Scheduled:
+		for _, c := range f.Statuses {
+			if !st.Waiting(c) {
+				return fmt.Errorf("scheduled tasks wait to run, and %s tasks never do: select among %s", st.Name(c), Filter[S]{Statuses: st.WaitingStatuses()}.Describe(st))
+			}
+		}
+	}
 	if len(f.IDs) > MaxIDs {
 		return fmt.Errorf("%d task IDs selected, but one request takes at most %d: select fewer, or use a filter", len(f.IDs), MaxIDs)
 	}
@@ -61,10 +79,28 @@ func (f Filter[S]) Check() error {
 
 // statuses returns the statuses to read.
 func (f Filter[S]) statuses(st *Statuses[S]) []S {
-	if f.Stuck {
+	switch {
+	case f.Stuck:
 		return []S{st.Of(Running)}
+	case f.Scheduled && len(f.Statuses) == 0:
+		return st.WaitingStatuses()
 	}
 	return f.Statuses
+}
+
+// since returns the start of the due times to read. A scheduled task is
+// due after now: a claim takes a task whose due time, in whole
+// milliseconds, is at most now's, so the first millisecond after now's is
+// the first a task can wait for.
+func (f Filter[S]) since(now time.Time) time.Time {
+	if !f.Scheduled {
+		return f.Since
+	}
+	first := time.UnixMilli(now.UnixMilli() + 1)
+	if f.Since.After(first) {
+		return f.Since
+	}
+	return first
 }
 
 // condition returns the filter expression, which is unset when the filter
@@ -105,9 +141,16 @@ func (f Filter[S]) condition(now time.Time) expression.ConditionBuilder {
 // tasks, which every count of the overview and of stats makes, from
 // reading every live Running task of a big fleet; the filter on the lease
 // still decides.
+//
+// A scheduled filter whose Until falls before the tasks it waits for
+// selects nothing: it ends the read where it starts, rather than before,
+// which the library would refuse as bounds given the wrong way round.
 func (f Filter[S]) until(now time.Time) time.Time {
-	if f.Stuck && (f.Until.IsZero() || now.Before(f.Until)) {
+	switch {
+	case f.Stuck && (f.Until.IsZero() || now.Before(f.Until)):
 		return now
+	case f.Scheduled && !f.Until.IsZero() && f.Until.Before(f.since(now)):
+		return f.since(now)
 	}
 	return f.Until
 }
@@ -116,7 +159,7 @@ func (f Filter[S]) until(now time.Time) time.Time {
 func (f Filter[S]) query(st *Statuses[S], now time.Time, order ddbtrack.Order, limit int) ddbtrack.QueryOptions[S] {
 	return ddbtrack.QueryOptions[S]{
 		Statuses: f.statuses(st),
-		Since:    f.Since,
+		Since:    f.since(now),
 		Until:    f.until(now),
 		Order:    order,
 		Limit:    limit,
@@ -128,7 +171,7 @@ func (f Filter[S]) query(st *Statuses[S], now time.Time, order ddbtrack.Order, l
 func (f Filter[S]) requeue(st *Statuses[S], now time.Time, dryRun bool, progress func(ddbtrack.RequeueResult)) ddbtrack.RequeueOptions[S] {
 	return ddbtrack.RequeueOptions[S]{
 		Statuses: f.statuses(st),
-		Since:    f.Since,
+		Since:    f.since(now),
 		Until:    f.until(now),
 		Filter:   f.condition(now),
 		DryRun:   dryRun,
@@ -143,11 +186,15 @@ func (f Filter[S]) Describe(st *Statuses[S]) string {
 	if f.Stuck {
 		parts = append(parts, "stuck in "+st.Name(st.Of(Running))+" with an expired lease")
 	} else {
-		names := make([]string, len(f.Statuses))
-		for i, c := range f.Statuses {
+		statuses := f.statuses(st)
+		names := make([]string, len(statuses))
+		for i, c := range statuses {
 			names[i] = st.Name(c)
 		}
 		parts = append(parts, strings.Join(names, " or "))
+	}
+	if f.Scheduled {
+		parts = append(parts, "not due yet")
 	}
 	if !f.Since.IsZero() {
 		parts = append(parts, "due since "+FormatTime(f.Since))

@@ -112,9 +112,9 @@ func TestFilterDescribe(t *testing.T) {
 	st := statuses(t)
 	now := time.UnixMilli(1735787700000)
 	many := make([]string, ops.MaxIDs+1)
-	require.ErrorContains(t, ops.Filter[opsfixture.Status]{IDs: many}.Check(), "at most 1000")
-	require.NoError(t, ops.Filter[opsfixture.Status]{IDs: many[:200]}.Check(), "more IDs than one request takes go in batches")
-	require.ErrorContains(t, ops.Filter[opsfixture.Status]{Since: now, Until: now.Add(-time.Second)}.Check(), "swap --since and --until")
+	require.ErrorContains(t, ops.Filter[opsfixture.Status]{IDs: many}.Check(st), "at most 1000")
+	require.NoError(t, ops.Filter[opsfixture.Status]{IDs: many[:200]}.Check(st), "more IDs than one request takes go in batches")
+	require.ErrorContains(t, ops.Filter[opsfixture.Status]{Since: now, Until: now.Add(-time.Second)}.Check(st), "swap --since and --until")
 
 	require.Equal(t, `s06_failed or s10_ignore, due since 2025-01-02 03:15:00Z, error contains "x", ID contains "y", among 2 selected`,
 		ops.Filter[opsfixture.Status]{Statuses: []opsfixture.Status{6, 10}, Since: now, ErrorContains: "x", IDContains: "y", IDs: []string{"a", "b"}}.Describe(st))
@@ -138,4 +138,70 @@ func TestVisible(t *testing.T) {
 		require.Equal(t, tc.line, ops.Visible(tc.in, false), "Visible(%q, false)", tc.in)
 		require.Equal(t, tc.text, ops.Visible(tc.in, true), "Visible(%q, true)", tc.in)
 	}
+}
+
+func TestSpan(t *testing.T) {
+	t.Parallel()
+	for d, want := range map[time.Duration]string{
+		0:                                       "0s",
+		time.Millisecond:                        "1s",
+		45 * time.Second:                        "45s",
+		3*time.Minute + 20*time.Second:          "3m 20s",
+		3*time.Minute + 19*time.Second + 1:      "3m 20s",
+		time.Hour:                               "1h",
+		time.Hour + 5*time.Minute + time.Second: "1h 5m",
+		51 * time.Hour:                          "2d 3h",
+		48*time.Hour + 5*time.Minute:            "2d",
+		-90 * time.Second:                       "1m 30s",
+	} {
+		require.Equal(t, want, ops.Span(d), d.String())
+	}
+}
+
+func TestDueAndCancelText(t *testing.T) {
+	t.Parallel()
+	st := statuses(t)
+	now := time.Date(2025, 1, 2, 3, 35, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name      string
+		task      ddbtrack.Task[opsfixture.Status]
+		due, when string
+		notDue    bool
+	}{
+		{"backing off", ddbtrack.Task[opsfixture.Status]{Status: opsfixture.Failed, DueAt: now.Add(200 * time.Second)},
+			"retry in 3m 20s", "retry in 3m 20s", true},
+		{"scheduled", ddbtrack.Task[opsfixture.Status]{Status: opsfixture.Pending, DueAt: now.Add(51 * time.Hour)},
+			"scheduled for 2025-01-04 06:35:00Z (in 2d 3h)", "scheduled for 2025-01-04 06:35:00Z (in 2d 3h)", true},
+		{"snoozed in a pipeline's status", ddbtrack.Task[opsfixture.Status]{Status: 20, DueAt: now.Add(time.Minute)},
+			"scheduled for 2025-01-02 03:36:00Z (in 1m)", "scheduled for 2025-01-02 03:36:00Z (in 1m)", true},
+		{"due in this millisecond", ddbtrack.Task[opsfixture.Status]{Status: opsfixture.Failed, DueAt: now.Add(999 * time.Microsecond)},
+			"due now", "due now", false},
+		{"due", ddbtrack.Task[opsfixture.Status]{Status: opsfixture.Pending, DueAt: now.Add(-time.Hour)}, "due now", "due now", false},
+		{"running", ddbtrack.Task[opsfixture.Status]{Status: opsfixture.Running, DueAt: now.Add(time.Hour)}, "", "", false},
+		{"succeeded", ddbtrack.Task[opsfixture.Status]{Status: opsfixture.Succeeded, DueAt: now.Add(-time.Hour)}, "", "", false},
+		{"cancel requested", ddbtrack.Task[opsfixture.Status]{Status: opsfixture.Running, CancelledAt: now.Add(-2 * time.Minute)}, "", "cancel requested 2m ago", false},
+		{"cancelled", ddbtrack.Task[opsfixture.Status]{Status: opsfixture.Ignored, CancelledAt: now}, "", "cancelled at 2025-01-02 03:35:00Z", false},
+	} {
+		require.Equal(t, tc.due, st.Due(&tc.task, now), tc.name)
+		require.Equal(t, tc.when, st.When(&tc.task, now), tc.name)
+		require.Equal(t, tc.notDue, st.NotDue(&tc.task, now), tc.name)
+	}
+	require.Equal(t, `cancelled at 2025-01-02 03:35:00Z: dup \x1b[31m`,
+		st.Cancel(&ddbtrack.Task[opsfixture.Status]{Status: opsfixture.Ignored, CancelledAt: now, CancelReason: "dup \x1b[31m"}, now), "the reason is made safe to show")
+	require.Equal(t, "cancel requested at 2025-01-02 03:33:00Z (2m ago): dup",
+		st.Cancel(&ddbtrack.Task[opsfixture.Status]{Status: opsfixture.Running, CancelledAt: now.Add(-2 * time.Minute), CancelReason: "dup"}, now))
+	require.Empty(t, st.Cancel(&ddbtrack.Task[opsfixture.Status]{Status: opsfixture.Ignored}, now))
+}
+
+func TestScheduledFilter(t *testing.T) {
+	t.Parallel()
+	st := statuses(t)
+	require.Equal(t, []opsfixture.Status{0, 6, 20}, st.WaitingStatuses())
+	require.Equal(t, []opsfixture.Status{0, 3, 6, 20}, st.Cancellable())
+	f := ops.Filter[opsfixture.Status]{Scheduled: true}
+	require.NoError(t, f.Check(st))
+	require.Equal(t, "s00_todo or s06_failed or status(20), not due yet", f.Describe(st))
+	require.ErrorContains(t, ops.Filter[opsfixture.Status]{Scheduled: true, Statuses: []opsfixture.Status{opsfixture.Succeeded}}.Check(st),
+		"scheduled tasks wait to run, and s09_success tasks never do: select among s00_todo or s06_failed or status(20)")
+	require.ErrorContains(t, ops.Filter[opsfixture.Status]{Scheduled: true, Stuck: true}.Check(st), "select one or the other")
 }

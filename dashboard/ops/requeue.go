@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
@@ -42,19 +41,24 @@ var ErrChanged = errors.New("changed status or was claimed by a worker while bei
 // StatusError says a named task is in a status the operation does not
 // take.
 type StatusError struct {
+	// Op is the operation: "requeue", "cancel" or "due-now".
+	Op     string
 	TaskID string
 	// Status is the task's status name, as configured.
 	Status string
 	// Want describes the statuses the operation takes.
 	Want string
+	// Err is the sentinel that says why: ErrNotRequeueable,
+	// ErrNotCancellable or ErrNotWaiting.
+	Err error
 }
 
 func (e *StatusError) Error() string {
 	return fmt.Sprintf("task %q is %s, not %s", e.TaskID, Visible(e.Status, false), e.Want)
 }
 
-// Unwrap returns ErrNotRequeueable.
-func (e *StatusError) Unwrap() error { return ErrNotRequeueable }
+// Unwrap returns the sentinel in Err.
+func (e *StatusError) Unwrap() error { return e.Err }
 
 // idConcurrency bounds the reads of named tasks in flight.
 const idConcurrency = 16
@@ -126,18 +130,7 @@ func refusal(id string, err error) Refusal {
 // selects and those it does not, with the reason.
 func (j *Job[S]) named(ctx context.Context, f Filter[S], now time.Time) ([]*ddbtrack.Task[S], []Refusal, error) {
 	ids := slices.Compact(slices.Sorted(slices.Values(f.IDs)))
-	found := make([]*ddbtrack.Task[S], len(ids))
-	errs := make([]error, len(ids))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, idConcurrency)
-	for i, id := range ids {
-		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			found[i], errs[i] = j.tr.Get(ctx, id)
-		})
-	}
-	wg.Wait()
+	found, errs := j.getAll(ctx, ids)
 	statuses := f.statuses(j.st)
 	want := Filter[S]{Statuses: statuses, Stuck: f.Stuck}.Describe(j.st)
 	var (
@@ -154,10 +147,10 @@ func (j *Job[S]) named(ctx context.Context, f Filter[S], now time.Time) ([]*ddbt
 		}
 		switch {
 		case !slices.Contains(statuses, t.Status):
-			refused = append(refused, refusal(t.ID, &StatusError{TaskID: t.ID, Status: j.st.Name(t.Status), Want: want}))
-		case t.LeaseOwner != "" && now.Before(t.LeaseExpiresAt):
+			refused = append(refused, refusal(t.ID, &StatusError{Op: "requeue", TaskID: t.ID, Status: j.st.Name(t.Status), Want: want, Err: ErrNotRequeueable}))
+		case held(t, now):
 			refused = append(refused, refusal(t.ID, LockedError("requeue", t)))
-		case !f.matches(t, now):
+		case !f.matches(j.st, t, now):
 			refused = append(refused, refusal(t.ID, fmt.Errorf("task %q does not match the filter (%s)", t.ID, f.Describe(j.st))))
 		default:
 			tasks = append(tasks, t)
@@ -166,9 +159,12 @@ func (j *Job[S]) named(ctx context.Context, f Filter[S], now time.Time) ([]*ddbt
 	return tasks, refused, nil
 }
 
-// matches applies the filter's time range and texts to a task read by ID.
-func (f Filter[S]) matches(t *ddbtrack.Task[S], now time.Time) bool {
+// matches applies the filter's time range, texts and schedule to a task
+// read by ID.
+func (f Filter[S]) matches(st *Statuses[S], t *ddbtrack.Task[S], now time.Time) bool {
 	switch {
+	case f.Scheduled && !st.NotDue(t, now):
+		return false
 	case !f.Since.IsZero() && t.DueAt.Before(f.Since):
 		return false
 	case !f.Until.IsZero() && !t.DueAt.Before(f.Until):
