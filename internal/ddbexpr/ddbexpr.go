@@ -30,16 +30,9 @@ import (
 // Parts are kept as given and written out by Build, so that adding one
 // allocates nothing beyond its share of one slice.
 type Expr struct {
-	parts  []part
-	pooled *[]part // where parts came from, to give them back
-	cond   string
-	// spent says that a Cache built e and took its parts back. Building
-	// it again must fail, not send a write without its condition.
-	spent bool
+	parts []part
+	cond  string
 }
-
-// errSpent is the error of a second build of an Expr through a Cache.
-var errSpent = errors.New("ddbexpr: this Expr was already built through a Cache, which empties it; build each write's Expr once")
 
 // kind is what a part adds to the expression.
 type kind uint8
@@ -59,34 +52,17 @@ type part struct {
 	v    types.AttributeValue
 }
 
-// partsCap is the capacity of the slices of parts that Exprs share through
-// partsPool: enough for ddbtrack's largest writes (a claim or an outcome
-// has about 20 parts), so that they grow no slice.
+// partsCap is the capacity of an Expr's first allocation of parts: enough
+// for ddbtrack's largest writes (a claim or an outcome has about 20), so
+// that they grow no slice.
 const partsCap = 24
-
-// partsPool holds slices of parts that [Cache.Build] is done with. An Expr
-// lives only until its write is built, and a tracker builds a write for
-// every claim and outcome, so reusing the slices spares the allocator
-// and the garbage collector about a kilobyte a write.
-var partsPool = sync.Pool{New: func() any { s := make([]part, 0, partsCap); return &s }}
 
 func (e *Expr) add(p part) *Expr {
 	if e.parts == nil {
-		e.pooled = partsPool.Get().(*[]part)
-		e.parts = (*e.pooled)[:0]
+		e.parts = make([]part, 0, partsCap)
 	}
 	e.parts = append(e.parts, p)
 	return e
-}
-
-// release empties e and hands its parts back to partsPool.
-func (e *Expr) release() {
-	if e.pooled != nil {
-		clear(e.parts) // Drop the values, which the pool must not keep alive.
-		*e.pooled = e.parts[:0]
-		partsPool.Put(e.pooled)
-	}
-	*e = Expr{spent: true}
 }
 
 // Set adds "#attr = :attr" to the SET clause with v as the value.
@@ -141,9 +117,6 @@ type Built struct {
 // used; each is a programming error that DynamoDB would otherwise report
 // as a ValidationException after a round trip.
 func (e *Expr) Build() (Built, error) {
-	if e.spent {
-		return Built{}, errSpent
-	}
 	s, err := e.shape()
 	if err != nil {
 		return Built{}, err
@@ -361,13 +334,8 @@ type Cache struct {
 const maxShapes = 256
 
 // Build is [Expr.Build], writing out and checking each shape of expression
-// only the first time it sees it. It empties e, whose storage it reuses for
-// later Exprs: build each Expr once.
+// only the first time it sees it.
 func (c *Cache) Build(e *Expr) (Built, error) {
-	if e.spent {
-		return Built{}, errSpent
-	}
-	defer e.release()
 	key := e.key()
 	if m := c.shapes.Load(); m != nil {
 		for _, s := range (*m)[key] {
