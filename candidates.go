@@ -54,7 +54,7 @@ type source struct {
 	// nextRead is when to read the partition again after it had nothing
 	// due; zero to read it whenever there is room for candidates. It is
 	// real time, which the schedule runs on, while due times are by
-	// Config.Now: realTime converts.
+	// Config.Now: readTime converts.
 	nextRead time.Time
 	// crowded says a read from the head filled a page: the partition has
 	// more due tasks than a page, and other machines are likely reading
@@ -114,7 +114,7 @@ func (f *feeder[S]) ended(a *attempt[S]) {
 		return
 	}
 	shard := keys.Shard(a.task.ID, f.p.t.cfg.Shards)
-	due := f.realTime(a.task.DueAt)
+	due := f.readTime(a.task.DueAt)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, src := range f.sources {
@@ -313,8 +313,8 @@ func (f *feeder[S]) schedule(src *source, tasks []*Task[S], from string, limit i
 	case n == 0:
 		src.crowded = false
 		src.nextRead = time.Now().Add(f.pollInterval(src))
-		if !due.IsZero() && f.realTime(due).Before(src.nextRead) {
-			src.nextRead = f.realTime(due)
+		if !due.IsZero() && f.readTime(due).Before(src.nextRead) {
+			src.nextRead = f.readTime(due)
 		}
 	default:
 		src.crowded = n == limit
@@ -327,10 +327,13 @@ func (f *feeder[S]) schedule(src *source, tasks []*Task[S], from string, limit i
 	}
 }
 
-// realTime converts a time by Config.Now, such as a due time, to the real
-// time of the schedule.
-func (f *feeder[S]) realTime(t time.Time) time.Time {
-	return time.Now().Add(t.Sub(f.p.t.cfg.Now()))
+// readTime returns when, in the real time of the schedule, to read a
+// partition for a task due at due by Config.Now: a millisecond after it,
+// since a lease that expires at due can be taken over only after that
+// millisecond, and a read that comes too early finds nothing and waits for
+// the next sweep.
+func (f *feeder[S]) readTime(due time.Time) time.Time {
+	return time.Now().Add(due.Sub(f.p.t.cfg.Now()) + time.Millisecond)
 }
 
 // pollInterval is how long a source that had nothing due waits for its
@@ -452,7 +455,7 @@ func (f *feeder[S]) finished(ctx context.Context) (bool, error) {
 			continue
 		}
 		empty = false
-		due := f.realTime(tasks[0].DueAt)
+		due := f.readTime(tasks[0].DueAt)
 		if src.takeover {
 			// Another worker runs it: look again within a poll, as it may
 			// fail and need a retry, or die and need a takeover.
