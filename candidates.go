@@ -29,7 +29,8 @@ import (
 // Pools of a fleet read the same partitions. Once a partition holds more
 // due tasks than a page, each pool reads it from random points among them
 // (see spread) rather than from its head, so that the pools take different
-// tasks instead of racing for the same ones.
+// tasks instead of racing for the same ones; and once another machine has
+// taken a task the pool listed, the pool keeps no page waiting (see want).
 
 // sweepPolls is how many PollIntervals an idle pool waits between reads of
 // a Failed or Running partition whose next due time it does not know.
