@@ -2,10 +2,7 @@ package ddbtrack_test
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -201,52 +198,4 @@ func (w *warnCounter) WithGroup(string) slog.Handler      { return w }
 // now.
 func locked(task *ddbtrack.Task[Step], now time.Time) bool {
 	return task.LeaseOwner != "" && now.Before(task.LeaseExpiresAt)
-}
-
-// batchWait bounds processBatch. A Batch pool ends only when no task is
-// left Running, and under a stopped clock (clockedConfig) a lease that
-// nobody records an outcome under never expires, so a regression that
-// leaves one would otherwise hang until the package's timeout.
-const batchWait = time.Minute
-
-// processBatch runs Process in Batch mode for at most batchWait and
-// returns what it returned. If it has not ended by then, the test fails
-// with the tasks that kept it waiting.
-func processBatch(t testing.TB, tr *ddbtrack.Tracker[Step], fn func(context.Context, *ddbtrack.Task[Step]) error, opts ddbtrack.ProcessOptions[Step]) (ddbtrack.ProcessResult, error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), batchWait)
-	defer cancel()
-	opts.Mode = ddbtrack.Batch
-	res, err := tr.Process(ctx, fn, opts)
-	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
-		t.Fatalf("Process in Batch mode did not end within %v (result so far %+v); by the tracker's clock, at %s, these tasks kept it waiting:\n%s",
-			batchWait, res, tr.Config().Now().UTC().Format(time.RFC3339Nano), unfinished(t, tr))
-	}
-	return res, err
-}
-
-// unfinished describes the tasks a Batch pool waits for, a line each:
-// those waiting to start, and every Running one, whose lease has expired
-// or not (QueryOptions.Unfinished lists only the expired ones).
-func unfinished(t testing.TB, tr *ddbtrack.Tracker[Step]) string {
-	t.Helper()
-	cfg := tr.Config()
-	statuses := append([]Step{cfg.Pending, cfg.Failed, cfg.Running}, cfg.Startable...)
-	var b strings.Builder
-	for task, err := range tr.Query(context.Background(), ddbtrack.QueryOptions[Step]{Statuses: statuses}) {
-		require.NoError(t, err)
-		fmt.Fprintf(&b, "  %s: %s, due %s, attempt %d, fence %d", task.ID, task.StatusName,
-			task.DueAt.UTC().Format(time.RFC3339Nano), task.Attempts, task.Fence)
-		if task.LeaseOwner != "" {
-			fmt.Fprintf(&b, ", leased by %s until %s", task.LeaseOwner, task.LeaseExpiresAt.UTC().Format(time.RFC3339Nano))
-		}
-		if !task.CancelledAt.IsZero() {
-			fmt.Fprintf(&b, ", cancelled (%s)", task.CancelReason)
-		}
-		b.WriteString("\n")
-	}
-	if b.Len() == 0 {
-		return "  none: the job finished meanwhile\n"
-	}
-	return b.String()
 }

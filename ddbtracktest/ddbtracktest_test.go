@@ -173,6 +173,43 @@ func TestDrainWithAStoppedClock(t *testing.T) {
 	require.True(t, task.SucceededAt.Equal(clock.Now()), "stored times come from the clock: %v", task.SucceededAt)
 }
 
+func TestDrainFailsBeforeTheDeadlineWithWhatItWaitsFor(t *testing.T) {
+	t.Parallel()
+	// A worker dies holding the task: under the stopped clock its lease
+	// never expires, and a Batch run would wait for it for ever.
+	var clock ddbtracktest.Clock
+	cfg := config()
+	cfg.Now = clock.Now
+	tr := ddbtracktest.New(t, cfg)
+	require.NoError(t, tr.Create(t.Context(), ddbtrack.NewTask{ID: "held"}))
+	dead := make(chan struct{})
+	go func() {
+		defer close(dead)
+		_ = tr.Start(t.Context(), "held", func(context.Context, *ddbtrack.Task[Step]) error {
+			runtime.Goexit()
+			return nil
+		})
+	}()
+	<-dead
+
+	began := time.Now()
+	msg := fatal(t, func(tb testing.TB) {
+		// Drain leaves itself at least 5 s before the deadline.
+		ddbtracktest.Drain(&deadlined{TB: tb, at: time.Now().Add(6 * time.Second)}, tr, func(context.Context, *ddbtrack.Task[Step]) error { return nil })
+	})
+	require.Less(t, time.Since(began), 5*time.Second)
+	require.Contains(t, msg, `drain job "job": not drained before the test's deadline`)
+	require.Regexp(t, `held: doing, due \S+, attempt 1, leased by \S+ until \S+`, msg)
+}
+
+// deadlined is a testing.TB whose test must end by at.
+type deadlined struct {
+	testing.TB
+	at time.Time
+}
+
+func (d *deadlined) Deadline() (time.Time, bool) { return d.at, true }
+
 func TestRequireTaskListsEachDifference(t *testing.T) {
 	t.Parallel()
 	cfg := config()
