@@ -216,7 +216,7 @@ func TestAmbiguousWrites(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	cfg := config(t)
-	cfg.Lease = 300 * time.Millisecond
+	cfg.Lease = shortLease(300 * time.Millisecond)
 	tr := newTracker(t, cfg)
 	proxy := newProxy(t, 1)
 	w, err := ddbtrack.New(faultClient(t, proxy.URL), cfg)
@@ -272,7 +272,7 @@ func TestHeartbeatSurvivesLostRenewals(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	cfg, clk := clockedConfig(t)
-	cfg.Lease = 300 * time.Millisecond // Real time between renewals: 100 ms.
+	cfg.Lease = shortLease(300 * time.Millisecond) // Real time between renewals: 100 ms.
 	tr := newTracker(t, cfg)
 	proxy := newProxy(t, 3)
 	done := &completions{Client: faultClient(t, proxy.URL)}

@@ -25,7 +25,7 @@ func TestHeartbeatKeepsLongTaskLocked(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	cfg, clk := clockedConfig(t)
-	cfg.Lease = 300 * time.Millisecond // Real time between renewals: 100 ms.
+	cfg.Lease = shortLease(300 * time.Millisecond) // Real time between renewals: 100 ms.
 	tr := newTracker(t, cfg)
 	counted := &completions{Client: ddbtracktest.Client(t)}
 	holder, err := ddbtrack.New(counted, cfg)
