@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -19,6 +20,11 @@ import (
 
 // fleetTasks sets the job size of BenchmarkFleet: issue 15 asks for 20,000.
 var fleetTasks = flag.Int("bench.fleet-tasks", 20_000, "tasks in BenchmarkFleet's job")
+
+// fleetPools lists the fleet sizes of BenchmarkFleet. Issue 15 asks for 2,
+// 8 and 32 pools against one; 100 answers what a fleet of 100 machines
+// should expect, at the cost of 800 workers on this machine.
+var fleetPools = flag.String("bench.fleet-pools", "1,2,8,32", "pool counts of BenchmarkFleet, comma-separated; include 1 for drain/1-pool")
 
 // fleetShards sets Config.Shards of BenchmarkFleet's job, to measure what
 // more shards buy a big fleet; 0 keeps the default.
@@ -36,7 +42,7 @@ var fleetOnePool struct {
 }
 
 // BenchmarkFleet drains one job of -bench.fleet-tasks Pending tasks with 1,
-// 2, 8 and 32 pools of 8 workers each (Process in Batch mode with default
+// 2, 8 and 32 pools (-bench.fleet-pools) of 8 workers each (Process in Batch mode with default
 // options but Concurrency), every pool a tracker with its own owner and
 // its own SDK client, as separate machines would be. The function does
 // nothing, so the pools contend as hard as they ever can; each task must
@@ -57,7 +63,9 @@ var fleetOnePool struct {
 //
 // Tasks are seeded with BatchWriteItem (seedPending), outside the timer.
 func BenchmarkFleet(b *testing.B) {
-	for _, pools := range []int{1, 2, 8, 32} {
+	for _, s := range strings.Split(*fleetPools, ",") {
+		pools, err := strconv.Atoi(strings.TrimSpace(s))
+		require.NoError(b, err, "-bench.fleet-pools")
 		b.Run(fmt.Sprintf("pools=%d", pools), func(b *testing.B) {
 			fleet(b, pools, *fleetTasks)
 		})
