@@ -92,10 +92,10 @@ type Config[S Status] struct {
 	// does not become a hot partition: each takes about 1,000 writes per
 	// second, so two carry a job that finishes about 600 tasks a second.
 	// Queries, counts and idle workers read every shard, so each one more
-	// costs requests; raise it for faster jobs, or for fleets of many
-	// machines, which it spreads over more partitions. Keep it fixed for
-	// the life of a job: a task is indexed under the shard count in force
-	// when its status last changed. Defaults to 2.
+	// costs requests; raise it for faster jobs only. It does not keep the
+	// pools of a fleet apart, since every pool reads every shard. Keep it
+	// fixed for the life of a job: a task is indexed under the shard count
+	// in force when its status last changed. Defaults to 2.
 	Shards int
 
 	// SlimIndex makes the status index hold only what listings show (the

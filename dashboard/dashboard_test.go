@@ -956,3 +956,32 @@ func TestCheckFindsAWrongTrackerOrJob(t *testing.T) {
 	require.Error(t, err)
 	require.Contains(t, ops.Explain(err).String(), "create it with `ddbtrack create-table`")
 }
+
+// TestSlimIndex: on a slim status index (Config.SlimIndex) every page shows
+// what it shows on a full one: lists, filters and error groups use only
+// what a slim index holds, and a task's page reads the whole task.
+func TestSlimIndex(t *testing.T) {
+	t.Parallel()
+	slim := fixture.NewSlim(t)
+	slim.Seed(t)
+	fx := seeded(t)
+	full, thin := newSite(t, fx, dashboard.Options{}), newSite(t, slim, dashboard.Options{})
+	// Forms carry a random token per site, and the tables' names differ.
+	same := func(p page, table string) string {
+		return strings.ReplaceAll(csrfRE.ReplaceAllString(p.body, "csrf"), table, "TABLE")
+	}
+	for _, path := range []string{
+		"/",
+		"/tasks?status=failed",
+		"/tasks?status=all&id=fail",
+		"/tasks?status=failed,ignored&error=connection+reset",
+		"/tasks?status=stuck",
+		"/errors",
+		"/task?id=t-ok",
+		"/task?id=t-fail-2",
+	} {
+		want, got := full.get(path), thin.get(path)
+		require.Equal(t, http.StatusOK, got.status, "%s on a slim index: %s", path, got.body)
+		require.Equal(t, same(want, fx.Table), same(got, slim.Table), path)
+	}
+}

@@ -116,6 +116,33 @@ func TestGolden(t *testing.T) {
 	}
 }
 
+// TestSlimIndex: on a table whose status index is slim (Config.SlimIndex),
+// which the command does not need to be told, every command that lists or
+// filters prints what it prints on a full index, since it uses only what a
+// slim index holds, and show reads the whole task from the table.
+func TestSlimIndex(t *testing.T) {
+	t.Parallel()
+	full, slim := fixture.New(t), fixture.NewSlim(t)
+	full.Seed(t)
+	slim.Seed(t)
+	for _, args := range [][]string{
+		{"stats"},
+		{"ls"},
+		{"ls", "--stuck"},
+		{"ls", "--status", "failed,s10_ignore", "--error-contains", "connection reset"},
+		{"ls", "--since", "25m", "--order", "oldest"},
+		{"show", "t-fail-2"},
+		{"show", "--json", "t-ok"},
+		{"errors"},
+		{"requeue", "--error-contains", "connection reset", "--since", "1h"},
+		{"delete", "--status", "failed,ignored"},
+	} {
+		want, got := newCLI(t, full).run(args...), newCLI(t, slim).run(args...)
+		require.Equal(t, exitOK, got.code, "ddbtrack %s on a slim index:\n%s", strings.Join(args, " "), got.stderr)
+		require.Equal(t, want, got, "ddbtrack %s", strings.Join(args, " "))
+	}
+}
+
 func TestUsageNeedsTableAndJob(t *testing.T) {
 	t.Parallel()
 	fx := fixture.New(t)
