@@ -78,9 +78,9 @@
 //
 // # Limits
 //
-// An [ddbtrack.Event] that carries no task carries no job either, so
-// ddbtrack.errors has an empty ddbtrack.job for failed queries and claims.
 // A function that never returns normally (it calls runtime.Goexit, as
-// t.FailNow does) leaves its attempt without an outcome event, and its
-// span is never ended, so never exported.
+// t.FailNow does) records no outcome: its attempt ends with an
+// [ddbtrack.EventError], so its span ends with that error and it is
+// counted in ddbtrack.errors with ddbtrack.operation "outcome", not as a
+// failure; the task is taken over when its lease expires.
 package ddbtrackotel

@@ -54,9 +54,9 @@ func New[S ddbtrack.Status](opts Options) func(context.Context, ddbtrack.Event[S
 		m:      newInstruments(mp.Meter(ScopeName)),
 	}
 	return func(ctx context.Context, ev ddbtrack.Event[S]) context.Context {
-		e := event{kind: ev.Kind, taskID: ev.TaskID, err: ev.Err, waited: ev.Waited.Seconds(), ran: ev.Ran.Seconds()}
+		e := event{kind: ev.Kind, job: ev.Job, taskID: ev.TaskID, err: ev.Err, waited: ev.Waited.Seconds(), ran: ev.Ran.Seconds()}
 		if t := ev.Task; t != nil {
-			e.hasTask, e.job = true, t.Job
+			e.hasTask = true
 			e.attempt, e.fence, e.status, e.cancelReason = t.Attempts, t.Fence, t.StatusName, t.CancelReason
 		}
 		return h.observe(ctx, e)
@@ -74,16 +74,15 @@ type hook struct {
 // of its task that the hook reads are copied, so that the hook's code is
 // not generic.
 type event struct {
-	kind   ddbtrack.EventKind
-	taskID string
-	err    error
+	kind        ddbtrack.EventKind
+	job, taskID string
+	err         error
 	// waited and ran are in seconds, the unit of OpenTelemetry durations.
 	waited, ran float64
 
 	// hasTask says whether the event carried a task; the fields after it
 	// are the task's, and zero without one.
 	hasTask      bool
-	job          string
 	attempt      int
 	fence        int64
 	status       string
@@ -135,12 +134,12 @@ func (h *hook) ended(ctx context.Context, ev event) {
 // refused counts a refused claim, by reason, and notes it on the caller's
 // span: the function did not run, so there is no attempt to trace.
 func (h *hook) refused(ctx context.Context, ev event) {
-	job, reason := ev.job, "other"
+	reason := "other"
 	var te *ddbtrack.TaskError
 	if errors.As(ev.err, &te) {
-		job, reason = te.Job, refusalReason(te.Err)
+		reason = refusalReason(te.Err)
 	}
-	attrs := []attribute.KeyValue{attrJob.String(job), attrRefusalReason.String(reason)}
+	attrs := []attribute.KeyValue{attrJob.String(ev.job), attrRefusalReason.String(reason)}
 	h.m.refusals.Add(ctx, 1, metric.WithAttributes(attrs...))
 	if span := trace.SpanFromContext(ctx); span.IsRecording() {
 		span.AddEvent(eventRefused, trace.WithAttributes(append(attrs, attrTask.String(ev.taskID))...))
