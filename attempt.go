@@ -507,7 +507,7 @@ func (a *attempt[S]) end(ctx context.Context, kind EventKind, fnErr, err error) 
 	case EventReleased:
 		a.log.InfoContext(ctx, "task released", logStatus, a.task.StatusName, logDueAt, a.task.DueAt)
 	case EventCancelled:
-		a.log.InfoContext(ctx, "task cancelled", logStatus, a.task.StatusName, "reason", a.task.CancelReason)
+		a.log.InfoContext(ctx, "task cancelled", logStatus, a.task.StatusName, logReason, a.task.CancelReason)
 		evErr = err
 	case EventLeaseLost:
 		a.log.WarnContext(ctx, "outcome not recorded: lease lost", logError, err)

@@ -109,7 +109,9 @@
 // call passes the caller's context, and records use these keys: job, task,
 // attempt (the attempt's number within its run of failures), fence, status
 // (the status moved to), op (the write that failed), owner (another
-// worker's lease), lease_expires_at, due_at, and error (an error value).
+// worker's lease), lease_expires_at, due_at, error (an error value),
+// reason (why a task was cancelled), and, in records about the table,
+// table, attribute (the time-to-live attribute) and retention.
 //
 // # Errors
 //

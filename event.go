@@ -86,6 +86,10 @@ const (
 	logLeaseExpiresAt = "lease_expires_at" // a lease's expiry
 	logDueAt          = "due_at"           // when a task is due
 	logError          = "error"            // an error value
+	logReason         = "reason"           // why a task was cancelled
+	logTable          = "table"            // the table, for records about the table itself
+	logAttribute      = "attribute"        // the time-to-live attribute
+	logRetention      = "retention"        // Config.Retention
 )
 
 // warnLevel is slog.LevelWarn, named for LogAttrs calls.

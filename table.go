@@ -91,7 +91,7 @@ func (t *Tracker[S]) CreateTable(ctx context.Context) error {
 	if err := t.register(ctx); err != nil {
 		return err
 	}
-	t.log.InfoContext(ctx, "table ready", "table", t.cfg.Table)
+	t.log.InfoContext(ctx, "table ready", logTable, t.cfg.Table)
 	return nil
 }
 
@@ -126,12 +126,12 @@ func (t *Tracker[S]) enableTTL(ctx context.Context) error {
 	})
 	switch {
 	case unsupported(err):
-		t.log.WarnContext(ctx, "the server has no time to live; succeeded tasks are kept beyond Config.Retention", "table", t.cfg.Table)
+		t.log.WarnContext(ctx, "the server has no time to live; succeeded tasks are kept beyond Config.Retention", logTable, t.cfg.Table)
 		return nil
 	case err != nil:
 		return fmt.Errorf("ddbtrack: turn on time to live for table %q, which Config.Retention needs: %w", t.cfg.Table, err)
 	}
-	t.log.InfoContext(ctx, "time to live on", "table", t.cfg.Table, "attribute", attrExpiresAt, "retention", t.cfg.Retention)
+	t.log.InfoContext(ctx, "time to live on", logTable, t.cfg.Table, logAttribute, attrExpiresAt, logRetention, t.cfg.Retention)
 	return nil
 }
 
