@@ -12,7 +12,9 @@ const fanOutLimit = 16
 
 // fanOut calls fn for 0 ≤ i < n with at most limit calls at once, the one
 // bounded fan-out of the package. The first error cancels the context of
-// the other calls, stops starting new ones, and is returned.
+// the other calls, stops starting new ones, and is returned. It is what
+// errgroup's SetLimit does, in a few lines that spare every user of the
+// library a dependency on golang.org/x/sync.
 func fanOut(ctx context.Context, n, limit int, fn func(ctx context.Context, i int) error) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)

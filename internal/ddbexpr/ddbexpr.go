@@ -15,7 +15,8 @@ package ddbexpr
 import (
 	"errors"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -201,50 +202,48 @@ func (e *Expr) shape() (*shape, error) {
 	// Every placeholder of the text must have a value, and every value a
 	// placeholder.
 	used := make(map[string]bool, len(given))
-	scan := func(text string) {
-		for i := 0; i < len(text); i++ {
-			c := text[i]
-			if c != '#' && c != ':' {
-				continue
+	check := func(tok string) {
+		switch {
+		case tok[0] == '#':
+			s.names[tok] = tok[1:]
+		case !given[tok]:
+			if !used[tok] {
+				errs = append(errs, fmt.Errorf("placeholder %s has no value", tok))
 			}
-			j := i + 1
-			for j < len(text) && isWord(text[j]) {
-				j++
-			}
-			if j == i+1 {
-				continue
-			}
-			tok := text[i:j]
-			i = j - 1
-			switch {
-			case c == '#':
-				s.names[tok] = tok[1:]
-			case !given[tok]:
-				if !used[tok] {
-					errs = append(errs, fmt.Errorf("placeholder %s has no value", tok))
-				}
-				used[tok] = true
-			default:
-				used[tok] = true
-			}
+			used[tok] = true
+		default:
+			used[tok] = true
 		}
 	}
-	scan(update)
-	scan(e.cond)
-	var unused []string
-	for k := range given {
+	placeholders(update, check)
+	placeholders(e.cond, check)
+	for _, k := range slices.Sorted(maps.Keys(given)) {
 		if !used[k] {
-			unused = append(unused, k)
+			errs = append(errs, fmt.Errorf("value %s is not used by the expression", k))
 		}
-	}
-	sort.Strings(unused)
-	for _, k := range unused {
-		errs = append(errs, fmt.Errorf("value %s is not used by the expression", k))
 	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("ddbexpr: %q: %w", strings.TrimSpace(update+" "+e.cond), errors.Join(errs...))
 	}
 	return s, nil
+}
+
+// placeholders calls fn with each name (#word) and value placeholder
+// (:word) of an expression's text, in order.
+func placeholders(text string, fn func(tok string)) {
+	for i := 0; i < len(text); i++ {
+		if text[i] != '#' && text[i] != ':' {
+			continue
+		}
+		j := i + 1
+		for j < len(text) && isWord(text[j]) {
+			j++
+		}
+		if j > i+1 {
+			fn(text[i:j])
+			i = j - 1
+		}
+	}
 }
 
 // update writes out the update expression, "" if it has no actions, with

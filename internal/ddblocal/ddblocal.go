@@ -143,36 +143,15 @@ type process struct {
 // caller can use it straight away. ctx bounds only the start-up; the server
 // runs until [Server.Stop].
 func Start(ctx context.Context, opts Options) (*Server, error) {
-	if opts.Kind == "" {
-		opts.Kind = Dynalite
-	}
-	switch opts.Kind {
-	case Dynalite:
-	case Moto:
-		if opts.Path != "" {
-			return nil, errors.New("ddblocal: moto keeps its data only in memory: leave Options.Path empty or use Kind Dynalite")
-		}
-	default:
-		return nil, fmt.Errorf("ddblocal: unknown server kind %q: use %q or %q", opts.Kind, Dynalite, Moto)
-	}
-	if opts.Port < 0 || opts.Port > 65535 {
-		return nil, fmt.Errorf("ddblocal: Options.Port %d is not a TCP port: use 0 to pick a free one", opts.Port)
-	}
-	if opts.Path != "" {
-		// dynalite resolves a relative path against its own working
-		// directory; make it absolute so it means the same to both sides.
-		abs, err := filepath.Abs(opts.Path)
-		if err != nil {
-			return nil, fmt.Errorf("ddblocal: resolve Options.Path: %w", err)
-		}
-		opts.Path = abs
+	opts, err := opts.check()
+	if err != nil {
+		return nil, err
 	}
 
 	// Finding dynalite may mean installing it, which has its own, longer
 	// time limit, so it happens before the start-up clock runs.
 	var script string
 	if opts.Kind == Dynalite {
-		var err error
 		if script, err = findDynalite(ctx); err != nil {
 			return nil, err
 		}
@@ -208,6 +187,36 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		}
 		return nil, err
 	}
+}
+
+// check returns the options with their defaults filled in, or an error
+// that says which one is wrong and what to use instead.
+func (opts Options) check() (Options, error) {
+	if opts.Kind == "" {
+		opts.Kind = Dynalite
+	}
+	switch opts.Kind {
+	case Dynalite:
+	case Moto:
+		if opts.Path != "" {
+			return opts, errors.New("ddblocal: moto keeps its data only in memory: leave Options.Path empty or use Kind Dynalite")
+		}
+	default:
+		return opts, fmt.Errorf("ddblocal: unknown server kind %q: use %q or %q", opts.Kind, Dynalite, Moto)
+	}
+	if opts.Port < 0 || opts.Port > 65535 {
+		return opts, fmt.Errorf("ddblocal: Options.Port %d is not a TCP port: use 0 to pick a free one", opts.Port)
+	}
+	if opts.Path != "" {
+		// dynalite resolves a relative path against its own working
+		// directory; make it absolute so it means the same to both sides.
+		abs, err := filepath.Abs(opts.Path)
+		if err != nil {
+			return opts, fmt.Errorf("ddblocal: resolve Options.Path: %w", err)
+		}
+		opts.Path = abs
+	}
+	return opts, nil
 }
 
 // Stop stops the server and waits for it to exit. Calling Stop again, or on a

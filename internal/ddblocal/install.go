@@ -185,28 +185,8 @@ func installDynalite(ctx context.Context, dir string) (string, error) {
 		return "", fmt.Errorf("ddblocal: install dynalite: %w", err)
 	}
 	defer os.RemoveAll(tmp) // A no-op once renamed.
-	for _, name := range []string{"package.json", "package-lock.json"} {
-		b, _ := npmFiles.ReadFile("npm/" + name)
-		if err := os.WriteFile(filepath.Join(tmp, name), b, 0o644); err != nil {
-			return "", fmt.Errorf("ddblocal: install dynalite: %w", err)
-		}
-	}
-	// npm ci installs exactly the lock file's tree and checks each
-	// package's integrity hash. --prefer-offline uses npm's cache without
-	// asking the registry when the packages are there. --ignore-scripts
-	// skips the optional native build of an on-disk store that dynalite
-	// does not need in memory.
-	fmt.Fprintf(os.Stderr, "ddblocal: installing dynalite %s into %s (once per machine)\n", DynaliteVersion(), dir)
-	cmd := exec.CommandContext(ctx, npm, "ci", "--prefix", tmp, "--no-audit", "--no-fund", "--prefer-offline", "--ignore-scripts")
-	cmd.Dir = tmp
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("ddblocal: installing dynalite %s into %s failed (%v): %s\n"+
-			"Fix the cause above, or install it yourself: `npm install --save-dev dynalite@%s` in your module",
-			DynaliteVersion(), dir, errors.Join(err, context.Cause(ctx)), bytes.TrimSpace(out), DynaliteVersion())
-	}
-	if !fileExists(filepath.Join(tmp, scriptPath)) {
-		return "", fmt.Errorf("ddblocal: npm ci in %s succeeded but left no %s", tmp, scriptPath)
+	if err := npmCI(ctx, npm, tmp, dir); err != nil {
+		return "", err
 	}
 	if err := os.Rename(tmp, dir); err != nil {
 		// A process that ignored a stale-looking lock may have won the
@@ -250,4 +230,32 @@ func lockFile(ctx context.Context, path string) (unlock func(), err error) {
 func fileExists(path string) bool {
 	info, err := os.Stat(path)
 	return err == nil && !info.IsDir()
+}
+
+// npmCI installs the pinned dynalite into tmp, on its way to dir.
+func npmCI(ctx context.Context, npm, tmp, dir string) error {
+	for _, name := range []string{"package.json", "package-lock.json"} {
+		b, _ := npmFiles.ReadFile("npm/" + name)
+		if err := os.WriteFile(filepath.Join(tmp, name), b, 0o644); err != nil {
+			return fmt.Errorf("ddblocal: install dynalite: %w", err)
+		}
+	}
+	// npm ci installs exactly the lock file's tree and checks each
+	// package's integrity hash. --prefer-offline uses npm's cache without
+	// asking the registry when the packages are there. --ignore-scripts
+	// skips the optional native build of an on-disk store that dynalite
+	// does not need in memory.
+	fmt.Fprintf(os.Stderr, "ddblocal: installing dynalite %s into %s (once per machine)\n", DynaliteVersion(), dir)
+	cmd := exec.CommandContext(ctx, npm, "ci", "--prefix", tmp, "--no-audit", "--no-fund", "--prefer-offline", "--ignore-scripts")
+	cmd.Dir = tmp
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("ddblocal: installing dynalite %s into %s failed (%v): %s\n"+
+			"Fix the cause above, or install it yourself: `npm install --save-dev dynalite@%s` in your module",
+			DynaliteVersion(), dir, errors.Join(err, context.Cause(ctx)), bytes.TrimSpace(out), DynaliteVersion())
+	}
+	if !fileExists(filepath.Join(tmp, scriptPath)) {
+		return fmt.Errorf("ddblocal: npm ci in %s succeeded but left no %s", tmp, scriptPath)
+	}
+	return nil
 }
