@@ -473,6 +473,35 @@ func (c *qCounter) Query(ctx context.Context, in *dynamodb.QueryInput, opts ...f
 	return c.Client.Query(ctx, in, opts...)
 }
 
+// TestQueryCostDoesNotGrowWithEqualTimes: tasks due in the same
+// millisecond, as CreateMany and frozen clocks make them, are ordered by
+// ID within it, so a query with a limit reads one page per stream however
+// many of them share the time; it once read a whole run of equal times,
+// 76 requests for Limit 5 over 440 such tasks.
+func TestQueryCostDoesNotGrowWithEqualTimes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cfg := config(t)
+	newTracker(t, cfg)
+	var queries []int64
+	for _, n := range []int{40, 440} {
+		cfg.Job = fmt.Sprintf("equal-%d", n)
+		tasks := make([]qTask, n)
+		for i := range tasks {
+			tasks[i] = qTask{ID: fmt.Sprintf("t-%03d", i), Status: []Step{Todo, Failed}[i%2], Updated: 1_700_000_000_000}
+		}
+		qSeed(t, ddbtracktest.Client(t), cfg.Table, cfg.Job, defaultShards, tasks)
+		counter := &qCounter{Client: ddbtracktest.Client(t)}
+		tr, err := ddbtrack.New(counter, cfg)
+		require.NoError(t, err)
+		ids := qIDs(t, tr.Query(ctx, ddbtrack.QueryOptions[Step]{Statuses: []Step{Todo, Failed}, Limit: 5}))
+		require.Equal(t, []string{"t-000", "t-001", "t-002", "t-003", "t-004"}, ids)
+		queries = append(queries, counter.queries.Load())
+	}
+	require.Equal(t, queries[0], queries[1], "requests for 40 and for 440 tasks due in one millisecond")
+	require.LessOrEqual(t, queries[1], int64(2*defaultShards), "one page per stream")
+}
+
 // TestQueryStopsWhenTheLoopDoes: a query reads a stream's next page only
 // when the merge needs it, so breaking out of the loop, or reaching the
 // limit, sends nothing more.
@@ -481,8 +510,7 @@ func TestQueryStopsWhenTheLoopDoes(t *testing.T) {
 	ctx := context.Background()
 	cfg := config(t)
 	newTracker(t, cfg)
-	// Distinct update times: no group of equal times to complete, so the
-	// first page of each stream is all the merge needs to start.
+	// The first page of each stream is all the merge needs to start.
 	tasks := make([]qTask, 400)
 	for i := range tasks {
 		tasks[i] = qTask{ID: fmt.Sprintf("t-%03d", i), Status: []Step{Todo, Failed}[i%2], Updated: 1_700_000_000_000 + int64(i)*1000}
@@ -526,10 +554,9 @@ func TestQueryStopsWhenTheLoopDoes(t *testing.T) {
 	require.Len(t, page.Tasks, 10)
 	require.LessOrEqual(t, counter.queries.Load(), 2*streams, "a page reads what it shows, and a little more")
 
-	// When one stream supplies the whole limit, it asks for one item more
-	// than the limit, to see where the last update time ends, rather than
-	// read a second page for it. A tracker with one shard reads only the
-	// partition of shard 0 of the four the tasks were stored under.
+	// When one stream supplies the whole limit, one request is enough. A
+	// tracker with one shard reads only the partition of shard 0 of the
+	// four the tasks were stored under.
 	one := cfg
 	one.Shards = 1
 	single, err := ddbtrack.New(counter, one)

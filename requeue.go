@@ -37,9 +37,11 @@ type RequeueOptions[S Status] struct {
 
 	// Since and Until bound the tasks' DueAt, as in QueryOptions: Since
 	// inclusive, Until exclusive. Defaults to unbounded at either end.
-	// Whatever the bounds, a task whose status changed after Requeue
-	// started is left alone, so that a task that fails again while Requeue
-	// runs is not moved a second time by the same run.
+	// Whatever the bounds, a task whose status changed after the
+	// millisecond Requeue started in is left alone, so that a task that
+	// fails again while Requeue runs is not moved a second time by the
+	// same run; one that changes between its read and its move is left
+	// alone too, by the write's condition.
 	Since, Until time.Time
 
 	// Filter keeps only the tasks that match it, as in QueryOptions, e.g.

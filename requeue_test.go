@@ -160,8 +160,10 @@ func TestRequeueSkipsTasksClaimedMeanwhile(t *testing.T) {
 	}
 	w := worker(t, cfg, "worker")
 	hook := &rqHook{Client: ddbtracktest.Client(t), before: map[string]func(func() error) error{}}
-	// Requeue leaves a task that changed in the millisecond it starts, so
-	// its clock is a millisecond ahead of the workers' standing one.
+	// Requeue takes a task that changed in the millisecond it starts as
+	// changed before it, and would not look at these tasks' updates, so its
+	// clock is a millisecond ahead of the workers' standing one: what
+	// leaves them alone is the condition on each task's fence.
 	rcfg := cfg
 	rcfg.Now = func() time.Time { return clk.Now().Add(time.Millisecond) }
 	requeuer, err := ddbtrack.New(hook, rcfg)
