@@ -55,7 +55,10 @@ var (
 	// ErrUnavailable means DynamoDB requests kept failing for longer than
 	// ddbtrack waits: Process gave up after ProcessOptions.MaxOutage, or a
 	// write whose result was unknown could not be settled within
-	// Config.FinishTimeout. The error wraps the last one.
+	// Config.FinishTimeout. The error wraps the last one. A claim or an
+	// outcome that may have landed unseen leaves the task Running under
+	// this worker's lease, and another worker takes it over when the lease
+	// expires.
 	ErrUnavailable = errors.New("ddbtrack: DynamoDB unavailable")
 	// ErrTableSchema means CreateTable found an existing table whose keys or
 	// status index differ from the ones ddbtrack needs.
