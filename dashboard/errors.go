@@ -127,7 +127,7 @@ func (s *server[S]) requeueGroup(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	s.log.Info("dashboard requeue", "job", s.job.Name(), "filter", f.Describe(s.st), "matched", res.Matched, "moved", res.Moved, "skipped", res.Skipped, "remote", r.RemoteAddr)
+	s.log.InfoContext(r.Context(), "dashboard requeue", "job", s.job.Name(), "filter", f.Describe(s.st), "matched", res.Matched, "moved", res.Moved, "skipped", res.Skipped, "remote", r.RemoteAddr)
 	s.redirect(w, r, back, url.Values{"moved": {strconv.Itoa(res.Moved)}, "skipped": {strconv.Itoa(res.Skipped)}})
 	return nil
 }

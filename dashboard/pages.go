@@ -611,7 +611,7 @@ func (s *server[S]) requeue(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	s.log.Info("dashboard requeue", "job", s.job.Name(), "filter", f.Describe(s.st), "matched", res.Matched, "moved", res.Moved, "skipped", res.Skipped, "remote", r.RemoteAddr)
+	s.log.InfoContext(r.Context(), "dashboard requeue", "job", s.job.Name(), "filter", f.Describe(s.st), "matched", res.Matched, "moved", res.Moved, "skipped", res.Skipped, "remote", r.RemoteAddr)
 	s.redirect(w, r, back, url.Values{"moved": {strconv.Itoa(res.Moved)}, "skipped": {strconv.Itoa(res.Skipped)}})
 	return nil
 }
@@ -628,7 +628,7 @@ func (s *server[S]) reset(w http.ResponseWriter, r *http.Request) error {
 	if err := s.job.Reset(r.Context(), id); err != nil {
 		return err
 	}
-	s.log.Info("dashboard reset", "job", s.job.Name(), "task", id, "remote", r.RemoteAddr)
+	s.log.InfoContext(r.Context(), "dashboard reset", "job", s.job.Name(), "task", id, "remote", r.RemoteAddr)
 	s.redirect(w, r, "/task?"+url.Values{"id": {id}}.Encode(), url.Values{"reset": {"1"}})
 	return nil
 }

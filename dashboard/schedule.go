@@ -123,7 +123,7 @@ func (s *server[S]) cancel(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	s.log.Info("dashboard cancel", "job", s.job.Name(), "filter", f.Describe(s.st), "reason", reason,
+	s.log.InfoContext(r.Context(), "dashboard cancel", "job", s.job.Name(), "filter", f.Describe(s.st), "reason", reason,
 		"matched", res.Matched, "cancelled", res.Cancelled, "running", res.Running, "refused", len(res.Refused), "remote", r.RemoteAddr)
 	s.redirect(w, r, back, url.Values{
 		"cancelled": {strconv.Itoa(res.Cancelled)},
@@ -153,7 +153,7 @@ func (s *server[S]) dueNow(w http.ResponseWriter, r *http.Request) error {
 	case err != nil:
 		return err
 	}
-	s.log.Info("dashboard due now", "job", s.job.Name(), "task", id, "already_due", due == "0", "remote", r.RemoteAddr)
+	s.log.InfoContext(r.Context(), "dashboard due now", "job", s.job.Name(), "task", id, "already_due", due == "0", "remote", r.RemoteAddr)
 	s.redirect(w, r, "/task?"+url.Values{"id": {id}}.Encode(), url.Values{"due": {due}})
 	return nil
 }

@@ -295,7 +295,7 @@ func (s *server[S]) failErr(w http.ResponseWriter, r *http.Request, err error) {
 	case r.Context().Err() != nil:
 		return // The browser went away; nobody is left to read an error page.
 	default:
-		s.log.Error("dashboard request failed", "method", r.Method, "path", r.URL.Path, "error", err)
+		s.log.ErrorContext(r.Context(), "dashboard request failed", "method", r.Method, "path", r.URL.Path, "error", err)
 	}
 	e := s.job.Explain(err)
 	e.Problem = capitalize(e.Problem) + "."
@@ -351,7 +351,7 @@ func (s *server[S]) render(w http.ResponseWriter, r *http.Request, status int, n
 	}
 	var buf strings.Builder
 	if err := s.pages[name].Execute(&buf, p); err != nil {
-		s.log.Error("render dashboard page", "page", name, "error", err)
+		s.log.ErrorContext(r.Context(), "render dashboard page", "page", name, "error", err)
 		http.Error(w, "ddbtrack dashboard: cannot render the page: "+err.Error(), http.StatusInternalServerError)
 		return
 	}
@@ -383,12 +383,12 @@ func (s *server[S]) runCheck(ctx context.Context) (lasting []string, empty strin
 	for _, m := range h.Mismatches {
 		w := capitalize(m.String()) +
 			". The dashboard's tracker does not describe this job's statuses, so counts and lists file tasks under the wrong names: give it the job's own status enum (for ddbtrack serve, fix --statuses)."
-		s.log.Warn("dashboard: " + w)
+		s.log.WarnContext(ctx, "dashboard: "+w)
 		lasting = append(lasting, w)
 	}
 	if h.Empty {
 		empty = capitalize(s.job.NoTasks(ctx)) + "."
-		s.log.Warn("dashboard: " + empty)
+		s.log.WarnContext(ctx, "dashboard: "+empty)
 	}
 	return lasting, empty, nil
 }
