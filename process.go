@@ -45,8 +45,10 @@ type ProcessOptions[S Status] struct {
 	// costs one query per partition (Config.Shards per status) per poll.
 	// Failed and Running partitions change only when tasks fail or workers
 	// die, so an idle pool reads them every 20 PollIntervals, and at the
-	// due time of the next retry or lease expiry it has seen. Defaults to
-	// 1.5 seconds.
+	// due time of the next retry or lease expiry it has seen. With the
+	// default 2 shards an idle pool then sends 96 queries a minute and
+	// starts a new task 0.7 s after its creation at the median; 5 seconds
+	// sends 29 and takes 2.6 s (docs/cost.md). Defaults to 1.5 seconds.
 	PollInterval time.Duration
 
 	// MaxBackoff caps the pause after errors from DynamoDB, such as
