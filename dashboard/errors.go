@@ -78,11 +78,7 @@ func (s *server[S]) errors(w http.ResponseWriter, r *http.Request) error {
 func (s *server[S]) requeueGroup(w http.ResponseWriter, r *http.Request) error {
 	form := r.PostForm
 	now := s.opts.Now()
-	fv, err := formFilter(form)
-	if err != nil {
-		return err
-	}
-	q, f, err := s.readList(fv, now)
+	q, f, err := s.postedList(form, now)
 	if err != nil {
 		return err
 	}

@@ -522,15 +522,15 @@ type confirmPage struct {
 
 type field struct{ Name, Value string }
 
-// formFilter reads the filter a form carries in its "filter" field: the
-// list's URL query, encoded, which holds no line breaks for the browser to
-// change.
-func formFilter(form url.Values) (url.Values, error) {
+// postedList reads the list a form was posted from: the filter it carries
+// in its "filter" field, which is the list's URL query, encoded so that it
+// holds no line breaks for the browser to change.
+func (s *server[S]) postedList(form url.Values, now time.Time) (listQuery, ops.Filter[S], error) {
 	v, err := url.ParseQuery(form.Get("filter"))
 	if err != nil {
-		return nil, badRequest("The form's filter is damaged. Reload the page and try again.")
+		return listQuery{}, ops.Filter[S]{}, badRequest("The form's filter is damaged. Reload the page and try again.")
 	}
-	return v, nil
+	return s.readList(v, now)
 }
 
 // requeue counts the tasks a requeue would move and asks to confirm; the
@@ -538,11 +538,7 @@ func formFilter(form url.Values) (url.Values, error) {
 func (s *server[S]) requeue(w http.ResponseWriter, r *http.Request) error {
 	form := r.PostForm
 	now := s.opts.Now()
-	fv, err := formFilter(form)
-	if err != nil {
-		return err
-	}
-	q, f, err := s.readList(fv, now)
+	q, f, err := s.postedList(form, now)
 	if err != nil {
 		return err
 	}

@@ -46,11 +46,7 @@ type cancelRow struct {
 func (s *server[S]) cancel(w http.ResponseWriter, r *http.Request) error {
 	form := r.PostForm
 	now := s.opts.Now()
-	fv, err := formFilter(form)
-	if err != nil {
-		return err
-	}
-	q, f, err := s.readList(fv, now)
+	q, f, err := s.postedList(form, now)
 	if err != nil {
 		return err
 	}
