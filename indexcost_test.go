@@ -25,87 +25,6 @@ import (
 // it is (every attribute projected) and for a slim projection without the
 // task's data, output and error history (issue 15, point 3).
 
-// itemSize is the size of an item as DynamoDB bills it: the UTF-8 length
-// of each attribute's name plus the size of its value.
-func itemSize(item map[string]types.AttributeValue) int {
-	n := 0
-	for name, v := range item {
-		n += len(name) + valueSize(v)
-	}
-	return n
-}
-
-// valueSize is the size of one value: a string's or binary's bytes; a
-// number's by numberSize; for a list, 3 bytes plus each element's size and
-// a byte per element; for a map, 3 bytes plus each entry's name and value
-// and a byte per entry; 1 byte for a boolean or null. These are DynamoDB's
-// documented rules, and the ones dynalite computes its units with.
-func valueSize(v types.AttributeValue) int {
-	switch v := v.(type) {
-	case *types.AttributeValueMemberS:
-		return len(v.Value)
-	case *types.AttributeValueMemberN:
-		return numberSize(v.Value)
-	case *types.AttributeValueMemberB:
-		return len(v.Value)
-	case *types.AttributeValueMemberBOOL, *types.AttributeValueMemberNULL:
-		return 1
-	case *types.AttributeValueMemberSS:
-		n := 0
-		for _, s := range v.Value {
-			n += len(s)
-		}
-		return n
-	case *types.AttributeValueMemberNS:
-		n := 0
-		for _, s := range v.Value {
-			n += numberSize(s)
-		}
-		return n
-	case *types.AttributeValueMemberBS:
-		n := 0
-		for _, b := range v.Value {
-			n += len(b)
-		}
-		return n
-	case *types.AttributeValueMemberL:
-		n := 3
-		for _, e := range v.Value {
-			n += 1 + valueSize(e)
-		}
-		return n
-	case *types.AttributeValueMemberM:
-		return 3 + len(v.Value) + itemSize(v.Value)
-	}
-	panic(fmt.Sprintf("valueSize: unknown attribute value %T", v))
-}
-
-// numberSize is the size of a number: a byte of exponent, a byte per two
-// significant digits, and one more when they do not pair up with the
-// decimal point (DynamoDB stores base-100 digits), and a byte for a
-// negative sign. An epoch millisecond takes up to 8 bytes.
-func numberSize(s string) int {
-	unsigned := strings.TrimLeft(s, "-+")
-	intPart, frac, _ := strings.Cut(unsigned, ".")
-	digits := strings.Trim(intPart+frac, "0")
-	if digits == "" {
-		return 1
-	}
-	// exp is the power of ten of the first significant digit.
-	exp := len(strings.TrimLeft(intPart, "0")) - 1
-	if exp < 0 {
-		exp = -(len(frac) - len(strings.TrimLeft(frac, "0"))) - 1
-	}
-	n := 1 + (len(digits)+1)/2
-	if len(digits)%2 == 0 && exp%2 == 0 {
-		n++
-	}
-	if strings.HasPrefix(s, "-") {
-		n++
-	}
-	return n
-}
-
 // writeUnits is the write units of writing size bytes: one per KB started,
 // at least one.
 func writeUnits(size int) int { return max(1, (size+1023)/1024) }
@@ -155,19 +74,19 @@ func (p projection) indexWriteUnits(before, after map[string]types.AttributeValu
 	case old == nil && cur == nil:
 		return 0
 	case old == nil:
-		return writeUnits(itemSize(cur))
+		return writeUnits(ddbtrack.ItemSize(cur))
 	case cur == nil:
-		return writeUnits(itemSize(old))
+		return writeUnits(ddbtrack.ItemSize(old))
 	}
 	for _, k := range indexKeys[1:] {
 		if !attrEqual(old[k], cur[k]) {
-			return writeUnits(itemSize(old)) + writeUnits(itemSize(cur))
+			return writeUnits(ddbtrack.ItemSize(old)) + writeUnits(ddbtrack.ItemSize(cur))
 		}
 	}
 	if maps.EqualFunc(old, cur, attrEqual) {
 		return 0
 	}
-	return writeUnits(max(itemSize(old), itemSize(cur)))
+	return writeUnits(max(ddbtrack.ItemSize(old), ddbtrack.ItemSize(cur)))
 }
 
 func attrEqual(a, b types.AttributeValue) bool {
@@ -186,7 +105,7 @@ type lifecycleStep struct {
 // tableUnits is the step's table write units by DynamoDB's rule: the larger
 // of the item's sizes before and after.
 func (s lifecycleStep) tableUnits() int {
-	return writeUnits(max(itemSize(s.before), itemSize(s.after)))
+	return writeUnits(max(ddbtrack.ItemSize(s.before), ddbtrack.ItemSize(s.after)))
 }
 
 // TestIndexWriteUnits computes the write units of a task's normal life
@@ -263,7 +182,7 @@ func TestIndexWriteUnits(t *testing.T) {
 		var table, full, slim int
 		for _, s := range append(steps, renewal) {
 			f, sl := fullProjection.indexWriteUnits(s.before, s.after), slimProjection.indexWriteUnits(s.before, s.after)
-			fmt.Fprintf(&report, "| %s | %s | %d | %d | %d | %d |\n", tc.name, s.name, itemSize(s.after), s.tableUnits(), f, sl)
+			fmt.Fprintf(&report, "| %s | %s | %d | %d | %d | %d |\n", tc.name, s.name, ddbtrack.ItemSize(s.after), s.tableUnits(), f, sl)
 			if s.reported >= 0 {
 				table, full, slim = table+s.tableUnits(), full+f, slim+sl
 				if serverKind() == "dynalite" {
@@ -300,6 +219,6 @@ func TestNumberSize(t *testing.T) {
 		{"1764012345670", 8},
 		{"1764012345678", 8},
 	} {
-		require.Equal(t, tc.want, numberSize(tc.in), "numberSize(%s)", tc.in)
+		require.Equal(t, tc.want, ddbtrack.NumberSize(tc.in), "numberSize(%s)", tc.in)
 	}
 }

@@ -1,0 +1,7 @@
+package ddbtrack
+
+// Exported for the external tests of the package only.
+var (
+	ItemSize   = itemSize
+	NumberSize = numberSize
+)
