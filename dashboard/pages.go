@@ -522,6 +522,39 @@ type confirmPage struct {
 
 type field struct{ Name, Value string }
 
+// selected adds the tasks a form's "ids" fields name to f, and checks f;
+// none is a bad request, whose message ends with what to do instead.
+func (s *server[S]) selected(form url.Values, f *ops.Filter[S], none string) error {
+	for _, enc := range form["ids"] {
+		id, err := decodeText("ids", enc)
+		if err != nil {
+			return err
+		}
+		f.IDs = append(f.IDs, id)
+	}
+	if len(f.IDs) == 0 {
+		return badRequest("No tasks were selected. %s", none)
+	}
+	if err := f.Check(s.st); err != nil {
+		return badRequest("%s", capitalize(err.Error()))
+	}
+	return nil
+}
+
+// returnTo returns where an action posted from list q goes back to: the
+// list, or the task's page it was posted from (its "from_task" field),
+// with that task's ID.
+func returnTo(form url.Values, q listQuery) (back, fromTask string, err error) {
+	enc := form.Get("from_task")
+	if enc == "" {
+		return "/tasks?" + q.values().Encode(), "", nil
+	}
+	if fromTask, err = decodeText("from_task", enc); err != nil {
+		return "", "", err
+	}
+	return "/task?" + url.Values{"id": {fromTask}}.Encode(), fromTask, nil
+}
+
 // postedList reads the list a form was posted from: the filter it carries
 // in its "filter" field, which is the list's URL query, encoded so that it
 // holds no line breaks for the browser to change.
@@ -548,30 +581,16 @@ func (s *server[S]) requeue(w http.ResponseWriter, r *http.Request) error {
 	scope := form.Get("scope")
 	switch scope {
 	case "selected":
-		for _, enc := range form["ids"] {
-			id, err := decodeText("ids", enc)
-			if err != nil {
-				return err
-			}
-			f.IDs = append(f.IDs, id)
-		}
-		if len(f.IDs) == 0 {
-			return badRequest("No tasks were selected. Tick some tasks, or use “Requeue all matching”.")
-		}
-		if err := f.Check(s.st); err != nil {
-			return badRequest("%s", capitalize(err.Error()))
+		if err := s.selected(form, &f, "Tick some tasks, or use “Requeue all matching”."); err != nil {
+			return err
 		}
 	case "all":
 	default:
 		return badRequest("Unknown requeue scope %q.", scope)
 	}
-	back := "/tasks?" + q.values().Encode()
-	fromTask := ""
-	if enc := form.Get("from_task"); enc != "" {
-		if fromTask, err = decodeText("from_task", enc); err != nil {
-			return err
-		}
-		back = "/task?" + url.Values{"id": {fromTask}}.Encode()
+	back, fromTask, err := returnTo(form, q)
+	if err != nil {
+		return err
 	}
 
 	if form.Get("confirm") != "yes" {

@@ -56,26 +56,12 @@ func (s *server[S]) cancel(w http.ResponseWriter, r *http.Request) error {
 	if scope := form.Get("scope"); scope != "selected" {
 		return badRequest("Unknown cancel scope %q: the dashboard cancels selected tasks only.", scope)
 	}
-	for _, enc := range form["ids"] {
-		id, err := decodeText("ids", enc)
-		if err != nil {
-			return err
-		}
-		f.IDs = append(f.IDs, id)
+	if err := s.selected(form, &f, "Tick some tasks, then use “Cancel selected”."); err != nil {
+		return err
 	}
-	if len(f.IDs) == 0 {
-		return badRequest("No tasks were selected. Tick some tasks, then use “Cancel selected”.")
-	}
-	if err := f.Check(s.st); err != nil {
-		return badRequest("%s", capitalize(err.Error()))
-	}
-	back := "/tasks?" + q.values().Encode()
-	fromTask := ""
-	if enc := form.Get("from_task"); enc != "" {
-		if fromTask, err = decodeText("from_task", enc); err != nil {
-			return err
-		}
-		back = "/task?" + url.Values{"id": {fromTask}}.Encode()
+	back, fromTask, err := returnTo(form, q)
+	if err != nil {
+		return err
 	}
 
 	if form.Get("confirm") != "yes" {
