@@ -555,6 +555,15 @@ func returnTo(form url.Values, q listQuery) (back, fromTask string, err error) {
 	return "/task?" + url.Values{"id": {fromTask}}.Encode(), fromTask, nil
 }
 
+// postedID reads the task a form acts on, from its "id" field.
+func postedID(form url.Values) (string, error) {
+	enc := form.Get("id")
+	if enc == "" {
+		return "", badRequest("Which task? The form named none.")
+	}
+	return decodeText("id", enc)
+}
+
 // postedList reads the list a form was posted from: the filter it carries
 // in its "filter" field, which is the list's URL query, encoded so that it
 // holds no line breaks for the browser to change.
@@ -632,11 +641,7 @@ func (s *server[S]) requeue(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *server[S]) reset(w http.ResponseWriter, r *http.Request) error {
-	enc := r.PostForm.Get("id")
-	if enc == "" {
-		return badRequest("Which task? The form named none.")
-	}
-	id, err := decodeText("id", enc)
+	id, err := postedID(r.PostForm)
 	if err != nil {
 		return err
 	}

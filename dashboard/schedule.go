@@ -119,11 +119,7 @@ func (s *server[S]) cancel(w http.ResponseWriter, r *http.Request) error {
 // the browser to confirm first, as for a reset: the change is small (the
 // task would run later anyway), but it restarts the attempt count.
 func (s *server[S]) dueNow(w http.ResponseWriter, r *http.Request) error {
-	enc := r.PostForm.Get("id")
-	if enc == "" {
-		return badRequest("Which task? The form named none.")
-	}
-	id, err := decodeText("id", enc)
+	id, err := postedID(r.PostForm)
 	if err != nil {
 		return err
 	}
