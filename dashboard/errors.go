@@ -106,10 +106,7 @@ func (s *server[S]) requeueGroup(w http.ResponseWriter, r *http.Request) error {
 		}
 		// The confirmation requeues the tasks of the group that failed
 		// by the time they were counted, not those that fail later.
-		confirmed := q.values()
-		if !f.Since.IsZero() {
-			confirmed.Set("since", f.Since.UTC().Format(time.RFC3339Nano))
-		}
+		confirmed := absolute(q, f)
 		confirmed.Set("until", now.Add(time.Millisecond).UTC().Format(time.RFC3339Nano))
 		s.render(w, r, http.StatusOK, "confirm", confirmPage{
 			Action:  s.link("/errors/requeue"),

@@ -555,6 +555,21 @@ func returnTo(form url.Values, q listQuery) (back, fromTask string, err error) {
 	return "/task?" + url.Values{"id": {fromTask}}.Encode(), fromTask, nil
 }
 
+// absolute returns list q's query with the times of filter f, as a
+// confirmation form sends them: relative times ("6h") would move between
+// the count and the confirmation, so the confirmation sends the absolute
+// times counted.
+func absolute[S ddbtrack.Status](q listQuery, f ops.Filter[S]) url.Values {
+	v := q.values()
+	if !f.Since.IsZero() {
+		v.Set("since", f.Since.UTC().Format(time.RFC3339Nano))
+	}
+	if !f.Until.IsZero() {
+		v.Set("until", f.Until.UTC().Format(time.RFC3339Nano))
+	}
+	return v
+}
+
 // postedID reads the task a form acts on, from its "id" field.
 func postedID(form url.Values) (string, error) {
 	enc := form.Get("id")
@@ -607,15 +622,7 @@ func (s *server[S]) requeue(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
-		// Relative times ("6h") would move between the count and the
-		// confirmation; the confirmation sends the absolute times counted.
-		confirmed := q.values()
-		if !f.Since.IsZero() {
-			confirmed.Set("since", f.Since.UTC().Format(time.RFC3339Nano))
-		}
-		if !f.Until.IsZero() {
-			confirmed.Set("until", f.Until.UTC().Format(time.RFC3339Nano))
-		}
+		confirmed := absolute(q, f)
 		fields := []field{{"filter", confirmed.Encode()}, {"scope", scope}, {"confirm", "yes"}}
 		if fromTask != "" {
 			fields = append(fields, field{"from_task", encodeText(fromTask)})

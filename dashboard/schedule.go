@@ -6,7 +6,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/ddbtrack/ddbtrack"
 	"github.com/ddbtrack/ddbtrack/dashboard/ops"
@@ -69,15 +68,7 @@ func (s *server[S]) cancel(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
-		// Relative times ("6h") would move between this page and the
-		// confirmation; the confirmation sends the absolute times.
-		confirmed := q.values()
-		if !f.Since.IsZero() {
-			confirmed.Set("since", f.Since.UTC().Format(time.RFC3339Nano))
-		}
-		if !f.Until.IsZero() {
-			confirmed.Set("until", f.Until.UTC().Format(time.RFC3339Nano))
-		}
+		confirmed := absolute(q, f)
 		p := cancelPage{
 			Action: s.link("/cancel"), Matched: res.Matched, Running: res.Running, Filter: f.Describe(s.st),
 			Ignored: s.st.Name(s.st.Of(ops.Ignored)), Refused: res.Refused, BackURL: s.link(back), MaxReason: maxReason,
