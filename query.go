@@ -22,18 +22,6 @@ import (
 // then ID, so a query over several statuses reads one stream per (status,
 // shard) and merges them into one globally ordered stream (merge.go).
 
-// Order is the order in which a query returns tasks.
-type Order int
-
-const (
-	// OldestFirst returns the tasks due earliest first, tasks due in the
-	// same millisecond by ascending ID.
-	OldestFirst Order = iota
-	// NewestFirst returns the tasks due latest first: exactly the reverse
-	// of OldestFirst.
-	NewestFirst
-)
-
 // QueryOptions selects the tasks that [Tracker.Query] returns.
 type QueryOptions[S Status] struct {
 	// Statuses lists the statuses to return tasks from. It is required
@@ -56,9 +44,10 @@ type QueryOptions[S Status] struct {
 	// either end.
 	Since, Until time.Time
 
-	// Order is the order of the results, by DueAt and then by task ID.
-	// Defaults to OldestFirst.
-	Order Order
+	// NewestFirst returns the tasks due latest first. Defaults to false:
+	// the tasks due earliest first, those due in the same millisecond by
+	// ascending ID. One order is exactly the reverse of the other.
+	NewestFirst bool
 
 	// Limit caps the number of tasks returned, across all statuses and
 	// shards. Defaults to 0, no limit.
@@ -88,7 +77,7 @@ type Page[S Status] struct {
 	Cursor string
 }
 
-// Query returns the tasks that opts selects, in the order of opts.Order
+// Query returns the tasks that opts selects, in the order that opts.NewestFirst chooses
 // across every status and shard. Nothing is read until the caller ranges
 // over the result, and reading stops when the loop does: breaking out of
 // the loop sends no further requests.
@@ -198,13 +187,7 @@ func (t *Tracker[S]) newPlanOf(opts QueryOptions[S], name string, now time.Time,
 		return nil, err
 	}
 	p.parts = parts
-	switch opts.Order {
-	case OldestFirst:
-	case NewestFirst:
-		p.desc = true
-	default:
-		return nil, optionError(name+".Order", fmt.Sprintf("is %d", opts.Order), "use OldestFirst or NewestFirst")
-	}
+	p.desc = opts.NewestFirst
 	if opts.Limit < 0 {
 		return nil, optionError(name+".Limit", fmt.Sprintf("is %d", opts.Limit), "use a positive number, or 0 for no limit")
 	}
@@ -376,7 +359,7 @@ func (p *plan[S]) decodeCursor(s string) (string, error) {
 		return "", optionError("cursor", fmt.Sprintf("%q was not made by QueryPage", s), fix)
 	}
 	if c.Q != p.fingerprint {
-		return "", optionError("cursor", "belongs to a query with other options (table, job, statuses, Since, Until, Order or Filter)",
+		return "", optionError("cursor", "belongs to a query with other options (table, job, statuses, Since, Until, NewestFirst or Filter)",
 			"pass the same options as for the first page, or start again with an empty cursor")
 	}
 	return c.Key, nil

@@ -120,7 +120,7 @@ func BenchmarkQuery(b *testing.B) {
 		name string
 		opts ddbtrack.QueryOptions[Step]
 	}{
-		{"newest-100", ddbtrack.QueryOptions[Step]{Statuses: []Step{Failed}, Order: ddbtrack.NewestFirst, Limit: 100}},
+		{"newest-100", ddbtrack.QueryOptions[Step]{Statuses: []Step{Failed}, NewestFirst: true, Limit: 100}},
 		{"filtered-100", ddbtrack.QueryOptions[Step]{Statuses: []Step{Failed, Ignore}, Filter: expression.Name("last_error").Contains("timeout"), Limit: 100}},
 		{"all-failed", ddbtrack.QueryOptions[Step]{Statuses: []Step{Failed}}},
 	}

@@ -206,7 +206,7 @@ func qExpect(tasks []qTask, opts ddbtrack.QueryOptions[Step], keep func(qTask) b
 	}
 	slices.SortFunc(out, func(a, b qTask) int {
 		c := cmp.Or(cmp.Compare(a.Updated, b.Updated), cmp.Compare(a.ID, b.ID))
-		if opts.Order == ddbtrack.NewestFirst {
+		if opts.NewestFirst {
 			return -c
 		}
 		return c
@@ -323,19 +323,19 @@ func TestQueryGroundTruth(t *testing.T) {
 		byOne bool
 	}{
 		{name: "every status oldest first", opts: ddbtrack.QueryOptions[Step]{Statuses: qStatuses}},
-		{name: "every status newest first", opts: ddbtrack.QueryOptions[Step]{Statuses: qStatuses, Order: ddbtrack.NewestFirst, PageSize: 250}},
+		{name: "every status newest first", opts: ddbtrack.QueryOptions[Step]{Statuses: qStatuses, NewestFirst: true, PageSize: 250}},
 		{name: "failed in pages of 7", opts: ddbtrack.QueryOptions[Step]{Statuses: []Step{Failed}, PageSize: 7}, byOne: true},
-		{name: "failed newest first in pages of 7", opts: ddbtrack.QueryOptions[Step]{Statuses: []Step{Failed}, PageSize: 7, Order: ddbtrack.NewestFirst}, byOne: true},
+		{name: "failed newest first in pages of 7", opts: ddbtrack.QueryOptions[Step]{Statuses: []Step{Failed}, PageSize: 7, NewestFirst: true}, byOne: true},
 		{name: "statuses listed twice count once", opts: ddbtrack.QueryOptions[Step]{Statuses: []Step{Ignore, Todo, Ignore}}},
 		{
 			name: "window with sub-millisecond bounds",
 			opts: ddbtrack.QueryOptions[Step]{Statuses: []Step{Failed, Ignore}, Since: edgeSince, Until: edgeUntil},
 		},
-		{name: "since only newest first", opts: ddbtrack.QueryOptions[Step]{Statuses: []Step{Todo, Success}, Since: mid, Order: ddbtrack.NewestFirst}},
+		{name: "since only newest first", opts: ddbtrack.QueryOptions[Step]{Statuses: []Step{Todo, Success}, Since: mid, NewestFirst: true}},
 		{name: "until only", opts: ddbtrack.QueryOptions[Step]{Statuses: []Step{Todo, Success}, Until: mid}},
 		{name: "empty window", opts: ddbtrack.QueryOptions[Step]{Statuses: qStatuses, Since: mid, Until: mid}},
 		{name: "global limit", opts: ddbtrack.QueryOptions[Step]{Statuses: []Step{Todo, Success}, Limit: 37, PageSize: 10}},
-		{name: "global limit newest first", opts: ddbtrack.QueryOptions[Step]{Statuses: qStatuses, Limit: 250, Order: ddbtrack.NewestFirst}},
+		{name: "global limit newest first", opts: ddbtrack.QueryOptions[Step]{Statuses: qStatuses, Limit: 250, NewestFirst: true}},
 		{name: "limit larger than the result", opts: ddbtrack.QueryOptions[Step]{Statuses: []Step{Ignore}, Limit: 100000}},
 		{
 			name: "filter inside data with a limit",
@@ -350,7 +350,7 @@ func TestQueryGroundTruth(t *testing.T) {
 		},
 		{
 			name: "filter inside output newest first",
-			opts: ddbtrack.QueryOptions[Step]{Statuses: []Step{Success}, Order: ddbtrack.NewestFirst, Filter: expression.Name("output.rows").GreaterThanEqual(expression.Value(45))},
+			opts: ddbtrack.QueryOptions[Step]{Statuses: []Step{Success}, NewestFirst: true, Filter: expression.Name("output.rows").GreaterThanEqual(expression.Value(45))},
 			keep: func(task qTask) bool { return task.Rows >= 45 },
 		},
 		{
@@ -438,8 +438,8 @@ func TestQueryGroundTruth(t *testing.T) {
 		require.ErrorAs(t, err, &oe, "Unfinished chooses its own statuses")
 		require.Equal(t, "QueryOptions.Unfinished", oe.Field)
 
-		opts := ddbtrack.QueryOptions[Step]{Unfinished: true, Order: ddbtrack.NewestFirst, Limit: 77, Filter: expression.Name("data.region").Equal(expression.Value("us"))}
-		want = qExpect(f.tasks, ddbtrack.QueryOptions[Step]{Statuses: []Step{Todo, Failed, InProgress}, Order: ddbtrack.NewestFirst, Limit: 77}, func(task qTask) bool {
+		opts := ddbtrack.QueryOptions[Step]{Unfinished: true, NewestFirst: true, Limit: 77, Filter: expression.Name("data.region").Equal(expression.Value("us"))}
+		want = qExpect(f.tasks, ddbtrack.QueryOptions[Step]{Statuses: []Step{Todo, Failed, InProgress}, NewestFirst: true, Limit: 77}, func(task qTask) bool {
 			return task.Region == "us" && (task.Status != InProgress || task.LeaseExp < now.UnixMilli())
 		})
 		require.Equal(t, want, qIDs(t, f.tr.Query(ctx, opts)))
@@ -589,7 +589,6 @@ func TestQueryRejectsBadOptions(t *testing.T) {
 		want string
 	}{
 		{"no statuses", ddbtrack.QueryOptions[Step]{}, "QueryOptions.Statuses is empty: list at least one status"},
-		{"unknown order", ddbtrack.QueryOptions[Step]{Statuses: []Step{Failed}, Order: 7}, "QueryOptions.Order is 7: use OldestFirst or NewestFirst"},
 		{"negative limit", ddbtrack.QueryOptions[Step]{Statuses: []Step{Failed}, Limit: -1}, "QueryOptions.Limit is -1"},
 		{"negative page size", ddbtrack.QueryOptions[Step]{Statuses: []Step{Failed}, PageSize: -5}, "QueryOptions.PageSize is -5"},
 		{"until before since", ddbtrack.QueryOptions[Step]{Statuses: []Step{Failed}, Since: since, Until: since.Add(-time.Hour)}, "is before Since"},
@@ -641,7 +640,7 @@ func TestQueryRejectsBadOptions(t *testing.T) {
 	}
 	for _, other := range []ddbtrack.QueryOptions[Step]{
 		{Statuses: []Step{Failed}, Limit: 1},
-		{Statuses: []Step{Todo}, Limit: 1, Order: ddbtrack.NewestFirst},
+		{Statuses: []Step{Todo}, Limit: 1, NewestFirst: true},
 		{Statuses: []Step{Todo}, Limit: 1, Since: since},
 		{Statuses: []Step{Todo}, Limit: 1, Filter: expression.Name("last_error").Contains("x")},
 	} {

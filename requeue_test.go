@@ -265,7 +265,7 @@ func TestRequeueWithWorkersRacing(t *testing.T) {
 				// Each worker takes a few unfinished tasks from one end or
 				// the other, in its own order, as a worker pool would.
 				var ids []string
-				for task, err := range w.Query(ctx, ddbtrack.QueryOptions[Step]{Unfinished: true, Limit: 10, Order: ddbtrack.Order(rand.IntN(2))}) {
+				for task, err := range w.Query(ctx, ddbtrack.QueryOptions[Step]{Unfinished: true, Limit: 10, NewestFirst: rand.IntN(2) == 1}) {
 					if err != nil {
 						report(err)
 						return

@@ -231,15 +231,10 @@ func (s *server[S]) readList(v url.Values, now time.Time) (listQuery, ops.Filter
 	return q, f, nil
 }
 
-// order is the order a list shows its tasks in: the latest due time
-// first, but for tasks that wait for a time, the soonest due first,
-// which is the next to start.
-func order[S ddbtrack.Status](f ops.Filter[S]) ddbtrack.Order {
-	if f.Scheduled {
-		return ddbtrack.OldestFirst
-	}
-	return ddbtrack.NewestFirst
-}
+// newestFirst says whether a list shows the latest due time first, as it
+// does but for tasks that wait for a time, where the soonest due, the next
+// to start, comes first.
+func newestFirst[S ddbtrack.Status](f ops.Filter[S]) bool { return !f.Scheduled }
 
 type tab struct{ Name, Label, URL string }
 
@@ -365,7 +360,7 @@ func (s *server[S]) tasks(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	page, err := s.job.Page(r.Context(), f, now, order(f), q.Limit, cursor)
+	page, err := s.job.Page(r.Context(), f, now, newestFirst(f), q.Limit, cursor)
 	if ops.IsInvalidCursor(err) {
 		return badRequest("This page's link no longer fits its filter (%v). Start again from the first page.", err)
 	}

@@ -310,15 +310,14 @@ Examples:
 			if err != nil {
 				return err
 			}
-			var ord ddbtrack.Order
+			var newest bool
 			if f.Scheduled && !flagSet(fs, "order") {
 				*order = "oldest"
 			}
 			switch *order {
 			case "newest":
-				ord = ddbtrack.NewestFirst
+				newest = true
 			case "oldest":
-				ord = ddbtrack.OldestFirst
 			default:
 				return usagef("--order %q: use newest or oldest", *order)
 			}
@@ -330,13 +329,13 @@ Examples:
 			}
 			var page ddbtrack.Page[Code]
 			if *limit == 0 {
-				for t, err := range s.job.All(ctx, f, now, ord) {
+				for t, err := range s.job.All(ctx, f, now, newest) {
 					if err != nil {
 						return err
 					}
 					page.Tasks = append(page.Tasks, t)
 				}
-			} else if page, err = s.job.Page(ctx, f, now, ord, *limit, libCursor); err != nil {
+			} else if page, err = s.job.Page(ctx, f, now, newest, *limit, libCursor); err != nil {
 				return err
 			}
 			next := ops.EncodeCursor(now, page.Cursor)

@@ -97,7 +97,7 @@ func (j *Job[S]) Cancel(ctx context.Context, f Filter[S], reason string, now tim
 		batch = batch[:0]
 		return err
 	}
-	for t, err := range j.All(ctx, f, now, ddbtrack.OldestFirst) {
+	for t, err := range j.All(ctx, f, now, oldestFirst) {
 		if err != nil {
 			return res, err
 		}

@@ -56,7 +56,7 @@ func (j *Job[S]) Check(ctx context.Context) (Health[S], error) {
 	var wg sync.WaitGroup
 	for i, c := range statuses {
 		wg.Go(func() {
-			page, err := j.tr.QueryPage(ctx, ddbtrack.QueryOptions[S]{Statuses: []S{c}, Limit: 1, Order: ddbtrack.NewestFirst}, "")
+			page, err := j.tr.QueryPage(ctx, ddbtrack.QueryOptions[S]{Statuses: []S{c}, Limit: 1, NewestFirst: true}, "")
 			if err != nil {
 				errs[i] = err
 				return

@@ -156,14 +156,14 @@ func (f Filter[S]) until(now time.Time) time.Time {
 }
 
 // query returns the query options for the filter.
-func (f Filter[S]) query(st *Statuses[S], now time.Time, order ddbtrack.Order, limit int) ddbtrack.QueryOptions[S] {
+func (f Filter[S]) query(st *Statuses[S], now time.Time, newestFirst bool, limit int) ddbtrack.QueryOptions[S] {
 	return ddbtrack.QueryOptions[S]{
-		Statuses: f.statuses(st),
-		Since:    f.since(now),
-		Until:    f.until(now),
-		Order:    order,
-		Limit:    limit,
-		Filter:   f.condition(now),
+		Statuses:    f.statuses(st),
+		Since:       f.since(now),
+		Until:       f.until(now),
+		NewestFirst: newestFirst,
+		Limit:       limit,
+		Filter:      f.condition(now),
 	}
 }
 

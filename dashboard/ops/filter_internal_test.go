@@ -20,12 +20,12 @@ func TestFilterOptions(t *testing.T) {
 	st := StatusesOf(ddbtrack.Config[S]{Pending: 0, Running: 3, Failed: 6, Succeeded: 9, Ignored: 10})
 	now := time.UnixMilli(1735787700000)
 
-	q := Filter[S]{Statuses: []S{6, 10}}.query(st, now, 0, 50)
+	q := Filter[S]{Statuses: []S{6, 10}}.query(st, now, oldestFirst, 50)
 	require.Equal(t, []S{6, 10}, q.Statuses)
 	require.False(t, q.Filter.IsSet(), "no filter beyond the statuses")
 	require.Equal(t, 50, q.Limit)
 
-	q = Filter[S]{Stuck: true, Statuses: []S{6}, ErrorContains: "timeout", IDContains: "t-", IDs: []string{"a", "b"}}.query(st, now, 0, 0)
+	q = Filter[S]{Stuck: true, Statuses: []S{6}, ErrorContains: "timeout", IDContains: "t-", IDs: []string{"a", "b"}}.query(st, now, oldestFirst, 0)
 	require.Equal(t, []S{3}, q.Statuses, "stuck reads Running only")
 	expr, err := expression.NewBuilder().WithFilter(q.Filter).Build()
 	require.NoError(t, err)
@@ -34,10 +34,10 @@ func TestFilterOptions(t *testing.T) {
 
 	require.Equal(t, now, q.Until, "a stuck task was due before now: the read ends there")
 	later := now.Add(time.Hour)
-	require.Equal(t, now, Filter[S]{Stuck: true, Until: later}.query(st, now, 0, 0).Until, "and before a later end")
+	require.Equal(t, now, Filter[S]{Stuck: true, Until: later}.query(st, now, oldestFirst, 0).Until, "and before a later end")
 	earlier := now.Add(-time.Hour)
-	require.Equal(t, earlier, Filter[S]{Stuck: true, Until: earlier}.query(st, now, 0, 0).Until, "an earlier end stays")
-	require.True(t, Filter[S]{Statuses: []S{3}}.query(st, now, 0, 0).Until.IsZero(), "live Running tasks are due after now")
+	require.Equal(t, earlier, Filter[S]{Stuck: true, Until: earlier}.query(st, now, oldestFirst, 0).Until, "an earlier end stays")
+	require.True(t, Filter[S]{Statuses: []S{3}}.query(st, now, oldestFirst, 0).Until.IsZero(), "live Running tasks are due after now")
 
 	r := Filter[S]{Statuses: []S{6}, Since: now.Add(-time.Hour)}.requeue(st, now, true, nil)
 	require.True(t, r.DryRun)

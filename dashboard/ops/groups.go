@@ -12,8 +12,6 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
-
-	"github.com/ddbtrack/ddbtrack"
 )
 
 // The masks Normalize applies, in order. Each replaces what varies between
@@ -179,7 +177,7 @@ func (j *Job[S]) Errors(ctx context.Context, f Filter[S], now time.Time, limit i
 	}
 	var rep ErrorReport
 	groups := map[string]*ErrorGroup{}
-	for t, err := range j.All(ctx, f, now, ddbtrack.NewestFirst) {
+	for t, err := range j.All(ctx, f, now, newestFirst) {
 		if err != nil {
 			return ErrorReport{}, err
 		}

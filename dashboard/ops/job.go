@@ -90,14 +90,14 @@ func (j *Job[S]) CountStatuses(ctx context.Context, statuses ...S) (map[S]int64,
 // Page returns one page of the tasks the filter selects, after cursor, a
 // cursor of the library's (see [DecodeCursor]). A filter with a group is
 // not paged: use [Job.All] or [Job.Errors].
-func (j *Job[S]) Page(ctx context.Context, f Filter[S], now time.Time, order ddbtrack.Order, limit int, cursor string) (ddbtrack.Page[S], error) {
-	return j.tr.QueryPage(ctx, f.query(j.st, now, order, limit), cursor)
+func (j *Job[S]) Page(ctx context.Context, f Filter[S], now time.Time, newestFirst bool, limit int, cursor string) (ddbtrack.Page[S], error) {
+	return j.tr.QueryPage(ctx, f.query(j.st, now, newestFirst, limit), cursor)
 }
 
 // All returns every task the filter selects, read as the loop asks for
 // them.
-func (j *Job[S]) All(ctx context.Context, f Filter[S], now time.Time, order ddbtrack.Order) iter.Seq2[*ddbtrack.Task[S], error] {
-	q := f.query(j.st, now, order, 0)
+func (j *Job[S]) All(ctx context.Context, f Filter[S], now time.Time, newestFirst bool) iter.Seq2[*ddbtrack.Task[S], error] {
+	q := f.query(j.st, now, newestFirst, 0)
 	if f.Group == "" {
 		return j.tr.Query(ctx, q)
 	}
@@ -125,7 +125,7 @@ func (j *Job[S]) All(ctx context.Context, f Filter[S], now time.Time, order ddbt
 // and one that waits its turn behind other work on the server, such as a
 // count of the job.
 func (j *Job[S]) Latest(ctx context.Context, f Filter[S], now time.Time, n int) ([]*ddbtrack.Task[S], bool, error) {
-	q := f.query(j.st, now, ddbtrack.NewestFirst, n+1)
+	q := f.query(j.st, now, newestFirst, n+1)
 	share := n / max(j.tr.Config().Shards, 1)
 	q.PageSize = int32(min(n+1, share+share/4+1))
 	var tasks []*ddbtrack.Task[S]
@@ -146,3 +146,9 @@ func (j *Job[S]) Latest(ctx context.Context, f Filter[S], now time.Time, n int) 
 func (s *Statuses[S]) IsStuck(t *ddbtrack.Task[S], now time.Time) bool {
 	return t.Status == s.Of(Running) && !t.LeaseExpiresAt.IsZero() && !now.Before(t.LeaseExpiresAt)
 }
+
+// The orders of Page and All, named where a bool would say nothing.
+const (
+	oldestFirst = false
+	newestFirst = true
+)

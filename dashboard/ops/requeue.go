@@ -89,7 +89,7 @@ func (j *Job[S]) Requeue(ctx context.Context, f Filter[S], now time.Time, dryRun
 	if len(f.IDs) > 0 {
 		tasks, res.Refused, err = j.named(ctx, f, now)
 	} else {
-		for t, rerr := range j.All(ctx, f, now, ddbtrack.OldestFirst) {
+		for t, rerr := range j.All(ctx, f, now, oldestFirst) {
 			if rerr != nil {
 				return res, rerr
 			}

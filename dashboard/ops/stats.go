@@ -48,7 +48,7 @@ func (j *Job[S]) withStuck(ctx context.Context, counted ddbtrack.Counts[S], now 
 		c.Statuses = append(c.Statuses, StatusCount[S]{Status: code, Name: j.st.Name(code), Role: j.st.RoleOf(code), Count: n})
 		c.Total += n
 	}
-	for _, err := range j.tr.Query(ctx, Filter[S]{Stuck: true}.query(j.st, now, ddbtrack.OldestFirst, 0)) {
+	for _, err := range j.tr.Query(ctx, Filter[S]{Stuck: true}.query(j.st, now, oldestFirst, 0)) {
 		if err != nil {
 			return Counts[S]{}, err
 		}
