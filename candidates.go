@@ -45,6 +45,12 @@ const candidateTTL = 2 * time.Second
 // the pool's candidates: long enough for a claim to be sent.
 const contendedTTL = 250 * time.Millisecond
 
+// indexLag is how long a Batch pool allows the status index to list a task
+// that it made wait (a failure to retry, a release) before a partition
+// found empty is believed: the index is eventually consistent, usually by
+// well under a second.
+const indexLag = time.Second
+
 // source is one index partition the pool takes work from.
 type source struct {
 	part partition
@@ -84,14 +90,25 @@ type feeder[S Status] struct {
 	start func(candidate[S])
 	cands []candidate[S]
 
-	mu      sync.Mutex // guards sources, which workers' ends update
+	mu      sync.Mutex // guards sources and waiting, which workers' ends update
 	sources []*source
+	// waiting holds the tasks this pool made wait, by ID, with when, until
+	// the index lists them in the partition they wait in or indexLag has
+	// passed: until then a Batch pool does not believe that partition
+	// empty.
+	waiting map[string]wait
 	// quiet counts the checks in a row that found the job finished.
 	quiet int
 }
 
+// wait is a task this pool made wait: where, and when.
+type wait struct {
+	src *source
+	at  time.Time
+}
+
 func newFeeder[S Status](p *pool[S], start func(candidate[S])) *feeder[S] {
-	f := &feeder[S]{p: p, start: start}
+	f := &feeder[S]{p: p, start: start, waiting: map[string]wait{}}
 	cfg := p.t.cfg
 	add := func(s S, takeover, fresh bool) {
 		for shard := range cfg.Shards {
@@ -109,7 +126,8 @@ func newFeeder[S Status](p *pool[S], start func(candidate[S])) *feeder[S] {
 }
 
 // ended learns from an attempt that made its task wait when the task is
-// due again, so that the partition it waits in is read then.
+// due again, so that the partition it waits in is read then, and that the
+// partition is not empty until the index lists the task there.
 func (f *feeder[S]) ended(a *attempt[S]) {
 	if a.kind != EventFailed && a.kind != EventReleased {
 		return
@@ -119,10 +137,45 @@ func (f *feeder[S]) ended(a *attempt[S]) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, src := range f.sources {
-		if src.part.status == int(a.task.Status) && src.part.shard == shard && due.Before(src.nextRead) {
-			src.nextRead = due
+		if src.part.status == int(a.task.Status) && src.part.shard == shard {
+			if due.Before(src.nextRead) {
+				src.nextRead = due
+			}
+			f.waiting[a.task.ID] = wait{src: src, at: time.Now()}
 		}
 	}
+}
+
+// listed forgets the waits of tasks that a read of src listed: the index
+// shows them where they wait.
+func (f *feeder[S]) listed(src *source, tasks []*Task[S]) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.waiting) == 0 {
+		return
+	}
+	for _, task := range tasks {
+		if w, ok := f.waiting[task.ID]; ok && w.src == src {
+			delete(f.waiting, task.ID)
+		}
+	}
+}
+
+// unlisted reports whether src may hold a task this pool made wait that
+// the index does not list yet, and forgets the waits older than indexLag.
+func (f *feeder[S]) unlisted(src *source) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	found := false
+	for id, w := range f.waiting {
+		switch {
+		case time.Since(w.at) >= indexLag:
+			delete(f.waiting, id)
+		case w.src == src:
+			found = true
+		}
+	}
+	return found
 }
 
 // run feeds the pool until the job is done (Batch), ctx ends, or an error
@@ -254,17 +307,29 @@ func (f *feeder[S]) refill(ctx context.Context, limit, keep int) error {
 	if err != nil {
 		return err
 	}
+	f.listed(src, tasks)
 	var due time.Time
-	if len(tasks) == 0 && from == "" && !src.fresh && f.p.opts.Mode == Service {
+	var last int64
+	switch {
+	case len(tasks) == 0 && from == "" && !src.fresh && f.p.opts.Mode == Service:
 		// Learn when the partition's next task is due, to read it then.
 		// A Batch pool learns it from its check of whether the job is
 		// finished, which reads every partition's first task anyway.
-		if due, err = f.headDue(ctx, src, now); err != nil {
+		if due, err = f.edgeDue(ctx, src, now, false); err != nil {
 			return err
 		}
+	case len(tasks) == limit && from == "" && !src.takeover:
+		// The partition is crowded: learn where its due tasks end, so
+		// that the points read from next fall among them. Drawn up to now
+		// instead, most would fall after a job created in a burst.
+		if due, err = f.edgeDue(ctx, src, now, true); err != nil {
+			return err
+		}
+		last = due.UnixMilli()
+		due = time.Time{}
 	}
 	f.p.healthy()
-	f.schedule(src, tasks, from, limit, due)
+	f.schedule(src, tasks, from, limit, due, last)
 	pg := &page{}
 	read := time.Now()
 	rand.Shuffle(len(tasks), func(i, j int) { tasks[i], tasks[j] = tasks[j], tasks[i] })
@@ -291,9 +356,9 @@ func (f *feeder[S]) readFrom(src *source, now time.Time) string {
 
 // schedule decides, from what a read of src from the order key from found,
 // how to read it next: where from if it is crowded, and when, if it had
-// nothing due. due is when the partition's next task is due, if a read
-// told.
-func (f *feeder[S]) schedule(src *source, tasks []*Task[S], from string, limit int, due time.Time) {
+// nothing due. due is when the partition's next task is due, and last when
+// its last due task is, in epoch milliseconds, if a read told.
+func (f *feeder[S]) schedule(src *source, tasks []*Task[S], from string, limit int, due time.Time, last int64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	n := len(tasks)
@@ -320,6 +385,9 @@ func (f *feeder[S]) schedule(src *source, tasks []*Task[S], from string, limit i
 	default:
 		src.crowded = n == limit
 		src.spread = newSpread(tasks[0].DueAt.UnixMilli())
+		if last > 0 {
+			src.spread.hi = last
+		}
 		if !src.crowded {
 			// Every due task of the partition is a candidate now: reading
 			// it again before they are taken would return the same ones.
@@ -376,10 +444,14 @@ func (f *feeder[S]) read(ctx context.Context, src *source, from string, now time
 	return p.page(ctx)
 }
 
-// headDue returns when the first task of src that is not yet due will be,
-// or the zero time if there is none: one item's read.
-func (f *feeder[S]) headDue(ctx context.Context, src *source, now time.Time) (time.Time, error) {
+// edgeDue returns when the first task of src that is not yet due will be,
+// or with due, when the last task due at now is; the zero time if there is
+// none. It is one item's read.
+func (f *feeder[S]) edgeDue(ctx context.Context, src *source, now time.Time, due bool) (time.Time, error) {
 	p := &plan[S]{t: f.p.t, parts: []partition{src.part}, lo: keys.OrderBound(now.UnixMilli()), limit: 1, pageSize: 1}
+	if due {
+		p.lo, p.hi, p.desc = "", keys.OrderBound(now.UnixMilli()), true
+	}
 	tasks, err := p.page(ctx)
 	if err != nil || len(tasks) == 0 {
 		return time.Time{}, err
@@ -402,13 +474,14 @@ func (f *feeder[S]) idle(ctx context.Context) (done bool, err error) {
 			p.problem(ctx, err, true)
 			return false, nil
 		case finished:
-			// A task can be between two partitions of the index for a
-			// moment, listed in neither; a second check a moment later
-			// finds it.
+			// The check reads the partitions one after another, so a task
+			// that another worker moved from one it had not read yet to
+			// one it had read is listed in neither; the check after it
+			// finds the task.
 			if f.quiet++; f.quiet >= 2 {
 				return true, nil
 			}
-			wake = time.Now().Add(min(p.opts.PollInterval, 100*time.Millisecond))
+			return false, nil
 		default:
 			f.quiet = 0
 			wake = f.nextWake()
@@ -443,7 +516,8 @@ func (f *feeder[S]) nextWake() time.Time {
 // finished reports whether the job has nothing left: no task in any
 // partition the pool takes work from, due or not, and none Running. It
 // reads the first task of each partition, and schedules a read of each for
-// the time its first task is due.
+// the time its first task is due. A partition where this pool made a task
+// wait is not empty until the index lists the task there (see indexLag).
 func (f *feeder[S]) finished(ctx context.Context) (bool, error) {
 	empty := true
 	for _, src := range f.sources {
@@ -452,7 +526,12 @@ func (f *feeder[S]) finished(ctx context.Context) (bool, error) {
 		if err != nil {
 			return false, err
 		}
+		f.listed(src, tasks)
 		if len(tasks) == 0 {
+			if f.unlisted(src) {
+				empty = false
+				f.readBy(src, time.Now().Add(indexLag/4))
+			}
 			continue
 		}
 		empty = false
@@ -462,14 +541,19 @@ func (f *feeder[S]) finished(ctx context.Context) (bool, error) {
 			// fail and need a retry, or die and need a takeover.
 			due = time.Now().Add(f.p.opts.PollInterval)
 		}
-		f.mu.Lock()
-		if due.Before(src.nextRead) {
-			src.nextRead = due
-		}
-		f.mu.Unlock()
+		f.readBy(src, due)
 	}
 	f.p.healthy()
 	return empty, nil
+}
+
+// readBy schedules a read of src by the time at at the latest.
+func (f *feeder[S]) readBy(src *source, at time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if at.Before(src.nextRead) {
+		src.nextRead = at
+	}
 }
 
 // page reads one page of a single-partition plan with one request: the

@@ -14,9 +14,10 @@ import (
 // Points are drawn in due time, the first part of the index's sort key.
 // Due times say little about where tasks are: a job created in a burst
 // fills a sliver of the time between its first task and now, and a fleet
-// working through a partition leaves stretches with nothing left. So every
-// read reports the stretch it found empty, and points are drawn only
-// outside the stretches known empty.
+// working through a partition leaves stretches with nothing left. So the
+// points are bounded by the first and last due tasks, which two reads of
+// one item tell, every read reports the stretch it found empty, and points
+// are drawn only outside the stretches known empty.
 type spread struct {
 	lo, hi int64  // due times in epoch milliseconds, inclusive, between which the tasks lie
 	gaps   []span // stretches found empty, in order, disjoint
