@@ -60,8 +60,8 @@ type source struct {
 	takeover, fresh bool
 	// nextRead is when to read the partition again after it had nothing
 	// due; zero to read it whenever there is room for candidates. It is
-	// real time, which the schedule runs on, while due times are by
-	// Config.Now: readTime converts.
+	// by the schedule's clock (the real one, see schedclock.go), while due
+	// times are by Config.Now: readTime converts.
 	nextRead time.Time
 	// crowded says a read from the head filled a page: the partition has
 	// more due tasks than a page, and other machines are likely reading
@@ -126,22 +126,43 @@ func newFeeder[S Status](p *pool[S], start func(candidate[S])) *feeder[S] {
 }
 
 // ended learns from an attempt that made its task wait when the task is
-// due again, so that the partition it waits in is read then, and that the
-// partition is not empty until the index lists the task there.
+// due again, so that the partition it waits in is read then, and, in Batch
+// mode, that the partition is not empty until the index lists the task
+// there.
 func (f *feeder[S]) ended(a *attempt[S]) {
 	if a.kind != EventFailed && a.kind != EventReleased {
 		return
 	}
 	shard := keys.Shard(a.task.ID, f.p.t.cfg.Shards)
 	due := f.readTime(a.task.DueAt)
+	now := f.clock().Now()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, src := range f.sources {
-		if src.part.status == int(a.task.Status) && src.part.shard == shard {
-			if due.Before(src.nextRead) {
-				src.nextRead = due
+		if src.part.status != int(a.task.Status) || src.part.shard != shard {
+			continue
+		}
+		if due.Before(src.nextRead) {
+			src.nextRead = due
+		}
+		if f.p.opts.Mode == Batch {
+			if len(f.waiting) >= maxWaiting {
+				f.forgetWaits(now)
 			}
-			f.waiting[a.task.ID] = wait{src: src, at: time.Now()}
+			f.waiting[a.task.ID] = wait{src: src, at: now}
+		}
+	}
+}
+
+// maxWaiting is how many waits the feeder keeps before it forgets those
+// older than indexLag, which tasks that other pools took leave behind.
+const maxWaiting = 1024
+
+// forgetWaits forgets the waits older than indexLag. f.mu must be held.
+func (f *feeder[S]) forgetWaits(now time.Time) {
+	for id, w := range f.waiting {
+		if now.Sub(w.at) >= indexLag {
+			delete(f.waiting, id)
 		}
 	}
 }
@@ -162,21 +183,21 @@ func (f *feeder[S]) listed(src *source, tasks []*Task[S]) {
 }
 
 // unlisted reports whether src may hold a task this pool made wait that
-// the index does not list yet, and forgets the waits older than indexLag.
+// the index does not list yet.
 func (f *feeder[S]) unlisted(src *source) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	found := false
-	for id, w := range f.waiting {
-		switch {
-		case time.Since(w.at) >= indexLag:
-			delete(f.waiting, id)
-		case w.src == src:
-			found = true
+	f.forgetWaits(f.clock().Now())
+	for _, w := range f.waiting {
+		if w.src == src {
+			return true
 		}
 	}
-	return found
+	return false
 }
+
+// clock is the clock the feeder schedules its reads by.
+func (f *feeder[S]) clock() schedClock { return f.p.t.sched }
 
 // run feeds the pool until the job is done (Batch), ctx ends, or an error
 // no retry can fix.
@@ -258,13 +279,13 @@ func (f *feeder[S]) want() (read, keep int) {
 
 // await waits for a task in flight to end.
 func (f *feeder[S]) await(ctx context.Context) error {
-	timer := time.NewTimer(f.p.opts.PollInterval)
-	defer timer.Stop()
+	timer, stop := f.clock().After(f.p.opts.PollInterval)
+	defer stop()
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-f.p.finished:
-	case <-timer.C:
+	case <-timer:
 	}
 	return nil
 }
@@ -276,8 +297,8 @@ func (f *feeder[S]) dropStale() {
 	if f.p.contended() {
 		ttl = contendedTTL
 	}
-	i := 0
-	for i < len(f.cands) && time.Since(f.cands[i].read) > ttl {
+	i, now := 0, f.clock().Now()
+	for i < len(f.cands) && now.Sub(f.cands[i].read) > ttl {
 		i++
 	}
 	f.cands = f.cands[i:]
@@ -331,7 +352,7 @@ func (f *feeder[S]) refill(ctx context.Context, limit, keep int) error {
 	f.p.healthy()
 	f.schedule(src, tasks, from, limit, due, last)
 	pg := &page{}
-	read := time.Now()
+	read := f.clock().Now()
 	rand.Shuffle(len(tasks), func(i, j int) { tasks[i], tasks[j] = tasks[j], tasks[i] })
 	tasks = tasks[:min(keep, len(tasks))]
 	for _, task := range tasks {
@@ -378,7 +399,7 @@ func (f *feeder[S]) schedule(src *source, tasks []*Task[S], from string, limit i
 		}
 	case n == 0:
 		src.crowded = false
-		src.nextRead = time.Now().Add(f.pollInterval(src))
+		src.nextRead = f.clock().Now().Add(f.pollInterval(src))
 		if !due.IsZero() && f.readTime(due).Before(src.nextRead) {
 			src.nextRead = f.readTime(due)
 		}
@@ -391,18 +412,18 @@ func (f *feeder[S]) schedule(src *source, tasks []*Task[S], from string, limit i
 		if !src.crowded {
 			// Every due task of the partition is a candidate now: reading
 			// it again before they are taken would return the same ones.
-			src.nextRead = time.Now().Add(candidateTTL / 2)
+			src.nextRead = f.clock().Now().Add(candidateTTL / 2)
 		}
 	}
 }
 
-// readTime returns when, in the real time of the schedule, to read a
+// readTime returns when, by the schedule's clock, to read a
 // partition for a task due at due by Config.Now: a millisecond after it,
 // since a lease that expires at due can be taken over only after that
 // millisecond, and a read that comes too early finds nothing and waits for
 // the next sweep.
 func (f *feeder[S]) readTime(due time.Time) time.Time {
-	return time.Now().Add(due.Sub(f.p.t.cfg.Now()) + time.Millisecond)
+	return f.clock().Now().Add(due.Sub(f.p.t.cfg.Now()) + time.Millisecond)
 }
 
 // pollInterval is how long a source that had nothing due waits for its
@@ -418,7 +439,7 @@ func (f *feeder[S]) pollInterval(src *source) time.Duration {
 func (f *feeder[S]) nextSource() *source {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	now := time.Now()
+	now := f.clock().Now()
 	var ready []*source
 	for _, src := range f.sources {
 		if !src.nextRead.After(now) {
@@ -465,7 +486,7 @@ func (f *feeder[S]) edgeDue(ctx context.Context, src *source, now time.Time, due
 func (f *feeder[S]) idle(ctx context.Context) (done bool, err error) {
 	p := f.p
 	wake := f.nextWake()
-	if p.opts.Mode == Batch && p.busy() == 0 && wake.After(time.Now()) {
+	if p.opts.Mode == Batch && p.busy() == 0 && wake.After(f.clock().Now()) {
 		finished, err := f.finished(ctx)
 		switch {
 		case err != nil && (ctx.Err() != nil || permanent(err)):
@@ -487,14 +508,18 @@ func (f *feeder[S]) idle(ctx context.Context) (done bool, err error) {
 			wake = f.nextWake()
 		}
 	}
-	wait := max(time.Until(wake), time.Millisecond)
-	timer := time.NewTimer(min(wait, p.opts.PollInterval))
-	defer timer.Stop()
+	wait := wake.Sub(f.clock().Now())
+	if wait <= 0 {
+		// A partition is due for a read, which the next refill makes.
+		return false, nil
+	}
+	timer, stop := f.clock().After(min(wait, p.opts.PollInterval))
+	defer stop()
 	select {
 	case <-ctx.Done():
 		return false, ctx.Err()
 	case <-p.finished:
-	case <-timer.C:
+	case <-timer:
 	}
 	return false, nil
 }
@@ -530,7 +555,7 @@ func (f *feeder[S]) finished(ctx context.Context) (bool, error) {
 		if len(tasks) == 0 {
 			if f.unlisted(src) {
 				empty = false
-				f.readBy(src, time.Now().Add(indexLag/4))
+				f.readBy(src, f.clock().Now().Add(indexLag/4))
 			}
 			continue
 		}
@@ -539,7 +564,7 @@ func (f *feeder[S]) finished(ctx context.Context) (bool, error) {
 		if src.takeover {
 			// Another worker runs it: look again within a poll, as it may
 			// fail and need a retry, or die and need a takeover.
-			due = time.Now().Add(f.p.opts.PollInterval)
+			due = f.clock().Now().Add(f.p.opts.PollInterval)
 		}
 		f.readBy(src, due)
 	}

@@ -181,6 +181,8 @@ type Tracker[S Status] struct {
 	start StartOptions
 	// writes holds what every write of this tracker shares (lock.go).
 	writes *writeParts[S]
+	// sched is the clock Process schedules its reads by (schedclock.go).
+	sched schedClock
 }
 
 // New returns a Tracker for cfg.Job in cfg.Table. It checks cfg and fills
@@ -209,7 +211,7 @@ func New[S Status](client Client, cfg Config[S]) (*Tracker[S], error) {
 	if err := defaults(&cfg); err != nil {
 		return nil, err
 	}
-	t := &Tracker[S]{client: client, cfg: cfg, startable: startable}
+	t := &Tracker[S]{client: client, cfg: cfg, startable: startable, sched: realClock{}}
 	t.log = cfg.Logger.With(logJob, cfg.Job)
 	t.writes = t.newWriteParts()
 	var err error
