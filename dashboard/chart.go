@@ -94,11 +94,36 @@ type legendItem struct {
 func (s *server[S]) buildChart(ctx context.Context, now time.Time, win window) (chart, error) {
 	end := now.UTC().Truncate(win.Bucket).Add(win.Bucket)
 	start := end.Add(-win.Span)
-	n := int(win.Span / win.Bucket)
-
 	statuses := s.st.All()
-	counts := make([][]int, len(statuses)) // [status][bucket]
-	truncated := make([]bool, len(statuses))
+	counts, truncated, err := s.chartCounts(ctx, now, statuses, start, end, win.Bucket)
+	if err != nil {
+		return chart{}, err
+	}
+	ch := chart{W: chartW, H: chartH, Window: win.Name, Limit: chartRowLimit}
+	s.drawBars(&ch, statuses, counts, start, win)
+	for i, c := range statuses {
+		total := 0
+		for _, k := range counts[i] {
+			total += k
+		}
+		if total > 0 {
+			ch.Legend = append(ch.Legend, legendItem{Name: s.st.Name(c), Class: s.statusClass(c), Count: total})
+		}
+		if truncated[i] {
+			ch.Truncated = append(ch.Truncated, s.st.Name(c))
+		}
+	}
+	return ch, nil
+}
+
+// chartCounts counts the tasks of each status whose status changed in each
+// bucket from start to end, reading the statuses at once; truncated says
+// which statuses had more than chartRowLimit changes, of which only the
+// latest are counted.
+func (s *server[S]) chartCounts(ctx context.Context, now time.Time, statuses []S, start, end time.Time, bucket time.Duration) (counts [][]int, truncated []bool, err error) {
+	n := int(end.Sub(start) / bucket)
+	counts = make([][]int, len(statuses)) // [status][bucket]
+	truncated = make([]bool, len(statuses))
 	errs := make([]error, len(statuses))
 	var wg sync.WaitGroup
 	for i, c := range statuses {
@@ -111,7 +136,7 @@ func (s *server[S]) buildChart(ctx context.Context, now time.Time, win window) (
 				return
 			}
 			for _, t := range tasks {
-				if b := int(t.DueAt.Sub(start) / win.Bucket); b >= 0 && b < n {
+				if b := int(t.DueAt.Sub(start) / bucket); b >= 0 && b < n {
 					counts[i][b]++
 				}
 			}
@@ -121,11 +146,16 @@ func (s *server[S]) buildChart(ctx context.Context, now time.Time, win window) (
 	wg.Wait()
 	for _, err := range errs {
 		if err != nil {
-			return chart{}, fmt.Errorf("read the chart's tasks: %w", err)
+			return nil, nil, fmt.Errorf("read the chart's tasks: %w", err)
 		}
 	}
+	return counts, truncated, nil
+}
 
-	ch := chart{W: chartW, H: chartH, Window: win.Name, Limit: chartRowLimit}
+// drawBars lays out the chart's stacked bars, one per bucket from start,
+// and its axes.
+func (s *server[S]) drawBars(ch *chart, statuses []S, counts [][]int, start time.Time, win window) {
+	n := int(win.Span / win.Bucket)
 	maxTotal := 0
 	for b := range n {
 		total := 0
@@ -168,19 +198,6 @@ func (s *server[S]) buildChart(ctx context.Context, now time.Time, win window) (
 		from := start.Add(time.Duration(b) * win.Bucket)
 		ch.XLabels = append(ch.XLabels, chartTick{X: padLeft + float64(b)*barW, Y: chartH - 6, Label: from.Format(win.Label)})
 	}
-	for i, c := range statuses {
-		total := 0
-		for _, k := range counts[i] {
-			total += k
-		}
-		if total > 0 {
-			ch.Legend = append(ch.Legend, legendItem{Name: s.st.Name(c), Class: s.statusClass(c), Count: total})
-		}
-		if truncated[i] {
-			ch.Truncated = append(ch.Truncated, s.st.Name(c))
-		}
-	}
-	return ch, nil
 }
 
 // niceCeil rounds n up to 1, 2 or 5 times a power of ten, so the axis

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/ddbtrack/ddbtrack"
 	"github.com/ddbtrack/ddbtrack/dashboard/ops"
@@ -64,25 +65,7 @@ func (s *server[S]) cancel(w http.ResponseWriter, r *http.Request) error {
 	}
 
 	if form.Get("confirm") != "yes" {
-		res, err := s.job.Cancel(r.Context(), f, "", now, true)
-		if err != nil {
-			return err
-		}
-		confirmed := absolute(q, f)
-		p := cancelPage{
-			Action: s.link("/cancel"), Matched: res.Matched, Running: res.Running, Filter: f.Describe(s.st),
-			Ignored: s.st.Name(s.st.Of(ops.Ignored)), Refused: res.Refused, BackURL: s.link(back), MaxReason: maxReason,
-			Fields: []field{{"filter", confirmed.Encode()}, {"scope", "selected"}, {"confirm", "yes"}},
-		}
-		if fromTask != "" {
-			p.Fields = append(p.Fields, field{"from_task", encodeText(fromTask)})
-		}
-		for _, t := range res.Tasks {
-			p.Fields = append(p.Fields, field{"ids", encodeText(t.ID)})
-			p.Tasks = append(p.Tasks, cancelRow{ID: t.ID, Status: s.st.Name(t.Status), Class: s.statusClass(t.Status), When: s.st.When(t, now)})
-		}
-		s.render(w, r, http.StatusOK, "cancel", p)
-		return nil
+		return s.confirmCancel(w, r, q, f, back, fromTask, now)
 	}
 
 	reason := strings.TrimSpace(form.Get("reason"))
@@ -103,6 +86,30 @@ func (s *server[S]) cancel(w http.ResponseWriter, r *http.Request) error {
 		"running":   {strconv.Itoa(res.Running)},
 		"left":      {strconv.Itoa(len(f.IDs) - res.Cancelled)},
 	})
+	return nil
+}
+
+// confirmCancel shows what a cancel of the selected tasks would stop, and
+// asks for a reason and a confirmation.
+func (s *server[S]) confirmCancel(w http.ResponseWriter, r *http.Request, q listQuery, f ops.Filter[S], back, fromTask string, now time.Time) error {
+	res, err := s.job.Cancel(r.Context(), f, "", now, true)
+	if err != nil {
+		return err
+	}
+	confirmed := absolute(q, f)
+	p := cancelPage{
+		Action: s.link("/cancel"), Matched: res.Matched, Running: res.Running, Filter: f.Describe(s.st),
+		Ignored: s.st.Name(s.st.Of(ops.Ignored)), Refused: res.Refused, BackURL: s.link(back), MaxReason: maxReason,
+		Fields: []field{{"filter", confirmed.Encode()}, {"scope", "selected"}, {"confirm", "yes"}},
+	}
+	if fromTask != "" {
+		p.Fields = append(p.Fields, field{"from_task", encodeText(fromTask)})
+	}
+	for _, t := range res.Tasks {
+		p.Fields = append(p.Fields, field{"ids", encodeText(t.ID)})
+		p.Tasks = append(p.Tasks, cancelRow{ID: t.ID, Status: s.st.Name(t.Status), Class: s.statusClass(t.Status), When: s.st.When(t, now)})
+	}
+	s.render(w, r, http.StatusOK, "cancel", p)
 	return nil
 }
 

@@ -419,12 +419,35 @@ var cmdShow = &command{
 	},
 }
 
+// printTask prints everything the task holds: its fields, its data and
+// output, and its error history.
 func (s *session) printTask(t *ddbtrack.Task[Code]) error {
-	now := s.now()
 	data, output, err := ops.Payloads(t)
 	if err != nil {
 		return err
 	}
+	w := s.stdout
+	for _, r := range s.taskRows(t, s.now()) {
+		fmt.Fprintf(w, "%-11s %s\n", r[0], r[1])
+	}
+	section := func(title, body string) {
+		fmt.Fprintf(w, "\n%s\n", title)
+		if body == "" {
+			fmt.Fprintln(w, "  (none)")
+			return
+		}
+		for line := range strings.Lines(clean(body, true)) {
+			fmt.Fprintf(w, "  %s", strings.TrimRight(line, "\n")+"\n")
+		}
+	}
+	section("Data:", data)
+	section("Output:", output)
+	s.printErrors(t.Errors)
+	return nil
+}
+
+// taskRows returns the task's fields as `show` prints them, label first.
+func (s *session) taskRows(t *ddbtrack.Task[Code], now time.Time) [][]string {
 	status := fmt.Sprintf("%s (%d)", s.st.Name(t.Status), int(t.Status))
 	if r := s.st.RoleOf(t.Status); r != "" && string(r) != s.st.Name(t.Status) {
 		status = fmt.Sprintf("%s (%d, %s)", s.st.Name(t.Status), int(t.Status), r)
@@ -470,28 +493,18 @@ func (s *session) printTask(t *ddbtrack.Task[Code]) error {
 	if t.LastError != "" {
 		rows = append(rows, []string{"Last error:", cell(t.LastError, 200)})
 	}
+	return rows
+}
+
+// printErrors prints a task's error history, oldest first.
+func (s *session) printErrors(errs []ddbtrack.ErrorRecord) {
 	w := s.stdout
-	for _, r := range rows {
-		fmt.Fprintf(w, "%-11s %s\n", r[0], r[1])
-	}
-	section := func(title, body string) {
-		fmt.Fprintf(w, "\n%s\n", title)
-		if body == "" {
-			fmt.Fprintln(w, "  (none)")
-			return
-		}
-		for line := range strings.Lines(clean(body, true)) {
-			fmt.Fprintf(w, "  %s", strings.TrimRight(line, "\n")+"\n")
-		}
-	}
-	section("Data:", data)
-	section("Output:", output)
-	if len(t.Errors) == 0 {
+	if len(errs) == 0 {
 		fmt.Fprintf(w, "\nError history: none\n")
-		return nil
+		return
 	}
-	fmt.Fprintf(w, "\nError history (%d, oldest first):\n", len(t.Errors))
-	for _, e := range t.Errors {
+	fmt.Fprintf(w, "\nError history (%d, oldest first):\n", len(errs))
+	for _, e := range errs {
 		fmt.Fprintf(w, "\n  Attempt %d at %s\n", e.Attempt, formatTime(e.At))
 		for line := range strings.Lines(clean(e.Message, true)) {
 			fmt.Fprintf(w, "    %s\n", strings.TrimRight(line, "\n"))
@@ -503,7 +516,6 @@ func (s *session) printTask(t *ddbtrack.Task[Code]) error {
 			}
 		}
 	}
-	return nil
 }
 
 func noArgs(args []string) error {

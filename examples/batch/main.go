@@ -142,6 +142,26 @@ func run(ctx context.Context, client ddbtrack.Client, out io.Writer, s settings)
 		return err
 	}
 
+	if err := createImages(ctx, out, tracker, s); err != nil {
+		return err
+	}
+	r := &resizer{flakiness: s.flakiness}
+	fmt.Fprintf(out, "Processing with %d workers (Ctrl-C stops claiming; tasks in flight finish):\n", s.workers)
+	began := time.Now()
+	res, err := process(ctx, out, tracker, r.resize, s)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "\n\nThis run took %v: %d attempts, %d succeeded, %d failed and were retried, %d gave up, %d claims lost to other workers.\n",
+		time.Since(began).Round(time.Millisecond), res.Claimed, res.Succeeded, res.Failed, res.Ignored, res.Refused)
+	if err := statusTable(ctx, out, tracker); err != nil {
+		return err
+	}
+	return rerun(ctx, out, tracker, r, s)
+}
+
+// createImages creates the job's tasks, one per image, in one call.
+func createImages(ctx context.Context, out io.Writer, tracker *ddbtrack.Tracker[Status], s settings) error {
 	fmt.Fprintf(out, "Creating %d tasks in job %s of table %s... ", s.tasks, s.job, s.table)
 	began := time.Now()
 	newTasks := make([]ddbtrack.NewTask, s.tasks)
@@ -153,41 +173,39 @@ func run(ctx context.Context, client ddbtrack.Client, out io.Writer, s settings)
 		return err
 	}
 	fmt.Fprintf(out, "done in %v.\n\n", time.Since(began).Round(time.Millisecond))
+	return nil
+}
 
-	// The "bug": about one image in a hundred is in a format the resizer
-	// does not handle, so it fails on every attempt until it is fixed.
-	fixed := false
-	resize := func(ctx context.Context, task *ddbtrack.Task[Status]) error {
-		var img Image
-		if err := task.UnmarshalData(&img); err != nil {
-			return err
-		}
-		select { // The work: a millisecond or two.
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Duration(500+rand.IntN(1500)) * time.Microsecond):
-		}
-		if !fixed && unsupported(img.Key) {
-			return fmt.Errorf("decode %s: unsupported color profile %q", img.Key, "CMYK")
-		}
-		if rand.Float64() < s.flakiness {
-			return errors.New("upload thumbnail: connection reset by peer")
-		}
-		return task.SetOutput(map[string]any{"thumbnail": strings.TrimSuffix(img.Key, ".jpg") + "_200.jpg"})
-	}
+// resizer is the business logic, with a "bug": about one image in a
+// hundred is in a format it does not handle, so it fails on every attempt
+// until fixed is set.
+type resizer struct {
+	fixed     bool // Set only between runs of the pool.
+	flakiness float64
+}
 
-	fmt.Fprintf(out, "Processing with %d workers (Ctrl-C stops claiming; tasks in flight finish):\n", s.workers)
-	began = time.Now()
-	res, err := process(ctx, out, tracker, resize, s)
-	if err != nil {
+func (r *resizer) resize(ctx context.Context, task *ddbtrack.Task[Status]) error {
+	var img Image
+	if err := task.UnmarshalData(&img); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "\n\nThis run took %v: %d attempts, %d succeeded, %d failed and were retried, %d gave up, %d claims lost to other workers.\n",
-		time.Since(began).Round(time.Millisecond), res.Claimed, res.Succeeded, res.Failed, res.Ignored, res.Refused)
-	if err := statusTable(ctx, out, tracker); err != nil {
-		return err
+	select { // The work: a millisecond or two.
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(time.Duration(500+rand.IntN(1500)) * time.Microsecond):
 	}
+	if !r.fixed && unsupported(img.Key) {
+		return fmt.Errorf("decode %s: unsupported color profile %q", img.Key, "CMYK")
+	}
+	if rand.Float64() < r.flakiness {
+		return errors.New("upload thumbnail: connection reset by peer")
+	}
+	return task.SetOutput(map[string]any{"thumbnail": strings.TrimSuffix(img.Key, ".jpg") + "_200.jpg"})
+}
 
+// rerun shows the tasks that gave up and why, fixes the bug, and runs them
+// again: one Requeue finds them all.
+func rerun(ctx context.Context, out io.Writer, tracker *ddbtrack.Tracker[Status], r *resizer, s settings) error {
 	fmt.Fprintln(out, "\nTasks that gave up, and why:")
 	shown := 0
 	for task, err := range tracker.Query(ctx, ddbtrack.QueryOptions[Status]{Statuses: []Status{GaveUp}, Limit: 10}) {
@@ -203,13 +221,13 @@ func run(ctx context.Context, client ddbtrack.Client, out io.Writer, s settings)
 	}
 
 	fmt.Fprintln(out, "\nThe resizer now handles CMYK. Requeueing the tasks that gave up, and running them again:")
-	fixed = true
+	r.fixed = true
 	moved, err := tracker.Requeue(ctx, ddbtrack.RequeueOptions[Status]{Statuses: []Status{GaveUp}})
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "Requeued %d tasks.\n", moved.Moved)
-	if _, err := process(ctx, out, tracker, resize, s); err != nil {
+	if _, err := process(ctx, out, tracker, r.resize, s); err != nil {
 		return err
 	}
 	fmt.Fprintln(out)

@@ -95,6 +95,31 @@ func run(ctx context.Context) error {
 	}
 
 	const id = "t-1"
+	if err := succeed(ctx, tracker, id); err != nil {
+		return err
+	}
+	if err := failUntilIgnored(ctx, tracker, id); err != nil {
+		return err
+	}
+
+	step("6. The task's record, as readable JSON")
+	task, err := tracker.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	out, err := json.MarshalIndent(task, "   ", "  ")
+	if err != nil {
+		return err
+	}
+	fmt.Println("   " + string(out))
+
+	step("7. A batch: 40 tasks through a pool of 4 workers; every fifth one can never succeed")
+	return batch(ctx, client, tracker.Config())
+}
+
+// succeed creates the task afresh and runs it to success, showing it as
+// another worker would see it before, during and after.
+func succeed(ctx context.Context, tracker *ddbtrack.Tracker[StatusEnum], id string) error {
 	step("2. Create a task and run it to success")
 	// A rerun of the demo against a persistent server finds the task from
 	// last time; start it afresh, as the seed's Tracker.new does.
@@ -107,7 +132,7 @@ func run(ctx context.Context) error {
 	if err := show(ctx, tracker, id, "before the task started"); err != nil {
 		return err
 	}
-	err = tracker.Start(ctx, id, func(ctx context.Context, task *ddbtrack.Task[StatusEnum]) error {
+	err := tracker.Start(ctx, id, func(ctx context.Context, task *ddbtrack.Task[StatusEnum]) error {
 		if err := show(ctx, tracker, id, "inside Start, as another worker would see it"); err != nil {
 			return err
 		}
@@ -120,15 +145,18 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := show(ctx, tracker, id, "after Start returned"); err != nil {
-		return err
-	}
+	return show(ctx, tracker, id, "after Start returned")
+}
 
+// failUntilIgnored runs the task again with business logic that fails,
+// until MaxAttempts failures in a row make it ignored, and shows that it
+// is then refused.
+func failUntilIgnored(ctx context.Context, tracker *ddbtrack.Tracker[StatusEnum], id string) error {
 	step("3. Reset the task and run it again; this time the business logic fails")
 	if err := tracker.Reset(ctx, id); err != nil {
 		return err
 	}
-	err = tracker.Start(ctx, id, func(ctx context.Context, task *ddbtrack.Task[StatusEnum]) error {
+	err := tracker.Start(ctx, id, func(ctx context.Context, task *ddbtrack.Task[StatusEnum]) error {
 		if err := task.SetData(map[string]int{"version": 3}); err != nil {
 			return err
 		}
@@ -166,20 +194,7 @@ func run(ctx context.Context) error {
 		return errors.New("unreachable: an ignored task does not run")
 	})
 	fmt.Printf("   errors.Is(err, ddbtrack.ErrTaskIgnored) = %v\n   %v\n", errors.Is(err, ddbtrack.ErrTaskIgnored), err)
-
-	step("6. The task's record, as readable JSON")
-	task, err := tracker.Get(ctx, id)
-	if err != nil {
-		return err
-	}
-	out, err := json.MarshalIndent(task, "   ", "  ")
-	if err != nil {
-		return err
-	}
-	fmt.Println("   " + string(out))
-
-	step("7. A batch: 40 tasks through a pool of 4 workers; every fifth one can never succeed")
-	return batch(ctx, client, tracker.Config())
+	return nil
 }
 
 // batch runs a small job through Process and prints its counts, which also
