@@ -829,3 +829,26 @@ func TestStatsWarnsOfTheWrongStatusesOrJob(t *testing.T) {
 	require.Contains(t, r.stdout, "total                              0")
 	require.Equal(t, "\nWarning: No tasks in job \"tset-job\" of table \"TABLE\"; the table holds the jobs \"nightly-import\".\n", r.stderr)
 }
+
+// TestStatsSaysHowOldTheCountsAre: counts that another viewer took a few
+// seconds ago are shown with their age; fresh ones, and those refreshed
+// because they were older than the command accepts, without.
+func TestStatsSaysHowOldTheCountsAre(t *testing.T) {
+	t.Parallel()
+	fx := fixture.New(t)
+	fx.Seed(t)
+	c := newCLI(t, fx)
+	r := c.run("stats")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	require.NotContains(t, r.stdout, "Counted")
+
+	fx.Clock.Advance(7 * time.Second)
+	r = c.run("stats")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Contains(t, r.stdout, "\nCounted 7s ago (counts are shared by every viewer, and at most 10s old).\n")
+
+	fx.Clock.Advance(4 * time.Second) // 11 s: older than the 10 s the command accepts.
+	r = c.run("stats")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	require.NotContains(t, r.stdout, "Counted")
+}
