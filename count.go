@@ -23,7 +23,7 @@ type Counts[S Status] struct {
 
 // Count counts the tasks in each of statuses, or, with none, in the five
 // roles of Config and every status in Config.Startable. It sends a
-// Select=COUNT query to each of the statuses' index partitions, several at
+// Select=COUNT query to each of the statuses' index partitions, two at
 // once, and follows each one's pages; it never scans the table.
 //
 // A COUNT query returns no items, but DynamoDB still reads every item it
@@ -68,7 +68,7 @@ func (t *Tracker[S]) count(ctx context.Context, statuses []S) (Counts[S], error)
 		c.ByStatus[s] = 0
 	}
 	var mu sync.Mutex
-	err = fanOut(ctx, len(parts), fanOutLimit, func(ctx context.Context, i int) error {
+	err = fanOut(ctx, len(parts), countLimit, func(ctx context.Context, i int) error {
 		n, err := t.countPartition(ctx, parts[i])
 		if err != nil {
 			return err
@@ -83,6 +83,13 @@ func (t *Tracker[S]) count(ctx context.Context, statuses []S) (Counts[S], error)
 	}
 	return c, nil
 }
+
+// countLimit bounds the partitions a count reads at once. A count's time
+// is set by its biggest partition, whose pages follow one another, so
+// reading every partition at once would save little; and each page reads
+// 1 MB, so a count with fewer in flight leaves the table's capacity, and
+// a local server's one process, to the other callers meanwhile.
+const countLimit = 2
 
 // countPartition counts one index partition, page by page: DynamoDB stops
 // a COUNT query's page after reading 1 MB, as it does any query's.
