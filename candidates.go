@@ -329,28 +329,25 @@ func (f *feeder[S]) refill(ctx context.Context, limit, keep int) error {
 		return err
 	}
 	f.listed(src, tasks)
-	var due time.Time
-	var last int64
+	var next, last time.Time
 	switch {
 	case len(tasks) == 0 && from == "" && !src.fresh && f.p.opts.Mode == Service:
 		// Learn when the partition's next task is due, to read it then.
 		// A Batch pool learns it from its check of whether the job is
 		// finished, which reads every partition's first task anyway.
-		if due, err = f.edgeDue(ctx, src, now, false); err != nil {
+		if next, err = f.nextDue(ctx, src, now); err != nil {
 			return err
 		}
 	case len(tasks) == limit && from == "" && !src.takeover:
 		// The partition is crowded: learn where its due tasks end, so
 		// that the points read from next fall among them. Drawn up to now
 		// instead, most would fall after a job created in a burst.
-		if due, err = f.edgeDue(ctx, src, now, true); err != nil {
+		if last, err = f.lastDue(ctx, src, now); err != nil {
 			return err
 		}
-		last = due.UnixMilli()
-		due = time.Time{}
 	}
 	f.p.healthy()
-	f.schedule(src, tasks, from, limit, due, last)
+	f.schedule(src, tasks, from, limit, next, last)
 	pg := &page{}
 	read := f.clock().Now()
 	rand.Shuffle(len(tasks), func(i, j int) { tasks[i], tasks[j] = tasks[j], tasks[i] })
@@ -377,9 +374,9 @@ func (f *feeder[S]) readFrom(src *source, now time.Time) string {
 
 // schedule decides, from what a read of src from the order key from found,
 // how to read it next: where from if it is crowded, and when, if it had
-// nothing due. due is when the partition's next task is due, and last when
-// its last due task is, in epoch milliseconds, if a read told.
-func (f *feeder[S]) schedule(src *source, tasks []*Task[S], from string, limit int, due time.Time, last int64) {
+// nothing due. next is when the partition's next task not yet due will be,
+// and last when its last due task is, if a read told.
+func (f *feeder[S]) schedule(src *source, tasks []*Task[S], from string, limit int, next, last time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	n := len(tasks)
@@ -400,14 +397,14 @@ func (f *feeder[S]) schedule(src *source, tasks []*Task[S], from string, limit i
 	case n == 0:
 		src.crowded = false
 		src.nextRead = f.clock().Now().Add(f.pollInterval(src))
-		if !due.IsZero() && f.readTime(due).Before(src.nextRead) {
-			src.nextRead = f.readTime(due)
+		if !next.IsZero() && f.readTime(next).Before(src.nextRead) {
+			src.nextRead = f.readTime(next)
 		}
 	default:
 		src.crowded = n == limit
 		src.spread = newSpread(tasks[0].DueAt.UnixMilli())
-		if last > 0 {
-			src.spread.hi = last
+		if !last.IsZero() {
+			src.spread.hi = last.UnixMilli()
 		}
 		if !src.crowded {
 			// Every due task of the partition is a candidate now: reading
@@ -465,14 +462,21 @@ func (f *feeder[S]) read(ctx context.Context, src *source, from string, now time
 	return p.page(ctx)
 }
 
-// edgeDue returns when the first task of src that is not yet due will be,
-// or with due, when the last task due at now is; the zero time if there is
-// none. It is one item's read.
-func (f *feeder[S]) edgeDue(ctx context.Context, src *source, now time.Time, due bool) (time.Time, error) {
-	p := &plan[S]{t: f.p.t, parts: []partition{src.part}, lo: keys.OrderBound(now.UnixMilli()), limit: 1, pageSize: 1}
-	if due {
-		p.lo, p.hi, p.desc = "", keys.OrderBound(now.UnixMilli()), true
-	}
+// nextDue returns when the first task of src that is not yet due at now
+// will be, or the zero time if there is none: one item's read.
+func (f *feeder[S]) nextDue(ctx context.Context, src *source, now time.Time) (time.Time, error) {
+	return f.firstDue(ctx, &plan[S]{t: f.p.t, parts: []partition{src.part}, lo: keys.OrderBound(now.UnixMilli()), limit: 1, pageSize: 1})
+}
+
+// lastDue returns when the last task of src due at now is, or the zero
+// time if there is none: one item's read.
+func (f *feeder[S]) lastDue(ctx context.Context, src *source, now time.Time) (time.Time, error) {
+	return f.firstDue(ctx, &plan[S]{t: f.p.t, parts: []partition{src.part}, hi: keys.OrderBound(now.UnixMilli()), desc: true, limit: 1, pageSize: 1})
+}
+
+// firstDue returns the due time of the first task p reads, or the zero
+// time if it reads none.
+func (f *feeder[S]) firstDue(ctx context.Context, p *plan[S]) (time.Time, error) {
 	tasks, err := p.page(ctx)
 	if err != nil || len(tasks) == 0 {
 		return time.Time{}, err
