@@ -99,6 +99,9 @@ type feeder[S Status] struct {
 	waiting map[string]wait
 	// quiet counts the checks in a row that found the job finished.
 	quiet int
+	// unfinished is when a check last found the job unfinished, zero once
+	// the pool has started a task since: see idle.
+	unfinished time.Time
 }
 
 // wait is a task this pool made wait: where, and when.
@@ -246,6 +249,7 @@ func (f *feeder[S]) run(ctx context.Context) error {
 			<-p.slots
 			continue
 		}
+		f.unfinished = time.Time{}
 		f.start(c)
 	}
 }
@@ -490,7 +494,13 @@ func (f *feeder[S]) firstDue(ctx context.Context, p *plan[S]) (time.Time, error)
 func (f *feeder[S]) idle(ctx context.Context) (done bool, err error) {
 	p := f.p
 	wake := f.nextWake()
-	if p.opts.Mode == Batch && p.busy() == 0 && wake.After(f.clock().Now()) {
+	// A pool that found the job unfinished and has started nothing since,
+	// as one of many does while the others finish the last tasks, checks
+	// again only after a PollInterval: checking each time a read finds
+	// nothing made a fleet's idle pools read every partition over and
+	// over.
+	now := f.clock().Now()
+	if p.opts.Mode == Batch && p.busy() == 0 && wake.After(now) && now.Sub(f.unfinished) >= p.opts.PollInterval {
 		finished, err := f.finished(ctx)
 		switch {
 		case err != nil && (ctx.Err() != nil || permanent(err)):
@@ -509,6 +519,7 @@ func (f *feeder[S]) idle(ctx context.Context) (done bool, err error) {
 			return false, nil
 		default:
 			f.quiet = 0
+			f.unfinished = f.clock().Now()
 			wake = f.nextWake()
 		}
 	}

@@ -6,11 +6,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/stretchr/testify/require"
@@ -553,4 +555,53 @@ func TestBatchWaitsForIndexToListRetry(t *testing.T) {
 	task, err := tr.Get(ctx, "flaky")
 	require.NoError(t, err)
 	require.Equal(t, Success, task.Status)
+}
+
+// checkReads is a Client that counts the reads of a Batch pool's check of
+// whether its job is finished: one item of a partition, from its head.
+type checkReads struct {
+	ddbtrack.Client
+	n atomic.Int64
+}
+
+func (c *checkReads) Query(ctx context.Context, in *dynamodb.QueryInput, opts ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error) {
+	if aws.ToInt32(in.Limit) == 1 && !strings.ContainsAny(aws.ToString(in.KeyConditionExpression), "<>") {
+		c.n.Add(1)
+	}
+	return c.Client.Query(ctx, in, opts...)
+}
+
+// TestBatchWaitsQuietlyForOthersTasks: a Batch pool with nothing to do
+// while another worker runs the job's last task checks whether the job is
+// finished about once per PollInterval, not after every read of a
+// partition: a hundred such pools, waiting out a lease, read every
+// partition of the job thousands of times a second.
+func TestBatchWaitsQuietlyForOthersTasks(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cfg := config(t)
+	tr := newTracker(t, cfg)
+	require.NoError(t, tr.Create(ctx, ddbtrack.NewTask{ID: "slow"}))
+	claimed, release := make(chan struct{}), make(chan struct{})
+	go func() {
+		_ = worker(t, cfg, "other").Start(ctx, "slow", func(context.Context, *ddbtrack.Task[Step]) error {
+			close(claimed)
+			<-release
+			return nil
+		})
+	}()
+	<-claimed
+	checks := &checkReads{Client: ddbtracktest.Client(t)}
+	pt, err := ddbtrack.New(checks, cfg)
+	require.NoError(t, err)
+	const poll = 50 * time.Millisecond
+	time.AfterFunc(time.Second, func() { close(release) })
+	began := time.Now()
+	res, err := pt.Process(ctx, ok, ddbtrack.ProcessOptions[Step]{PollInterval: poll})
+	require.NoError(t, err)
+	require.Zero(t, res.Claimed)
+	polls := int(time.Since(began) / poll)
+	// A check reads the first task of each of the pool's 6 partitions.
+	require.LessOrEqual(t, checks.n.Load(), int64(6*(polls+3)), "%d polls", polls)
+	t.Logf("%d check reads in %d polls", checks.n.Load(), polls)
 }
