@@ -275,7 +275,12 @@ func (t *Tracker[S]) refusingItem(ctx context.Context, w *write, refusal error) 
 		switch {
 		case err == nil:
 			return item, nil
-		case !w.persist || permanent(err) || ctx.Err() != nil:
+		case w.persist && !permanent(err) && ctx.Err() != nil:
+			// FinishTimeout ran out during the read: what the refusal
+			// means, and so whether this write's earlier try landed, is
+			// unknown.
+			return nil, t.unsettled(w, err)
+		case !w.persist || permanent(err):
 			return nil, errors.Join(err, t.writeError(w, refusal))
 		}
 		if serr := sleep(ctx, wait.next()); serr != nil {

@@ -278,7 +278,7 @@ func (p *pool[S]) run(ctx context.Context) (ProcessResult, error) {
 	start := func(c candidate[S]) {
 		p.workers.Go(func() {
 			defer func() { <-p.slots }()
-			if p.work(workCtx, c) {
+			if p.work(workCtx, ctx, c) {
 				stopFeeding(errPanicked)
 			}
 		})
@@ -370,7 +370,10 @@ func (p *pool[S]) busy() int {
 
 // work runs one candidate and counts how it ended. It returns true if fn
 // panicked; the panic is kept for Process to raise again.
-func (p *pool[S]) work(ctx context.Context, c candidate[S]) (panicked bool) {
+//
+// runCtx is Process's own context, which ends the settling of a claim
+// whose answer never came (see settleClaim).
+func (p *pool[S]) work(ctx, runCtx context.Context, c candidate[S]) (panicked bool) {
 	a := p.t.newAttempt(c.task.ID, p.opts.Start)
 	tried := true
 	defer func() {
@@ -395,6 +398,9 @@ func (p *pool[S]) work(ctx context.Context, c candidate[S]) (panicked bool) {
 	case a.task == nil:
 		tried = false
 		p.problem(ctx, err, false)
+		if errors.Is(err, ErrUnavailable) {
+			p.settleClaim(runCtx, a)
+		}
 	case a.kind == EventError:
 		p.problem(ctx, err, false)
 	}
@@ -477,4 +483,36 @@ func (p *pool[S]) backOff(ctx context.Context) error {
 		return ctx.Err()
 	}
 	return sleep(ctx, wait)
+}
+
+// settleClaim settles a claim that DynamoDB did not answer within
+// Config.FinishTimeout, which may have been applied: left alone, it would
+// hold the task Running, run by nobody, until its lease expired, and a
+// Batch run would wait for that. So the worker goes on reading the task,
+// with pauses, until the read answers, the lease would have expired, or
+// runCtx ends: if the claim was applied (the item holds its token), it
+// releases the task, without counting the attempt, for any worker to
+// claim again.
+func (p *pool[S]) settleClaim(runCtx context.Context, a *attempt[S]) {
+	t := a.t
+	ctx, cancel := context.WithTimeout(runCtx, a.opts.Lease)
+	defer cancel()
+	wait := newPause(p.opts.MaxBackoff)
+	for {
+		if err := sleep(ctx, wait.next()); err != nil {
+			return
+		}
+		item, err := t.readKey(ctx, t.key(a.id), a.id)
+		switch {
+		case err != nil && !permanent(err):
+			continue
+		case err != nil || str(item, attrLeaseToken) != a.token:
+			return // Not applied, or the task has moved on since.
+		}
+		if a.claimed(ctx, item) == nil {
+			release := fmt.Errorf("%w: the claim was settled after Config.FinishTimeout", ErrRelease)
+			_ = a.finish(context.WithoutCancel(ctx), release, false, "", nil)
+		}
+		return
+	}
 }

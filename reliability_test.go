@@ -384,3 +384,35 @@ func TestClaimRecognisedButReadFails(t *testing.T) {
 	require.Falsef(t, held, "Start returned %q, yet its own claim holds the task Running until %s, and fn never ran",
 		err, task.LeaseExpiresAt.Format(time.RFC3339))
 }
+
+// TestProcessSettlesUnansweredClaim: a pool whose claim was applied but
+// never answered, and whose reads of the task then failed for longer than
+// FinishTimeout, does not leave the task Running, run by nobody, until its
+// lease expires: it settles the claim once reads succeed again, releases
+// the task, and runs it.
+func TestProcessSettlesUnansweredClaim(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cfg := config(t)
+	cfg.Lease = time.Minute // What the run would otherwise wait for.
+	cfg.FinishTimeout = 300 * time.Millisecond
+	tr := newTracker(t, cfg)
+	require.NoError(t, createTask(ctx, tr, "t"))
+	rg := newRig(t, 52)
+	a := trackerOn(t, rg.faulty(t), cfg, "worker-a")
+	rg.proxy.Set(
+		faultproxy.Rule{Match: isClaim, Fault: faultproxy.Drop, Count: 1},
+		faultproxy.Rule{Op: "GetItem", Fault: faultproxy.Cut, Count: 6 * rigAttempts},
+	)
+	var runs atomic.Int32
+	began := time.Now()
+	res, err := a.Process(ctx, func(context.Context, *ddbtrack.Task[Step]) error {
+		runs.Add(1)
+		return nil
+	}, ddbtrack.ProcessOptions[Step]{Concurrency: 1, PollInterval: 100 * time.Millisecond})
+	require.NoError(t, err)
+	require.Equal(t, int32(1), runs.Load())
+	require.Equal(t, Success, get(t, tr, "t").Status)
+	require.Less(t, time.Since(began), cfg.Lease/2, "the run did not wait for the lease: %+v", res)
+	t.Logf("%s: %+v in %v", serverKind(), res, time.Since(began).Round(time.Millisecond))
+}
