@@ -160,6 +160,37 @@ type attempt[S Status] struct {
 	kind EventKind
 	// quiet says that the tracker's logger records nothing.
 	quiet bool
+	// unwritten is the outcome that got no answer within
+	// Config.FinishTimeout, which Process goes on trying to record.
+	unwritten *unwritten[S]
+}
+
+// unwritten is an outcome whose write got no answer, and fn's error.
+type unwritten[S Status] struct {
+	ending *ending[S]
+	fnErr  error
+}
+
+// writeLate tries once more, within Config.FinishTimeout, to record the
+// outcome that finish could not. It reports whether it is settled: written,
+// or refused because the task has moved on; not if DynamoDB still does not
+// answer.
+func (a *attempt[S]) writeLate(ctx context.Context) bool {
+	u := a.unwritten
+	wctx, cancel := context.WithTimeout(ctx, a.t.cfg.FinishTimeout)
+	defer cancel()
+	_, err := a.t.send(wctx, u.ending.write)
+	switch {
+	case err == nil:
+		a.recorded(u.ending)
+		_ = a.end(ctx, u.ending.kind, u.fnErr, nil)
+	case errors.Is(err, ErrUnavailable) || ctx.Err() != nil:
+		return false
+	default:
+		_ = a.end(ctx, EventLeaseLost, u.fnErr, err)
+	}
+	a.unwritten = nil
+	return true
 }
 
 // newAttempt prepares an attempt at taskID. Its logger names the task,
@@ -355,6 +386,9 @@ func (a *attempt[S]) finish(ctx context.Context, fnErr error, panicked bool, sta
 	case errors.Is(err, ErrLeaseLost):
 		return a.end(ctx, EventLeaseLost, fnErr, err)
 	case err != nil:
+		if errors.Is(err, ErrUnavailable) {
+			a.unwritten = &unwritten[S]{ending: e, fnErr: fnErr}
+		}
 		return a.end(ctx, EventError, fnErr, err)
 	}
 	a.recorded(e)

@@ -58,8 +58,9 @@ var (
 	// Config.FinishTimeout. The error wraps the last one. A claim or an
 	// outcome that may have landed unseen leaves the task Running under
 	// this worker's lease, and another worker takes it over when the lease
-	// expires; a Process worker settles such a claim once DynamoDB answers
-	// again, and releases the task if the claim landed.
+	// expires. A Process worker goes on settling such a claim or outcome
+	// within the lease, and records it, or releases the task if its claim
+	// landed, once DynamoDB answers again.
 	ErrUnavailable = errors.New("ddbtrack: DynamoDB unavailable")
 	// ErrTableSchema means CreateTable found an existing table whose keys or
 	// status index differ from the ones ddbtrack needs.

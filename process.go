@@ -403,6 +403,9 @@ func (p *pool[S]) work(ctx, runCtx context.Context, c candidate[S]) (panicked bo
 		}
 	case a.kind == EventError:
 		p.problem(ctx, err, false)
+		if a.unwritten != nil {
+			p.settleOutcome(runCtx, a)
+		}
 	}
 	return false
 }
@@ -483,6 +486,23 @@ func (p *pool[S]) backOff(ctx context.Context) error {
 		return ctx.Err()
 	}
 	return sleep(ctx, wait)
+}
+
+// settleOutcome goes on trying to record an outcome that DynamoDB did not
+// answer within Config.FinishTimeout, with pauses, until it is settled,
+// the lease would have expired, or runCtx ends. Left alone, the task would
+// sit Running, its result lost, until another worker took it over and ran
+// it again. The write is fenced by the lease token, so a late one cannot
+// overwrite another worker's attempt.
+func (p *pool[S]) settleOutcome(runCtx context.Context, a *attempt[S]) {
+	ctx, cancel := context.WithTimeout(runCtx, a.opts.Lease)
+	defer cancel()
+	wait := newPause(p.opts.MaxBackoff)
+	for sleep(ctx, wait.next()) == nil {
+		if a.writeLate(ctx) {
+			return
+		}
+	}
 }
 
 // settleClaim settles a claim that DynamoDB did not answer within

@@ -416,3 +416,33 @@ func TestProcessSettlesUnansweredClaim(t *testing.T) {
 	require.Less(t, time.Since(began), cfg.Lease/2, "the run did not wait for the lease: %+v", res)
 	t.Logf("%s: %+v in %v", serverKind(), res, time.Since(began).Round(time.Millisecond))
 }
+
+// TestProcessSettlesUnansweredOutcome: a pool whose outcome write got no
+// answer for longer than FinishTimeout goes on trying it once DynamoDB
+// answers again, within the lease: the result is recorded, not lost with
+// the task left Running until another worker takes it over and runs it
+// again.
+func TestProcessSettlesUnansweredOutcome(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cfg := config(t)
+	cfg.Lease = time.Minute // What the run would otherwise wait for.
+	cfg.FinishTimeout = 300 * time.Millisecond
+	tr := newTracker(t, cfg)
+	require.NoError(t, createTask(ctx, tr, "t"))
+	rg := newRig(t, 53)
+	a := trackerOn(t, rg.faulty(t), cfg, "worker-a")
+	rg.proxy.Set(faultproxy.Rule{Match: isOutcome, Fault: faultproxy.Cut, Count: 8 * rigAttempts})
+	var runs atomic.Int32
+	began := time.Now()
+	res, err := a.Process(ctx, func(context.Context, *ddbtrack.Task[Step]) error {
+		runs.Add(1)
+		return nil
+	}, ddbtrack.ProcessOptions[Step]{Concurrency: 1, PollInterval: 100 * time.Millisecond})
+	require.NoError(t, err)
+	require.Equal(t, int32(1), runs.Load(), "the task ran once: %+v", res)
+	require.Equal(t, Success, get(t, tr, "t").Status)
+	require.Equal(t, 1, res.Succeeded)
+	require.Less(t, time.Since(began), cfg.Lease/2, "the run did not wait for the lease: %+v", res)
+	t.Logf("%s: %+v in %v, %d faults", serverKind(), res, time.Since(began).Round(time.Millisecond), rg.proxy.Injected()[faultproxy.Cut])
+}
