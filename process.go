@@ -509,10 +509,12 @@ func (p *pool[S]) settleOutcome(runCtx context.Context, a *attempt[S]) {
 // Config.FinishTimeout, which may have been applied: left alone, it would
 // hold the task Running, run by nobody, until its lease expired, and a
 // Batch run would wait for that. So the worker goes on reading the task,
-// with pauses, until the read answers, the lease would have expired, or
-// runCtx ends: if the claim was applied (the item holds its token), it
-// releases the task, without counting the attempt, for any worker to
-// claim again.
+// with pauses, for as long as the claim may still land (a request the
+// server has not processed yet can land after the worker gave up on it),
+// and at most until the lease would have expired or runCtx ends: if the
+// claim was applied (the item holds its token), it releases the task,
+// without counting the attempt, for any worker to claim again; once the
+// task is another worker's, it stops.
 func (p *pool[S]) settleClaim(runCtx context.Context, a *attempt[S]) {
 	t := a.t
 	ctx, cancel := context.WithTimeout(runCtx, a.opts.Lease)
@@ -526,8 +528,14 @@ func (p *pool[S]) settleClaim(runCtx context.Context, a *attempt[S]) {
 		switch {
 		case err != nil && !permanent(err):
 			continue
-		case err != nil || str(item, attrLeaseToken) != a.token:
-			return // Not applied, or the task has moved on since.
+		case err != nil || item == nil:
+			return
+		case str(item, attrLeaseToken) != a.token && t.claimable(item, t.cfg.Now()):
+			// Not applied yet, but a request the server has not
+			// processed may still be: look again.
+			continue
+		case str(item, attrLeaseToken) != a.token:
+			return // Another worker has the task now; this claim cannot land.
 		}
 		if a.claimed(ctx, item) == nil {
 			release := fmt.Errorf("%w: the claim was settled after Config.FinishTimeout", ErrRelease)

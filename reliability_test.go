@@ -446,3 +446,33 @@ func TestProcessSettlesUnansweredOutcome(t *testing.T) {
 	require.Less(t, time.Since(began), cfg.Lease/2, "the run did not wait for the lease: %+v", res)
 	t.Logf("%s: %+v in %v, %d faults", serverKind(), res, time.Since(began).Round(time.Millisecond), rg.proxy.Injected()[faultproxy.Cut])
 }
+
+// TestProcessSettlesLateClaim: a claim that the server applies only after
+// the worker gave up on it (here, a second after a 300 ms FinishTimeout)
+// is still settled: the worker looks again while the task could still
+// take the claim, finds it there, and releases the task, instead of
+// leaving it Running, run by nobody, for its whole lease.
+func TestProcessSettlesLateClaim(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cfg := config(t)
+	cfg.Lease = time.Minute // What the run would otherwise wait for.
+	cfg.FinishTimeout = 300 * time.Millisecond
+	tr := newTracker(t, cfg)
+	require.NoError(t, createTask(ctx, tr, "t"))
+	rg := newRig(t, 54)
+	a := trackerOn(t, rg.faulty(t), cfg, "worker-a")
+	rg.proxy.Set(faultproxy.Rule{Match: isClaim, Fault: faultproxy.Late, Delay: time.Second, Count: 1})
+	var runs atomic.Int32
+	began := time.Now()
+	res, err := a.Process(ctx, func(context.Context, *ddbtrack.Task[Step]) error {
+		runs.Add(1)
+		return nil
+	}, ddbtrack.ProcessOptions[Step]{Concurrency: 1, PollInterval: 100 * time.Millisecond})
+	require.NoError(t, err)
+	require.Equal(t, 1, rg.proxy.Injected()[faultproxy.Late])
+	require.Equal(t, int32(1), runs.Load(), "the task ran once: %+v", res)
+	require.Equal(t, Success, get(t, tr, "t").Status)
+	require.Less(t, time.Since(began), cfg.Lease/2, "the run did not wait for the lease: %+v", res)
+	t.Logf("%s: %+v in %v", serverKind(), res, time.Since(began).Round(time.Millisecond))
+}

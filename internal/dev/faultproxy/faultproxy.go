@@ -57,6 +57,12 @@ const (
 	// up or Rule.Delay passes (if set), then cuts the connection: a network
 	// that swallows packets.
 	Hang
+
+	// Late holds the request for Rule.Delay, whether or not the client has
+	// given up meanwhile, then forwards it and cuts the connection: a
+	// request stuck in a queue on the way, which the server applies after
+	// the client stopped waiting for it.
+	Late
 )
 
 func (f Fault) String() string {
@@ -73,6 +79,8 @@ func (f Fault) String() string {
 		return "cut"
 	case Hang:
 		return "hang"
+	case Late:
+		return "late"
 	}
 	return fmt.Sprintf("fault(%d)", int(f))
 }
@@ -265,6 +273,13 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	case Hang:
 		wait(r.Context(), delay)
+		cut(w)
+		return
+	case Late:
+		time.Sleep(delay)
+		p.forwarding.Add(1)
+		_, _ = p.forward(r.WithContext(context.WithoutCancel(r.Context())), body)
+		p.forwarding.Add(-1)
 		cut(w)
 		return
 	}
