@@ -456,13 +456,21 @@ func TestProcessSettlesLateClaim(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	cfg := config(t)
-	cfg.Lease = time.Minute // What the run would otherwise wait for.
+	cfg.Lease = 2 * time.Minute // What the run would otherwise wait for.
 	cfg.FinishTimeout = 300 * time.Millisecond
 	tr := newTracker(t, cfg)
 	require.NoError(t, createTask(ctx, tr, "t"))
 	rg := newRig(t, 54)
 	a := trackerOn(t, rg.faulty(t), cfg, "worker-a")
-	rg.proxy.Set(faultproxy.Rule{Match: isClaim, Fault: faultproxy.Late, Delay: time.Second, Count: 1})
+	// The pool's reads of the index fail for a while after the claim, so
+	// that it cannot claim the task afresh before the late claim lands.
+	var claimed atomic.Bool
+	rg.proxy.Set(
+		faultproxy.Rule{Match: func(op string, body []byte) bool {
+			return isClaim(op, body) && !claimed.Swap(true)
+		}, Fault: faultproxy.Late, Delay: time.Second},
+		faultproxy.Rule{Op: "Query", Match: func(string, []byte) bool { return claimed.Load() }, Fault: faultproxy.Cut, Count: 4 * rigAttempts},
+	)
 	var runs atomic.Int32
 	began := time.Now()
 	res, err := a.Process(ctx, func(context.Context, *ddbtrack.Task[Step]) error {
