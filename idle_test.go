@@ -94,7 +94,7 @@ func (c *manualClock) advanceTo(at time.Time) {
 
 // partitionReads is a Client that counts the queries of each status
 // partition of the index, told by the key condition's partition key, and
-// knows whether one is in flight.
+// knows whether a query or a write is in flight.
 type partitionReads struct {
 	ddbtrack.Client
 	job string
@@ -130,6 +130,20 @@ func (c *partitionReads) Query(ctx context.Context, in *dynamodb.QueryInput, opt
 		}
 	}
 	return c.Client.Query(ctx, in, opts...)
+}
+
+// UpdateItem counts the claim or outcome in flight, so that the pool is
+// not taken to sleep while one is under way.
+func (c *partitionReads) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
+	c.mu.Lock()
+	c.inflight++
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.inflight--
+		c.mu.Unlock()
+	}()
+	return c.Client.UpdateItem(ctx, in, opts...)
 }
 
 // take returns the reads counted and the time spent in queries since the
@@ -175,8 +189,9 @@ func idlePool(t *testing.T, cfg ddbtrack.Config[Step], clk *manualClock, opts dd
 	return reads, started
 }
 
-// settle waits until the pool sleeps on a timer of clk with no query in
-// flight, in three checks in a row, and returns when that timer fires.
+// settle waits until the pool sleeps on a timer of clk with no query or
+// write in flight, in three checks in a row, and returns when that timer
+// fires.
 func settle(t *testing.T, clk *manualClock, reads *partitionReads) time.Time {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -296,12 +311,19 @@ func TestIdleFindsDueRetry(t *testing.T) {
 		return nil
 	})
 	require.NoError(t, tr.Create(context.Background(), ddbtrack.NewTask{ID: "flaky"}))
-	id, failedAt := runUntil(t, clk, reads, started, time.Minute)
+	id, startedAt := runUntil(t, clk, reads, started, time.Minute)
 	require.Equal(t, "flaky", id)
+	var due time.Time
+	require.Eventually(t, func() bool {
+		task := get(t, tr, "flaky")
+		due = task.DueAt
+		return task.Status == Failed
+	}, 10*time.Second, 5*time.Millisecond, "the failure is recorded")
+	require.GreaterOrEqual(t, due.Sub(startedAt), delay, "the retry is due RetryDelay after the failure")
 	id, retriedAt := runUntil(t, clk, reads, started, 2*delay)
 	require.Equal(t, "flaky", id)
-	require.GreaterOrEqual(t, retriedAt.Sub(failedAt), delay, "not before the retry is due")
-	require.LessOrEqual(t, retriedAt.Sub(failedAt), delay+10*time.Millisecond, "at the retry's due time")
+	require.False(t, retriedAt.Before(due), "not before the retry is due")
+	require.LessOrEqual(t, retriedAt.Sub(due), 10*time.Millisecond, "at the retry's due time")
 	require.Eventually(t, func() bool { return get(t, tr, "flaky").Status == Success }, 10*time.Second, 10*time.Millisecond)
 }
 
