@@ -102,20 +102,22 @@ type partitionReads struct {
 	mu       sync.Mutex
 	reads    map[int]int // by status
 	inflight int
-	busy     time.Duration
 }
 
-func (c *partitionReads) Query(ctx context.Context, in *dynamodb.QueryInput, opts ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error) {
-	began := time.Now()
+// sent counts a request in flight until the returned function is called.
+func (c *partitionReads) sent() (done func()) {
 	c.mu.Lock()
 	c.inflight++
 	c.mu.Unlock()
-	defer func() {
+	return func() {
 		c.mu.Lock()
 		c.inflight--
-		c.busy += time.Since(began)
 		c.mu.Unlock()
-	}()
+	}
+}
+
+func (c *partitionReads) Query(ctx context.Context, in *dynamodb.QueryInput, opts ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error) {
+	defer c.sent()()
 	for _, v := range in.ExpressionAttributeValues {
 		s, ok := v.(*types.AttributeValueMemberS)
 		if !ok || !strings.HasPrefix(s.Value, c.job+"#") {
@@ -135,25 +137,17 @@ func (c *partitionReads) Query(ctx context.Context, in *dynamodb.QueryInput, opt
 // UpdateItem counts the claim or outcome in flight, so that the pool is
 // not taken to sleep while one is under way.
 func (c *partitionReads) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
-	c.mu.Lock()
-	c.inflight++
-	c.mu.Unlock()
-	defer func() {
-		c.mu.Lock()
-		c.inflight--
-		c.mu.Unlock()
-	}()
+	defer c.sent()()
 	return c.Client.UpdateItem(ctx, in, opts...)
 }
 
-// take returns the reads counted and the time spent in queries since the
-// last take.
-func (c *partitionReads) take() (map[int]int, time.Duration) {
+// take returns the reads counted since the last take.
+func (c *partitionReads) take() map[int]int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	r, busy := c.reads, c.busy
-	c.reads, c.busy = map[int]int{}, 0
-	return r, busy
+	r := c.reads
+	c.reads = map[int]int{}
+	return r
 }
 
 func (c *partitionReads) reading() bool {
@@ -244,14 +238,14 @@ func TestIdlePollSchedule(t *testing.T) {
 	newTracker(t, cfg)
 	reads, _ := idlePool(t, cfg, clk, ddbtrack.ProcessOptions[Step]{}, ok)
 	at := settle(t, clk, reads)
-	first, _ := reads.take()
+	first := reads.take()
 	require.Equal(t, map[int]int{int(Todo): 2, int(Failed): 4, int(InProgress): 4}, first, "the first reads of every partition")
 
 	start := clk.Now()
 	for ; !at.After(start.Add(time.Minute)); at = settle(t, clk, reads) {
 		clk.advanceTo(at)
 	}
-	got, _ := reads.take()
+	got := reads.take()
 	require.Equal(t, map[int]int{int(Todo): 2 * 40, int(Failed): 2 * 2 * 2, int(InProgress): 2 * 2 * 2}, got)
 }
 

@@ -385,54 +385,23 @@ func TestClaimRecognisedButReadFails(t *testing.T) {
 		err, task.LeaseExpiresAt.Format(time.RFC3339))
 }
 
-// TestProcessSettlesUnansweredClaim: a pool whose claim was applied but
-// never answered, and whose reads of the task then failed for longer than
-// FinishTimeout, does not leave the task Running, run by nobody, until its
-// lease expires: it settles the claim once reads succeed again, releases
-// the task, and runs it.
-func TestProcessSettlesUnansweredClaim(t *testing.T) {
-	t.Parallel()
+// settleRun runs one task "t" through a Batch Process of one worker on a
+// tracker whose requests pass the rig's proxy, with a 300 ms
+// FinishTimeout and the given lease, which a run that left the task
+// Running would wait out. faults sets the proxy's rules once the task
+// exists. It checks that the task ran once, succeeded, and that the run
+// ended well within the lease.
+func settleRun(t *testing.T, seed uint64, lease time.Duration, faults func(*faultproxy.Proxy)) {
+	t.Helper()
 	ctx := context.Background()
 	cfg := config(t)
-	cfg.Lease = time.Minute // What the run would otherwise wait for.
+	cfg.Lease = lease
 	cfg.FinishTimeout = 300 * time.Millisecond
 	tr := newTracker(t, cfg)
 	require.NoError(t, createTask(ctx, tr, "t"))
-	rg := newRig(t, 52)
+	rg := newRig(t, seed)
 	a := trackerOn(t, rg.faulty(t), cfg, "worker-a")
-	rg.proxy.Set(
-		faultproxy.Rule{Match: isClaim, Fault: faultproxy.Drop, Count: 1},
-		faultproxy.Rule{Op: "GetItem", Fault: faultproxy.Cut, Count: 6 * rigAttempts},
-	)
-	var runs atomic.Int32
-	began := time.Now()
-	res, err := a.Process(ctx, func(context.Context, *ddbtrack.Task[Step]) error {
-		runs.Add(1)
-		return nil
-	}, ddbtrack.ProcessOptions[Step]{Concurrency: 1, PollInterval: 100 * time.Millisecond})
-	require.NoError(t, err)
-	require.Equal(t, int32(1), runs.Load())
-	require.Equal(t, Success, get(t, tr, "t").Status)
-	require.Less(t, time.Since(began), cfg.Lease/2, "the run did not wait for the lease: %+v", res)
-	t.Logf("%s: %+v in %v", serverKind(), res, time.Since(began).Round(time.Millisecond))
-}
-
-// TestProcessSettlesUnansweredOutcome: a pool whose outcome write got no
-// answer for longer than FinishTimeout goes on trying it once DynamoDB
-// answers again, within the lease: the result is recorded, not lost with
-// the task left Running until another worker takes it over and runs it
-// again.
-func TestProcessSettlesUnansweredOutcome(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	cfg := config(t)
-	cfg.Lease = time.Minute // What the run would otherwise wait for.
-	cfg.FinishTimeout = 300 * time.Millisecond
-	tr := newTracker(t, cfg)
-	require.NoError(t, createTask(ctx, tr, "t"))
-	rg := newRig(t, 53)
-	a := trackerOn(t, rg.faulty(t), cfg, "worker-a")
-	rg.proxy.Set(faultproxy.Rule{Match: isOutcome, Fault: faultproxy.Cut, Count: 8 * rigAttempts})
+	faults(rg.proxy)
 	var runs atomic.Int32
 	began := time.Now()
 	res, err := a.Process(ctx, func(context.Context, *ddbtrack.Task[Step]) error {
@@ -443,8 +412,35 @@ func TestProcessSettlesUnansweredOutcome(t *testing.T) {
 	require.Equal(t, int32(1), runs.Load(), "the task ran once: %+v", res)
 	require.Equal(t, Success, get(t, tr, "t").Status)
 	require.Equal(t, 1, res.Succeeded)
-	require.Less(t, time.Since(began), cfg.Lease/2, "the run did not wait for the lease: %+v", res)
-	t.Logf("%s: %+v in %v, %d faults", serverKind(), res, time.Since(began).Round(time.Millisecond), rg.proxy.Injected()[faultproxy.Cut])
+	require.Less(t, time.Since(began), lease/2, "the run did not wait for the lease: %+v", res)
+	t.Logf("%s: %+v in %v, faults %v", serverKind(), res, time.Since(began).Round(time.Millisecond), rg.proxy.Injected())
+}
+
+// TestProcessSettlesUnansweredClaim: a pool whose claim was applied but
+// never answered, and whose reads of the task then failed for longer than
+// FinishTimeout, does not leave the task Running, run by nobody, until its
+// lease expires: it settles the claim once reads succeed again, releases
+// the task, and runs it.
+func TestProcessSettlesUnansweredClaim(t *testing.T) {
+	t.Parallel()
+	settleRun(t, 52, time.Minute, func(p *faultproxy.Proxy) {
+		p.Set(
+			faultproxy.Rule{Match: isClaim, Fault: faultproxy.Drop, Count: 1},
+			faultproxy.Rule{Op: "GetItem", Fault: faultproxy.Cut, Count: 6 * rigAttempts},
+		)
+	})
+}
+
+// TestProcessSettlesUnansweredOutcome: a pool whose outcome write got no
+// answer for longer than FinishTimeout goes on trying it once DynamoDB
+// answers again, within the lease: the result is recorded, not lost with
+// the task left Running until another worker takes it over and runs it
+// again.
+func TestProcessSettlesUnansweredOutcome(t *testing.T) {
+	t.Parallel()
+	settleRun(t, 53, time.Minute, func(p *faultproxy.Proxy) {
+		p.Set(faultproxy.Rule{Match: isOutcome, Fault: faultproxy.Cut, Count: 8 * rigAttempts})
+	})
 }
 
 // TestProcessSettlesLateClaim: a claim that the server applies only after
@@ -454,33 +450,16 @@ func TestProcessSettlesUnansweredOutcome(t *testing.T) {
 // leaving it Running, run by nobody, for its whole lease.
 func TestProcessSettlesLateClaim(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
-	cfg := config(t)
-	cfg.Lease = 2 * time.Minute // What the run would otherwise wait for.
-	cfg.FinishTimeout = 300 * time.Millisecond
-	tr := newTracker(t, cfg)
-	require.NoError(t, createTask(ctx, tr, "t"))
-	rg := newRig(t, 54)
-	a := trackerOn(t, rg.faulty(t), cfg, "worker-a")
-	// The pool's reads of the index fail for a while after the claim, so
-	// that it cannot claim the task afresh before the late claim lands.
-	var claimed atomic.Bool
-	rg.proxy.Set(
-		faultproxy.Rule{Match: func(op string, body []byte) bool {
-			return isClaim(op, body) && !claimed.Swap(true)
-		}, Fault: faultproxy.Late, Delay: time.Second},
-		faultproxy.Rule{Op: "Query", Match: func(string, []byte) bool { return claimed.Load() }, Fault: faultproxy.Cut, Count: 4 * rigAttempts},
-	)
-	var runs atomic.Int32
-	began := time.Now()
-	res, err := a.Process(ctx, func(context.Context, *ddbtrack.Task[Step]) error {
-		runs.Add(1)
-		return nil
-	}, ddbtrack.ProcessOptions[Step]{Concurrency: 1, PollInterval: 100 * time.Millisecond})
-	require.NoError(t, err)
-	require.Equal(t, 1, rg.proxy.Injected()[faultproxy.Late])
-	require.Equal(t, int32(1), runs.Load(), "the task ran once: %+v", res)
-	require.Equal(t, Success, get(t, tr, "t").Status)
-	require.Less(t, time.Since(began), cfg.Lease/2, "the run did not wait for the lease: %+v", res)
-	t.Logf("%s: %+v in %v", serverKind(), res, time.Since(began).Round(time.Millisecond))
+	settleRun(t, 54, 2*time.Minute, func(p *faultproxy.Proxy) {
+		// The pool's reads of the index fail for a while after the claim,
+		// so that it cannot claim the task afresh before the late claim
+		// lands.
+		var claimed atomic.Bool
+		p.Set(
+			faultproxy.Rule{Match: func(op string, body []byte) bool {
+				return isClaim(op, body) && !claimed.Swap(true)
+			}, Fault: faultproxy.Late, Delay: time.Second},
+			faultproxy.Rule{Op: "Query", Match: func(string, []byte) bool { return claimed.Load() }, Fault: faultproxy.Cut, Count: 4 * rigAttempts},
+		)
+	})
 }
