@@ -63,17 +63,22 @@ func shipped(path string) bool {
 
 // exported lists the exported identifiers of the package in dir.
 func exported(dir string) ([]string, error) {
-	fset := token.NewFileSet()
-	pkgs, err := parser.ParseDir(fset, dir, func(fi fs.FileInfo) bool { return shipped(fi.Name()) }, 0)
+	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err
 	}
 	var names []string
-	for _, pkg := range pkgs {
-		for _, f := range pkg.Files {
-			for _, d := range f.Decls {
-				names = append(names, declNames(d)...)
-			}
+	fset := token.NewFileSet()
+	for _, e := range entries {
+		if e.IsDir() || !shipped(e.Name()) {
+			continue
+		}
+		f, err := parser.ParseFile(fset, filepath.Join(dir, e.Name()), nil, 0)
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range f.Decls {
+			names = append(names, declNames(d)...)
 		}
 	}
 	sort.Strings(names)
