@@ -171,6 +171,31 @@ type unwritten[S Status] struct {
 	fnErr  error
 }
 
+// claimLate reads the task once, for a claim that got no answer within
+// Config.FinishTimeout, and reports whether the claim is settled. If it
+// was applied (the item holds its token), it releases the task, without
+// counting the attempt, for any worker to claim again. While the task is
+// still claimable the claim is not settled, since a request the server
+// has not processed yet can land after the worker gave up on it; once the
+// task is another worker's, it cannot land.
+func (a *attempt[S]) claimLate(ctx context.Context) bool {
+	t := a.t
+	item, err := t.readKey(ctx, t.key(a.id), a.id)
+	switch {
+	case err != nil:
+		return permanent(err)
+	case item == nil:
+		return true
+	case str(item, attrLeaseToken) != a.token:
+		return !t.claimable(item, t.cfg.Now())
+	}
+	if a.claimed(ctx, item) == nil {
+		release := fmt.Errorf("%w: the claim was settled after Config.FinishTimeout", ErrRelease)
+		_ = a.finish(context.WithoutCancel(ctx), release, false, "", nil)
+	}
+	return true
+}
+
 // writeLate tries once more, within Config.FinishTimeout, to record the
 // outcome that finish could not. It reports whether it is settled: written,
 // or refused because the task has moved on; not if DynamoDB still does not

@@ -145,9 +145,7 @@ func (f *feeder[S]) ended(a *attempt[S]) {
 		if src.part.status != int(a.task.Status) || src.part.shard != shard {
 			continue
 		}
-		if due.Before(src.nextRead) {
-			src.nextRead = due
-		}
+		src.readBy(due)
 		if f.p.opts.Mode == Batch {
 			if len(f.waiting) >= maxWaiting {
 				f.forgetWaits(now)
@@ -401,8 +399,8 @@ func (f *feeder[S]) schedule(src *source, tasks []*Task[S], from string, limit i
 	case n == 0:
 		src.crowded = false
 		src.nextRead = f.clock().Now().Add(f.pollInterval(src))
-		if !next.IsZero() && f.readTime(next).Before(src.nextRead) {
-			src.nextRead = f.readTime(next)
+		if !next.IsZero() {
+			src.readBy(f.readTime(next))
 		}
 	default:
 		src.crowded = n == limit
@@ -418,11 +416,10 @@ func (f *feeder[S]) schedule(src *source, tasks []*Task[S], from string, limit i
 	}
 }
 
-// readTime returns when, by the schedule's clock, to read a
-// partition for a task due at due by Config.Now: a millisecond after it,
-// since a lease that expires at due can be taken over only after that
-// millisecond, and a read that comes too early finds nothing and waits for
-// the next sweep.
+// readTime returns when, by the schedule's clock, to read a partition for
+// a task due at due by Config.Now: a millisecond after it, since a lease
+// that expires at due can be taken over only after that millisecond, and a
+// read that comes too early finds nothing and waits for the next sweep.
 func (f *feeder[S]) readTime(due time.Time) time.Time {
 	return f.clock().Now().Add(due.Sub(f.p.t.cfg.Now()) + time.Millisecond)
 }
@@ -591,6 +588,12 @@ func (f *feeder[S]) finished(ctx context.Context) (bool, error) {
 func (f *feeder[S]) readBy(src *source, at time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	src.readBy(at)
+}
+
+// readBy schedules a read of the partition by the time at at the latest.
+// The feeder's mu must be held.
+func (src *source) readBy(at time.Time) {
 	if at.Before(src.nextRead) {
 		src.nextRead = at
 	}

@@ -371,8 +371,8 @@ func (p *pool[S]) busy() int {
 // work runs one candidate and counts how it ended. It returns true if fn
 // panicked; the panic is kept for Process to raise again.
 //
-// runCtx is Process's own context, which ends the settling of a claim
-// whose answer never came (see settleClaim).
+// runCtx is Process's own context, which ends the settling of a claim or
+// an outcome whose answer never came (see settle).
 func (p *pool[S]) work(ctx, runCtx context.Context, c candidate[S]) (panicked bool) {
 	a := p.t.newAttempt(c.task.ID, p.opts.Start)
 	tried := true
@@ -399,12 +399,12 @@ func (p *pool[S]) work(ctx, runCtx context.Context, c candidate[S]) (panicked bo
 		tried = false
 		p.problem(ctx, err, false)
 		if errors.Is(err, ErrUnavailable) {
-			p.settleClaim(runCtx, a)
+			p.settle(runCtx, a, a.claimLate)
 		}
 	case a.kind == EventError:
 		p.problem(ctx, err, false)
 		if a.unwritten != nil {
-			p.settleOutcome(runCtx, a)
+			p.settle(runCtx, a, a.writeLate)
 		}
 	}
 	return false
@@ -488,59 +488,18 @@ func (p *pool[S]) backOff(ctx context.Context) error {
 	return sleep(ctx, wait)
 }
 
-// settleOutcome goes on trying to record an outcome that DynamoDB did not
-// answer within Config.FinishTimeout, with pauses, until it is settled,
-// the lease would have expired, or runCtx ends. Left alone, the task would
-// sit Running, its result lost, until another worker took it over and ran
-// it again. The write is fenced by the lease token, so a late one cannot
-// overwrite another worker's attempt.
-func (p *pool[S]) settleOutcome(runCtx context.Context, a *attempt[S]) {
+// settle goes on with what an attempt left unsettled after
+// Config.FinishTimeout: try, after a pause each time, until try reports it
+// settled, the lease would have expired, or runCtx ends. Left alone, a
+// claim or an outcome with no answer would leave the task Running, run by
+// nobody, until its lease expired, and a Batch run would wait for that.
+func (p *pool[S]) settle(runCtx context.Context, a *attempt[S], try func(context.Context) bool) {
 	ctx, cancel := context.WithTimeout(runCtx, a.opts.Lease)
 	defer cancel()
 	wait := newPause(p.opts.MaxBackoff)
 	for sleep(ctx, wait.next()) == nil {
-		if a.writeLate(ctx) {
+		if try(ctx) {
 			return
 		}
-	}
-}
-
-// settleClaim settles a claim that DynamoDB did not answer within
-// Config.FinishTimeout, which may have been applied: left alone, it would
-// hold the task Running, run by nobody, until its lease expired, and a
-// Batch run would wait for that. So the worker goes on reading the task,
-// with pauses, for as long as the claim may still land (a request the
-// server has not processed yet can land after the worker gave up on it),
-// and at most until the lease would have expired or runCtx ends: if the
-// claim was applied (the item holds its token), it releases the task,
-// without counting the attempt, for any worker to claim again; once the
-// task is another worker's, it stops.
-func (p *pool[S]) settleClaim(runCtx context.Context, a *attempt[S]) {
-	t := a.t
-	ctx, cancel := context.WithTimeout(runCtx, a.opts.Lease)
-	defer cancel()
-	wait := newPause(p.opts.MaxBackoff)
-	for {
-		if err := sleep(ctx, wait.next()); err != nil {
-			return
-		}
-		item, err := t.readKey(ctx, t.key(a.id), a.id)
-		switch {
-		case err != nil && !permanent(err):
-			continue
-		case err != nil || item == nil:
-			return
-		case str(item, attrLeaseToken) != a.token && t.claimable(item, t.cfg.Now()):
-			// Not applied yet, but a request the server has not
-			// processed may still be: look again.
-			continue
-		case str(item, attrLeaseToken) != a.token:
-			return // Another worker has the task now; this claim cannot land.
-		}
-		if a.claimed(ctx, item) == nil {
-			release := fmt.Errorf("%w: the claim was settled after Config.FinishTimeout", ErrRelease)
-			_ = a.finish(context.WithoutCancel(ctx), release, false, "", nil)
-		}
-		return
 	}
 }
