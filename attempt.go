@@ -333,7 +333,7 @@ func (a *attempt[S]) claimed(ctx context.Context, item map[string]types.Attribut
 		}
 		a.log.WarnContext(ctx, "took over an expired lease", logOwner, owner, logLeaseExpiresAt, until)
 	}
-	a.log.LogAttrs(ctx, infoLevel, "task claimed", strAttr(logStatus, task.StatusName), slog.Time(logLeaseExpiresAt, task.LeaseExpiresAt))
+	a.log.LogAttrs(ctx, infoLevel, "task claimed", slog.String(logStatus, task.StatusName), slog.Time(logLeaseExpiresAt, task.LeaseExpiresAt))
 	return nil
 }
 
@@ -558,7 +558,7 @@ func (a *attempt[S]) end(ctx context.Context, kind EventKind, fnErr, err error) 
 	evErr := fnErr
 	switch kind {
 	case EventSucceeded:
-		a.log.LogAttrs(ctx, infoLevel, "task succeeded", strAttr(logStatus, a.task.StatusName))
+		a.log.LogAttrs(ctx, infoLevel, "task succeeded", slog.String(logStatus, a.task.StatusName))
 	case EventFailed:
 		a.log.WarnContext(ctx, "task failed", logStatus, a.task.StatusName, logDueAt, a.task.DueAt, logError, fnErr)
 	case EventIgnored:

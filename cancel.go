@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 )
 
 // Cancel stops a task for good, recording reason. A task that no worker
@@ -41,7 +42,7 @@ func (t *Tracker[S]) Cancel(ctx context.Context, taskID, reason string) error {
 	for range maxClaimTries {
 		now := t.cfg.Now()
 		if _, err = t.send(ctx, t.cancelWrite(taskID, reason, now)); err == nil {
-			t.log.LogAttrs(ctx, infoLevel, "task cancelled", strAttr(logTask, taskID), strAttr(logReason, reason))
+			t.log.LogAttrs(ctx, infoLevel, "task cancelled", slog.String(logTask, taskID), slog.String(logReason, reason))
 			return nil
 		}
 		if !errors.Is(err, ErrTaskLocked) {
@@ -49,7 +50,7 @@ func (t *Tracker[S]) Cancel(ctx context.Context, taskID, reason string) error {
 		}
 		// A worker holds the task: ask it to stop.
 		if _, err = t.send(ctx, t.cancelRequestWrite(taskID, reason, now)); err == nil {
-			t.log.LogAttrs(ctx, infoLevel, "task cancel requested", strAttr(logTask, taskID), strAttr(logReason, reason))
+			t.log.LogAttrs(ctx, infoLevel, "task cancel requested", slog.String(logTask, taskID), slog.String(logReason, reason))
 			return nil
 		}
 		if !isRefusal(err) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 )
@@ -34,7 +35,7 @@ func (t *Tracker[S]) Create(ctx context.Context, task NewTask) error {
 	if _, err := t.send(ctx, w); err != nil {
 		return err
 	}
-	t.log.LogAttrs(ctx, debugLevel, "task created", strAttr(logTask, task.ID))
+	t.log.LogAttrs(ctx, debugLevel, "task created", slog.String(logTask, task.ID))
 	return nil
 }
 
@@ -123,6 +124,6 @@ func (t *Tracker[S]) CreateMany(ctx context.Context, tasks []NewTask) (CreateMan
 	if ctx.Err() != nil && len(res.Created)+len(res.Existing)+len(errs) < len(tasks) {
 		errs = append(errs, fmt.Errorf("ddbtrack: create many: %w", context.Cause(ctx)))
 	}
-	t.log.LogAttrs(ctx, debugLevel, "tasks created", intAttr("created", len(res.Created)), intAttr("existing", len(res.Existing)), intAttr("failed", len(errs)))
+	t.log.LogAttrs(ctx, debugLevel, "tasks created", slog.Int("created", len(res.Created)), slog.Int("existing", len(res.Existing)), slog.Int("failed", len(errs)))
 	return res, errors.Join(errs...)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync/atomic"
 )
 
@@ -18,7 +19,7 @@ func (t *Tracker[S]) Delete(ctx context.Context, taskID string) error {
 	if _, err := t.send(ctx, t.deleteWrite(taskID)); err != nil {
 		return err
 	}
-	t.log.LogAttrs(ctx, infoLevel, "task deleted", strAttr(logTask, taskID))
+	t.log.LogAttrs(ctx, infoLevel, "task deleted", slog.String(logTask, taskID))
 	return nil
 }
 
@@ -60,8 +61,8 @@ func (t *Tracker[S]) DeleteByStatus(ctx context.Context, statuses ...S) (int, er
 			return nil
 		})
 	})
-	t.log.LogAttrs(ctx, infoLevel, "tasks deleted by status", strAttr("statuses", fmt.Sprint(statuses)),
-		intAttr("deleted", int(deleted.Load())), intAttr("locked", int(locked.Load())), errAttr(err))
+	t.log.LogAttrs(ctx, infoLevel, "tasks deleted by status", slog.String("statuses", fmt.Sprint(statuses)),
+		slog.Int("deleted", int(deleted.Load())), slog.Int("locked", int(locked.Load())), errAttr(err))
 	if err == nil && locked.Load() > 0 {
 		err = fmt.Errorf("%w: delete by status left %d tasks of job %q in place because workers hold them under unexpired leases; "+
 			"run it again once their work is done or their leases have expired", ErrTaskLocked, locked.Load(), t.cfg.Job)

@@ -95,16 +95,10 @@ const (
 // warnLevel is slog.LevelWarn, named for LogAttrs calls.
 const warnLevel = slog.LevelWarn
 
-func strAttr(key, v string) slog.Attr { return slog.String(key, v) }
-
 func errAttr(err error) slog.Attr { return slog.Any(logError, err) }
 
 // debugLevel is slog.LevelDebug, named for LogAttrs calls.
 const debugLevel = slog.LevelDebug
 
-func intAttr(key string, v int) slog.Attr { return slog.Int(key, v) }
-
 // infoLevel is slog.LevelInfo, named for LogAttrs calls.
 const infoLevel = slog.LevelInfo
-
-func boolAttr(key string, v bool) slog.Attr { return slog.Bool(key, v) }

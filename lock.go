@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strconv"
 	"strings"
@@ -151,7 +152,7 @@ func (t *Tracker[S]) send(ctx context.Context, w *write) (map[string]types.Attri
 	if err != nil {
 		return nil, err // A malformed expression is a bug in this file.
 	}
-	wait := newPause(2 * time.Second)
+	var wait *pause        // made at the first retry, which most writes never need
 	var sends atomic.Int32 // tries that reached the wire, counting the SDK's retries
 	for {
 		out, err := t.request(ctx, w, b, &sends)
@@ -177,7 +178,10 @@ func (t *Tracker[S]) send(ctx context.Context, w *write) (map[string]types.Attri
 		case !w.persist || permanent(err) || ctx.Err() != nil:
 			return nil, t.writeError(w, err)
 		}
-		t.log.LogAttrs(ctx, warnLevel, "write failed; trying again", strAttr(logTask, w.taskID), strAttr(logOp, w.op), errAttr(err))
+		t.log.LogAttrs(ctx, warnLevel, "write failed; trying again", slog.String(logTask, w.taskID), slog.String(logOp, w.op), errAttr(err))
+		if wait == nil {
+			wait = newPause(2 * time.Second)
+		}
 		if serr := sleep(ctx, wait.next()); serr != nil {
 			return t.settle(ctx, w, err)
 		}

@@ -3,6 +3,7 @@ package ddbtrack
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -22,7 +23,7 @@ func (t *Tracker[S]) Reset(ctx context.Context, taskID string) error {
 	if _, err := t.send(ctx, t.resetWrite(taskID, t.cfg.Now())); err != nil {
 		return err
 	}
-	t.log.LogAttrs(ctx, infoLevel, "task reset", strAttr(logTask, taskID), strAttr(logStatus, statusName[S](int(t.cfg.Pending))))
+	t.log.LogAttrs(ctx, infoLevel, "task reset", slog.String(logTask, taskID), slog.String(logStatus, statusName[S](int(t.cfg.Pending))))
 	return nil
 }
 
@@ -136,7 +137,7 @@ func (t *Tracker[S]) Requeue(ctx context.Context, opts RequeueOptions[S]) (Reque
 		}
 		return err
 	})
-	t.log.LogAttrs(ctx, infoLevel, "tasks requeued", intAttr("matched", res.Matched), intAttr("moved", res.Moved),
-		intAttr("skipped", res.Skipped), boolAttr("dry_run", opts.DryRun), errAttr(err))
+	t.log.LogAttrs(ctx, infoLevel, "tasks requeued", slog.Int("matched", res.Matched), slog.Int("moved", res.Moved),
+		slog.Int("skipped", res.Skipped), slog.Bool("dry_run", opts.DryRun), errAttr(err))
 	return res, err
 }
