@@ -38,20 +38,19 @@ func (p *pool[S]) report(ctx context.Context, stop <-chan struct{}) {
 		done int64
 	}
 	var samples []sample
+	var stopped time.Time // by Config.Now, once the pool has ended
 	tick := time.NewTicker(p.opts.ProgressInterval)
 	defer tick.Stop()
 	for final := false; !final; {
 		select {
 		case <-tick.C:
 		case <-stop:
-			final = true
+			final, stopped = true, p.t.cfg.Now()
 		}
 		// The last report runs after ctx may have ended; it still says
 		// where the job stands.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		// Every pool of the job shares one count per interval, or per
-		// Config.CountMaxAge if that is longer.
-		counts, err := p.t.sharedCount(rctx, max(p.opts.ProgressInterval, p.t.cfg.CountMaxAge), p.t.roles())
+		counts, err := p.progressCounts(rctx, stopped)
 		cancel()
 		if err != nil {
 			if !final {
@@ -85,4 +84,22 @@ func (p *pool[S]) report(ctx context.Context, stop <-chan struct{}) {
 		p.mu.Unlock()
 		p.opts.Progress(pr)
 	}
+}
+
+// progressCounts returns the counts of a report. Every pool of the job
+// shares one count per ProgressInterval, or per Config.CountMaxAge if that
+// is longer; but the last report, once the pool has stopped (stopped is
+// set), must count every outcome the pool wrote, so it takes only counts
+// from after that, counting afresh if the shared ones are older.
+func (p *pool[S]) progressCounts(ctx context.Context, stopped time.Time) (Counts[S], error) {
+	maxAge := max(p.opts.ProgressInterval, p.t.cfg.CountMaxAge)
+	if !stopped.IsZero() {
+		maxAge = p.t.cfg.Now().Sub(stopped)
+	}
+	counts, err := p.t.sharedCount(ctx, maxAge, p.t.roles())
+	if err == nil && counts.AsOf.Before(stopped) {
+		// Another caller holds the refresh: its counts are not here yet.
+		return p.t.count(ctx, p.t.roles())
+	}
+	return counts, err
 }
