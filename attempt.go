@@ -277,6 +277,9 @@ const maxClaimTries = 3
 // applied.
 func (a *attempt[S]) claim(ctx context.Context) error {
 	t := a.t
+	if err := t.announce(ctx); err != nil {
+		return err
+	}
 	a.token = newToken()
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), t.cfg.FinishTimeout)
 	defer cancel()

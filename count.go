@@ -40,6 +40,17 @@ type Counts[S Status] struct {
 // found meanwhile, or wait for the first ones. So the job is counted at
 // most once per CountMaxAge, however many dashboards, command-line
 // watchers and progress reports ask.
+//
+// A refresh reads every task in Pending, Running, Failed and
+// Config.Startable, but of Succeeded and Ignored only the tasks that
+// finished since the last refresh: the job's item keeps how many finished
+// before, and tasks leave those statuses only through Reset, Requeue,
+// Delete and DeleteByStatus, which record it. A refresh reads every task
+// once an hour, after such a removal, for Succeeded while the table's time
+// to live is on, and for a status that another tracker of the job starts
+// tasks from (a pipeline's next step, through its Config.Startable). What
+// else that rests on, and what it costs, is in docs/guarantees.md and
+// docs/cost.md.
 func (t *Tracker[S]) Count(ctx context.Context, statuses ...S) (Counts[S], error) {
 	all := t.roles()
 	if len(statuses) == 0 {
@@ -59,17 +70,25 @@ func (t *Tracker[S]) roles() []S {
 
 // count counts statuses afresh.
 func (t *Tracker[S]) count(ctx context.Context, statuses []S) (Counts[S], error) {
+	return t.tally(ctx, statuses, t.cfg.Now(), func(ctx context.Context, part partition) (int64, error) {
+		return t.countPartition(ctx, part, "", "")
+	})
+}
+
+// tally counts statuses at, with countOne counting each of their index
+// partitions, countLimit at once.
+func (t *Tracker[S]) tally(ctx context.Context, statuses []S, at time.Time, countOne func(context.Context, partition) (int64, error)) (Counts[S], error) {
 	parts, err := t.partitions(QueryOptions[S]{Statuses: statuses}, "statuses", time.Time{}, false)
 	if err != nil {
 		return Counts[S]{}, err
 	}
-	c := Counts[S]{ByStatus: make(map[S]int64, len(statuses)), AsOf: t.cfg.Now()}
+	c := Counts[S]{ByStatus: make(map[S]int64, len(statuses)), AsOf: at}
 	for _, s := range statuses {
 		c.ByStatus[s] = 0
 	}
 	var mu sync.Mutex
 	err = fanOut(ctx, len(parts), countLimit, func(ctx context.Context, i int) error {
-		n, err := t.countPartition(ctx, parts[i])
+		n, err := countOne(ctx, parts[i])
 		if err != nil {
 			return err
 		}
@@ -91,12 +110,22 @@ func (t *Tracker[S]) count(ctx context.Context, statuses []S) (Counts[S], error)
 // a local server's one process, to the other callers meanwhile.
 const countLimit = 2
 
-// countPartition counts one index partition, page by page: DynamoDB stops
-// a COUNT query's page after reading 1 MB, as it does any query's.
-func (t *Tracker[S]) countPartition(ctx context.Context, part partition) (int64, error) {
-	e, err := expression.NewBuilder().
-		WithKeyCondition(expression.Key(attrStatusKey).Equal(expression.Value(part.key(t.cfg.Job)))).
-		Build()
+// countPartition counts one index partition's tasks whose sort keys are
+// after after and up to upTo, "" meaning unbounded, page by page: DynamoDB
+// stops a COUNT query's page after reading 1 MB, as it does any query's.
+// The bounds are keys.OrderBound values, which no task's key equals, so
+// BETWEEN's inclusive bounds exclude nothing.
+func (t *Tracker[S]) countPartition(ctx context.Context, part partition, after, upTo string) (int64, error) {
+	kc := expression.Key(attrStatusKey).Equal(expression.Value(part.key(t.cfg.Job)))
+	switch order := expression.Key(attrOrderKey); {
+	case after != "" && upTo != "":
+		kc = kc.And(order.Between(expression.Value(after), expression.Value(upTo)))
+	case after != "":
+		kc = kc.And(order.GreaterThan(expression.Value(after)))
+	case upTo != "":
+		kc = kc.And(order.LessThanEqual(expression.Value(upTo)))
+	}
+	e, err := expression.NewBuilder().WithKeyCondition(kc).Build()
 	if err != nil {
 		return 0, fmt.Errorf("ddbtrack: build the count query of %s: %w", part.key(t.cfg.Job), err)
 	}

@@ -16,6 +16,9 @@ func (t *Tracker[S]) Delete(ctx context.Context, taskID string) error {
 	if err := t.checkID("taskID", taskID); err != nil {
 		return err
 	}
+	if err := t.removing(ctx); err != nil {
+		return err
+	}
 	if _, err := t.send(ctx, t.deleteWrite(taskID)); err != nil {
 		return err
 	}
@@ -44,6 +47,9 @@ func (t *Tracker[S]) DeleteByStatus(ctx context.Context, statuses ...S) (int, er
 	}
 	var deleted, locked atomic.Int64
 	err = p.inBatches(ctx, func(ctx context.Context, batch []*Task[S]) error {
+		if err := t.removing(ctx); err != nil {
+			return err
+		}
 		return fanOut(ctx, len(batch), fanOutLimit, func(ctx context.Context, i int) error {
 			_, err := t.send(ctx, t.deleteIdleWrite(batch[i], t.cfg.Now()))
 			var te *TaskError
@@ -61,6 +67,9 @@ func (t *Tracker[S]) DeleteByStatus(ctx context.Context, statuses ...S) (int, er
 			return nil
 		})
 	})
+	if err == nil && deleted.Load() > 0 {
+		err = t.removing(ctx)
+	}
 	t.log.LogAttrs(ctx, infoLevel, "tasks deleted by status", slog.String("statuses", fmt.Sprint(statuses)),
 		slog.Int("deleted", int(deleted.Load())), slog.Int("locked", int(locked.Load())), errAttr(err))
 	if err == nil && locked.Load() > 0 {

@@ -74,7 +74,9 @@
 // per stream, so its cost does not grow with the job. Count reads every
 // item it counts (Select=COUNT saves the transfer, not the read): about one
 // read unit per 8 KB of the counted tasks, and a latency that grows with
-// the largest partition. docs/cost.md has the measured figures.
+// the largest partition. Shared counts (Config.CountMaxAge) read the
+// finished tasks once, and afterwards only the unfinished tasks and those
+// that finished since. docs/cost.md has the measured figures.
 //
 // # Guarantees
 //

@@ -58,6 +58,9 @@ const (
 	attrCountingOwner = "counting_token" // the refresh under way, if any
 	attrCountingUntil = "counting_until" // and when its lease runs out
 	attrRegisteredAt  = "registered_at"  // epoch ms: when the job was first recorded
+	attrCountBase     = "count_base"     // what the next refresh need not count again (recount.go)
+	attrClaimable     = "claimable"      // number set: every status a tracker of the job claims from
+	attrRemovedAt     = "removed_at"     // epoch ms: when an operator last took tasks out of a status
 )
 
 // jobsKey is the status index partition that lists every job of a table:

@@ -728,15 +728,30 @@ func (t *Tracker[S]) requeueTaskWrite(task *Task[S], now time.Time) *write {
 }
 
 // registerWrite records that the job exists, in its own item, listed in
-// the status index under jobsKey. It sets nothing that changes, so it may
-// be sent any number of times.
+// the status index under jobsKey, and adds the statuses this tracker
+// claims tasks from to the job's (see recount.go). It sets nothing that
+// changes, so it may be sent any number of times.
 func (t *Tracker[S]) registerWrite(now time.Time) *write {
 	w := &write{op: "register job", taskID: t.cfg.Job, job: true}
+	claimable := make([]string, 0, len(t.startable))
+	for s := range t.startable {
+		claimable = append(claimable, strconv.Itoa(int(s)))
+	}
 	w.expr.Set(attrJob, strAV(t.cfg.Job)).
 		Set(attrStatusKey, strAV(jobsKey)).
 		Set(attrOrderKey, strAV(t.cfg.Job)).
 		SetExpr("#registered_at = if_not_exists(#registered_at, :now)").
+		Add(attrClaimable, &types.AttributeValueMemberNS{Value: claimable}).
 		Value("now", numAV(now.UnixMilli()))
+	return w
+}
+
+// removedWrite records that an operator is about to take tasks out of
+// their status, which a refresh of the shared counts must not assume they
+// keep. A job with no item has no shared counts, so it is not made one.
+func (t *Tracker[S]) removedWrite(now time.Time) *write {
+	w := &write{op: "record a removal from job", taskID: t.cfg.Job, job: true}
+	w.expr.Set(attrRemovedAt, numAV(now.UnixMilli())).Where("attribute_exists(#pk)")
 	return w
 }
 
@@ -755,12 +770,15 @@ func (t *Tracker[S]) countClaimWrite(token string, now time.Time, maxAge time.Du
 	return w
 }
 
-// countStoreWrite stores fresh shared counts, taken at at, and ends the
-// refresh that token holds; with no counts, it only ends the refresh.
-func (t *Tracker[S]) countStoreWrite(token string, counts map[string]types.AttributeValue, at time.Time) *write {
+// countStoreWrite stores fresh shared counts, taken at at, with the bases
+// of the next refresh, and ends the refresh that token holds; with no
+// counts, it only ends the refresh.
+func (t *Tracker[S]) countStoreWrite(token string, counts map[string]types.AttributeValue, base *countBase, at time.Time) *write {
 	w := &write{op: "store the counts of job", taskID: t.cfg.Job, job: true}
 	if counts != nil {
-		w.expr.Set(attrCounts, &types.AttributeValueMemberM{Value: counts}).Set(attrCountedAt, numAV(at.UnixMilli()))
+		w.expr.Set(attrCounts, &types.AttributeValueMemberM{Value: counts}).
+			Set(attrCountBase, base.av()).
+			Set(attrCountedAt, numAV(at.UnixMilli()))
 	}
 	w.expr.Remove(attrCountingOwner, attrCountingUntil).
 		Where("#counting_token = :token").

@@ -20,6 +20,9 @@ func (t *Tracker[S]) Reset(ctx context.Context, taskID string) error {
 	if err := t.checkID("taskID", taskID); err != nil {
 		return err
 	}
+	if err := t.removing(ctx); err != nil {
+		return err
+	}
 	if _, err := t.send(ctx, t.resetWrite(taskID, t.cfg.Now())); err != nil {
 		return err
 	}
@@ -117,6 +120,9 @@ func (t *Tracker[S]) Requeue(ctx context.Context, opts RequeueOptions[S]) (Reque
 		var moved, skipped atomic.Int64
 		var err error
 		if !opts.DryRun {
+			if err := t.removing(ctx); err != nil {
+				return err
+			}
 			err = fanOut(ctx, len(batch), fanOutLimit, func(ctx context.Context, i int) error {
 				_, err := t.send(ctx, t.requeueTaskWrite(batch[i], t.cfg.Now()))
 				switch {
@@ -137,6 +143,9 @@ func (t *Tracker[S]) Requeue(ctx context.Context, opts RequeueOptions[S]) (Reque
 		}
 		return err
 	})
+	if err == nil && res.Moved > 0 {
+		err = t.removing(ctx)
+	}
 	t.log.LogAttrs(ctx, infoLevel, "tasks requeued", slog.Int("matched", res.Matched), slog.Int("moved", res.Moved),
 		slog.Int("skipped", res.Skipped), slog.Bool("dry_run", opts.DryRun), errAttr(err))
 	return res, err

@@ -36,7 +36,7 @@ func (t *Tracker[S]) sharedCount(ctx context.Context, maxAge time.Duration, stat
 		if ok && now.Sub(found.AsOf) <= maxAge {
 			return found, nil
 		}
-		fresh, counted, err := t.refreshCounts(ctx, now, maxAge)
+		fresh, counted, err := t.refreshCounts(ctx, item, now, maxAge)
 		switch {
 		case err != nil:
 			return Counts[S]{}, err
@@ -52,20 +52,20 @@ func (t *Tracker[S]) sharedCount(ctx context.Context, maxAge time.Duration, stat
 	}
 }
 
-// refreshCounts counts the job, unless another caller holds the refresh:
-// then it reports counted false.
-func (t *Tracker[S]) refreshCounts(ctx context.Context, now time.Time, maxAge time.Duration) (Counts[S], bool, error) {
+// refreshCounts counts the job, from the bases in its item (recount.go),
+// unless another caller holds the refresh: then it reports counted false.
+func (t *Tracker[S]) refreshCounts(ctx context.Context, item map[string]types.AttributeValue, now time.Time, maxAge time.Duration) (Counts[S], bool, error) {
 	token := newToken()
 	if _, err := t.send(ctx, t.countClaimWrite(token, now, maxAge)); isRefusal(err) {
 		return Counts[S]{}, false, nil
 	} else if err != nil {
 		return Counts[S]{}, false, err
 	}
-	c, err := t.count(ctx, t.roles())
+	c, base, err := t.recount(ctx, item, now)
 	if err != nil {
 		// Give the refresh up at once, or the next caller would wait out
 		// its lease for counts that are not coming.
-		_, _ = t.send(context.WithoutCancel(ctx), t.countStoreWrite(token, nil, time.Time{}))
+		_, _ = t.send(context.WithoutCancel(ctx), t.countStoreWrite(token, nil, nil, time.Time{}))
 		return Counts[S]{}, false, err
 	}
 	byName := make(map[string]types.AttributeValue, len(c.ByStatus))
@@ -74,7 +74,7 @@ func (t *Tracker[S]) refreshCounts(ctx context.Context, now time.Time, maxAge ti
 	}
 	// A refresh that outlived its lease may be refused; its counts are as
 	// good as any for this caller.
-	if _, err := t.send(ctx, t.countStoreWrite(token, byName, c.AsOf)); err != nil && !isRefusal(err) {
+	if _, err := t.send(ctx, t.countStoreWrite(token, byName, base, c.AsOf)); err != nil && !isRefusal(err) {
 		return Counts[S]{}, false, err
 	}
 	return c, true, nil
@@ -116,21 +116,37 @@ func subset[S Status](some, all []S) bool {
 	return true
 }
 
-// register records that the job exists, so that Jobs lists it. It is one
-// write, safe to repeat, made by CreateTable, each CreateMany and each
-// Process, but never by Create or Start, which keep a task's path at three
-// writes.
+// register records that the job exists, so that Jobs lists it, with the
+// statuses this tracker claims from. It is one write, safe to repeat, made
+// by CreateTable, each CreateMany and each Process, but never by Create or
+// by Start, which keep a task's path at three writes, except once (see
+// announce).
 func (t *Tracker[S]) register(ctx context.Context) error {
-	_, err := t.send(ctx, t.registerWrite(t.cfg.Now()))
-	return err
+	if _, err := t.send(ctx, t.registerWrite(t.cfg.Now())); err != nil {
+		return err
+	}
+	t.registered.Store(true)
+	return nil
+}
+
+// announce registers the job before the first claim of a tracker with
+// Config.Startable, which may take tasks from another tracker's Succeeded
+// or Ignored: a refresh of the shared counts must then count that status
+// in full (see recount.go). It is one write in the tracker's life, and
+// none for a tracker that claims only from its own Pending and Failed.
+func (t *Tracker[S]) announce(ctx context.Context) error {
+	if len(t.cfg.Startable) == 0 || t.registered.Load() {
+		return nil
+	}
+	return t.register(ctx)
 }
 
 // Jobs lists the jobs of the tracker's table, by name, in byte order. It
 // reads the status index, where each job has an entry of its own, so it
 // costs one query whatever the size of the jobs. A job is listed once
-// one of its trackers has run CreateTable, CreateMany or Process; Create
-// and Start alone add no write to a task's path, so a job made only by
-// them is not.
+// one of its trackers has run CreateTable, CreateMany or Process, or Start
+// with Config.Startable set; Create and Start alone add no write to a
+// task's path, so a job made only by them is not.
 func (t *Tracker[S]) Jobs(ctx context.Context) ([]string, error) {
 	e, err := expression.NewBuilder().
 		WithKeyCondition(expression.Key(attrStatusKey).Equal(expression.Value(jobsKey))).

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -141,7 +142,8 @@ type Config[S Status] struct {
 	// one GetItem, instead of counting afresh: one caller at a time
 	// refreshes them when they are older, so the job is counted at most
 	// once per CountMaxAge, however many dashboards, watchers and progress
-	// reports ask. Defaults to 0: Count always counts afresh.
+	// reports ask, and a refresh reads the finished tasks only once (see
+	// [Tracker.Count]). Defaults to 0: Count always counts afresh.
 	CountMaxAge time.Duration
 
 	// OnEvent, if set, is called at every step of every attempt, by Start
@@ -183,6 +185,9 @@ type Tracker[S Status] struct {
 	writes *writeParts[S]
 	// sched is the clock Process schedules its reads by (schedclock.go).
 	sched schedClock
+	// registered says that this tracker has recorded its job, and the
+	// statuses it claims from, in the job's item (summary.go).
+	registered atomic.Bool
 }
 
 // New returns a Tracker for cfg.Job in cfg.Table. It checks cfg and fills

@@ -219,6 +219,7 @@ func (r *opsRun) timed(b *testing.B, mode countMode, op func()) {
 	b.ReportMetric(float64(times[len(times)/2].Microseconds())/1000, "ms-median")
 	b.ReportMetric(float64(r.counter.Counts().Total())/float64(b.N), "requests/op")
 	b.ReportMetric(float64(r.counter.CountQueries())/float64(b.N), "count-queries/op")
+	b.ReportMetric(float64(r.counter.CountedItems())/float64(b.N), "tasks-read/op")
 }
 
 // otherRefresh starts a refresh of the job's counts by another viewer, as
@@ -360,6 +361,12 @@ const (
 // counts with ProgressInterval as their maximum age, which is
 // Tracker.Count on a tracker whose CountMaxAge is ProgressInterval.
 //
+// Besides the count queries, it reports the tasks they read (tasks-read,
+// by the server's ScannedCount), which a count's cost and time grow with,
+// and that figure in full counts of the job (full-counts): a refresh of
+// the shared counts reads the unfinished tasks and only the finished ones
+// that are new since the last refresh.
+//
 // Counting afresh is not run for a whole minute: at 100,000 tasks its 166
 // full counts would take most of an hour on dynalite. Every one of them
 // sends the same queries, so it is the number of calls in the minute
@@ -367,19 +374,21 @@ const (
 func BenchmarkOpsCountQueries(b *testing.B) {
 	job := loadOpsJob(b)
 	b.Run("counts=shared", func(b *testing.B) {
-		var perMinute, fullCounts float64
+		var perMinute, read, fullCounts float64
 		for b.Loop() {
 			r := job.run()
 			// Counts left by other benchmarks are stale here.
 			r.clock.Advance(time.Minute)
-			perMinute, fullCounts = r.simulate(b)
+			perMinute, read, fullCounts = r.simulate(b)
 		}
 		b.ReportMetric(perMinute, "count-queries/min")
+		b.ReportMetric(read, "tasks-read/min")
 		b.ReportMetric(fullCounts, "full-counts/min")
 	})
 	b.Run("counts=fresh", func(b *testing.B) {
 		calls := simDashboards*int(time.Minute/dashboardRate) + simWatchers*int(time.Minute/watchRate) + simPools*int(time.Minute/progressRate)
 		var perCount int
+		var perCountRead int64
 		for b.Loop() {
 			r := job.run()
 			tr, err := ddbtrack.New(r.counter, r.poolConfig("fresh", 0))
@@ -389,9 +398,10 @@ func BenchmarkOpsCountQueries(b *testing.B) {
 			if _, err := tr.Count(context.Background()); err != nil {
 				b.Fatal(err)
 			}
-			perCount = r.counter.CountQueries()
+			perCount, perCountRead = r.counter.CountQueries(), r.counter.CountedItems()
 		}
 		b.ReportMetric(float64(calls*perCount), "count-queries/min")
+		b.ReportMetric(float64(int64(calls)*perCountRead), "tasks-read/min")
 		b.ReportMetric(float64(calls), "full-counts/min")
 	})
 }
@@ -406,8 +416,9 @@ func (r *opsRun) poolConfig(owner string, maxAge time.Duration) ddbtrack.Config[
 }
 
 // simulate runs a minute of warm-up and a minute of viewers and pools on
-// the clock, and returns the count queries and full counts of the second.
-func (r *opsRun) simulate(b *testing.B) (countQueries, fullCounts float64) {
+// the clock, and returns the count queries of the second, the tasks they
+// read, and that in full counts of the job.
+func (r *opsRun) simulate(b *testing.B) (countQueries, read, fullCounts float64) {
 	b.Helper()
 	ctx := context.Background()
 	type viewer struct {
@@ -438,9 +449,9 @@ func (r *opsRun) simulate(b *testing.B) (countQueries, fullCounts float64) {
 			}
 		}})
 	}
-	// One fresh count's queries, to tell how many full counts the minute's
-	// count queries make.
-	perCount := r.freshCountQueries(b)
+	// The tasks one fresh count reads, to tell how many full counts the
+	// minute's count queries make.
+	perCount := r.freshCountRead(b)
 
 	start := r.clock.Now()
 	for sec := range 2 * 60 {
@@ -458,13 +469,12 @@ func (r *opsRun) simulate(b *testing.B) (countQueries, fullCounts float64) {
 		wg.Wait()
 	}
 	r.waitForCounts(b)
-	n := r.counter.CountQueries()
-	return float64(n), float64(n) / float64(perCount)
+	read = float64(r.counter.CountedItems())
+	return float64(r.counter.CountQueries()), read, read / float64(perCount)
 }
 
-// freshCountQueries returns the count queries one fresh count of the job
-// sends.
-func (r *opsRun) freshCountQueries(b *testing.B) int {
+// freshCountRead returns the tasks one fresh count of the job reads.
+func (r *opsRun) freshCountRead(b *testing.B) int64 {
 	b.Helper()
 	counter := reqcount.New(r.client)
 	fx := &fixture.Fixture{Client: counter, Table: r.table, Clock: r.clock}
@@ -475,5 +485,5 @@ func (r *opsRun) freshCountQueries(b *testing.B) int {
 	if _, err := tr.Count(context.Background()); err != nil {
 		b.Fatal(err)
 	}
-	return counter.CountQueries()
+	return counter.CountedItems()
 }

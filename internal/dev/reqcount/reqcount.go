@@ -123,8 +123,9 @@ type Client struct {
 	counts   Counts
 	capacity map[string]float64
 	// selectCount is the number of Query calls with Select=COUNT, which
-	// Counts has under Query too.
+	// Counts has under Query too, and counted the items they read.
 	selectCount int
+	counted     int64
 }
 
 var _ ddbtrack.Client = (*Client)(nil)
@@ -162,13 +163,21 @@ func (c *Client) CountQueries() int {
 	return c.selectCount
 }
 
+// CountedItems returns how many items the count queries so far read, by
+// the servers' ScannedCount: what a count's cost and time grow with.
+func (c *Client) CountedItems() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.counted
+}
+
 // Reset sets every count and the capacity back to zero.
 func (c *Client) Reset() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	clear(c.counts)
 	clear(c.capacity)
-	c.selectCount = 0
+	c.selectCount, c.counted = 0, 0
 }
 
 func (c *Client) count(op string) {
@@ -269,6 +278,11 @@ func (c *Client) Query(ctx context.Context, in *dynamodb.QueryInput, optFns ...f
 		in = &cp
 	}
 	out, err := c.Client.Query(ctx, in, optFns...)
+	if err == nil && in.Select == types.SelectCount {
+		c.mu.Lock()
+		c.counted += int64(out.ScannedCount)
+		c.mu.Unlock()
+	}
 	if err == nil && c.MeasureCapacity {
 		c.addCapacity(Query, out.ConsumedCapacity)
 	}

@@ -75,7 +75,7 @@ func TestCounts(t *testing.T) {
 type answering struct{ ddbtrack.Client }
 
 func (answering) Query(context.Context, *dynamodb.QueryInput, ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error) {
-	return &dynamodb.QueryOutput{}, nil
+	return &dynamodb.QueryOutput{Count: 7, ScannedCount: 7}, nil
 }
 
 func TestCountQueries(t *testing.T) {
@@ -87,6 +87,8 @@ func TestCountQueries(t *testing.T) {
 	}
 	require.Equal(t, 2, c.CountQueries())
 	require.Equal(t, 4, c.Counts()[reqcount.Query], "count queries are queries too")
+	require.Equal(t, int64(14), c.CountedItems(), "only count queries' items")
 	c.Reset()
 	require.Zero(t, c.CountQueries())
+	require.Zero(t, c.CountedItems())
 }
