@@ -36,8 +36,9 @@ type Counts[S Status] struct {
 // they are at most that old, read with one GetItem, and Counts.AsOf says
 // when they were taken. Counts that are older are refreshed by one caller
 // at a time across every tracker of the job, which takes a lease on the
-// refresh with a conditional write; the others return the counts they
-// found meanwhile, or wait for the first ones. So the job is counted at
+// refresh with a conditional write and renews it while it counts; the
+// others return the counts they found meanwhile, or wait for the first
+// ones. So the job is counted at
 // most once per CountMaxAge, however many dashboards, command-line
 // watchers and progress reports ask.
 //

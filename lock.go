@@ -770,6 +770,16 @@ func (t *Tracker[S]) countClaimWrite(token string, now time.Time, maxAge time.Du
 	return w
 }
 
+// countRenewWrite extends the lease on a refresh of the shared counts
+// that token holds to until.
+func (t *Tracker[S]) countRenewWrite(token string, until time.Time) *write {
+	w := &write{op: "renew the refresh of the counts of job", taskID: t.cfg.Job, job: true}
+	w.expr.Set(attrCountingUntil, numAV(until.UnixMilli())).
+		Where("#counting_token = :token").
+		Value("token", strAV(token))
+	return w
+}
+
 // countStoreWrite stores fresh shared counts, taken at at, with the bases
 // of the next refresh, and ends the refresh that token holds; with no
 // counts, it only ends the refresh.

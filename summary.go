@@ -18,8 +18,8 @@ import (
 // Its key is the job's name alone, which no task's key can be: a task's
 // key always has a '#' after the job's name.
 
-// countLease is how long a refresh of the shared counts may take before
-// another caller may take it over.
+// countLease is how long a refresh of the shared counts may go without
+// renewing its lease before another caller may take it over.
 const countLease = time.Minute
 
 // sharedCount returns the job's shared counts of statuses, refreshing them
@@ -61,7 +61,9 @@ func (t *Tracker[S]) refreshCounts(ctx context.Context, item map[string]types.At
 	} else if err != nil {
 		return Counts[S]{}, false, err
 	}
+	stop := t.keepCountLease(ctx, token)
 	c, base, err := t.recount(ctx, item, now)
+	stop()
 	if err != nil {
 		// Give the refresh up at once, or the next caller would wait out
 		// its lease for counts that are not coming.
@@ -78,6 +80,36 @@ func (t *Tracker[S]) refreshCounts(ctx context.Context, item map[string]types.At
 		return Counts[S]{}, false, err
 	}
 	return c, true, nil
+}
+
+// keepCountLease renews the lease on the refresh that token holds every
+// third of countLease, until the returned function is called, so that a
+// count that takes longer than the lease, as a full count of millions of
+// tasks may, is not taken over by the next caller and run twice.
+func (t *Tracker[S]) keepCountLease(ctx context.Context, token string) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			tick, stopTick := t.sched.After(countLease / 3)
+			select {
+			case <-ctx.Done():
+				stopTick()
+				return
+			case <-tick:
+			}
+			// An error is tried again at the next tick, while the lease
+			// still has a third left; a refusal means the lease was lost.
+			if _, err := t.send(ctx, t.countRenewWrite(token, t.cfg.Now().Add(countLease))); isRefusal(err) {
+				return
+			}
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
 }
 
 // summary reads the counts of statuses from the job's item, and reports

@@ -2,10 +2,16 @@ package ddbtrack_test
 
 import (
 	"context"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/ddbtrack/ddbtrack"
@@ -112,4 +118,91 @@ func TestSharedCounts(t *testing.T) {
 	n, err := viewers[0].Count(ctx, Step(42))
 	require.NoError(t, err)
 	require.Zero(t, n.ByStatus[Step(42)])
+}
+
+// heldCounts holds count queries (Select=COUNT) back until release is
+// closed, and counts those held.
+type heldCounts struct {
+	ddbtrack.Client
+	release chan struct{}
+	held    atomic.Int32
+}
+
+func (c *heldCounts) Query(ctx context.Context, in *dynamodb.QueryInput, opts ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error) {
+	if in.Select == types.SelectCount {
+		c.held.Add(1)
+		select {
+		case <-c.release:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return c.Client.Query(ctx, in, opts...)
+}
+
+// TestCountRefreshKeepsItsLease: a refresh that counts for longer than its
+// one-minute lease renews it, so that the next caller does not take the
+// refresh over and count the job a second time.
+func TestCountRefreshKeepsItsLease(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	clk := newManualClock()
+	cfg := config(t)
+	cfg.Now = clk.Now
+	cfg.CountMaxAge = 10 * time.Second
+	pendingTasks(t, newTracker(t, cfg), 3)
+
+	slow := &heldCounts{Client: ddbtracktest.Client(t), release: make(chan struct{})}
+	first, err := ddbtrack.New(slow, cfg)
+	require.NoError(t, err)
+	ddbtrack.SetSchedClock(first, clk)
+	counted := make(chan ddbtrack.Counts[Step], 1)
+	go func() {
+		c, err := first.Count(ctx)
+		assert.NoError(t, err)
+		counted <- c
+	}()
+	require.Eventually(t, func() bool { return slow.held.Load() > 0 }, 10*time.Second, time.Millisecond, "the count started")
+
+	// Five minutes of the count, in renewals of a third of the lease.
+	client := ddbtracktest.Client(t)
+	for range 15 {
+		require.Eventually(t, func() bool { _, set := clk.next(); return set }, 10*time.Second, time.Millisecond, "a renewal is due")
+		at, _ := clk.next()
+		clk.advanceTo(at)
+		want := strconv.FormatInt(at.Add(time.Minute).UnixMilli(), 10)
+		require.Eventually(t, func() bool { return jobAttr(t, client, cfg, "counting_until") == want }, 10*time.Second, time.Millisecond,
+			"the lease runs a minute past each renewal")
+	}
+
+	// Another caller, which finds no counts yet and the refresh held,
+	// waits for the first counts instead of counting.
+	counter := reqcount.New(ddbtracktest.Client(t))
+	second, err := ddbtrack.New(counter, cfg)
+	require.NoError(t, err)
+	waitCtx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	_, err = second.Count(waitCtx)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.Zero(t, counter.CountQueries(), "the refresh was not taken over")
+
+	close(slow.release)
+	require.Equal(t, int64(3), (<-counted).ByStatus[Todo])
+	_, set := clk.next()
+	require.False(t, set, "the renewals stopped with the refresh")
+}
+
+// jobAttr returns an attribute of the job's own item, as stored.
+func jobAttr(t testing.TB, client ddbtrack.Client, cfg ddbtrack.Config[Step], name string) string {
+	t.Helper()
+	out, err := client.GetItem(context.Background(), &dynamodb.GetItemInput{
+		TableName:      aws.String(cfg.Table),
+		Key:            map[string]types.AttributeValue{"pk": &types.AttributeValueMemberS{Value: cfg.Job}},
+		ConsistentRead: aws.Bool(true),
+	})
+	require.NoError(t, err)
+	if v, ok := out.Item[name].(*types.AttributeValueMemberN); ok {
+		return v.Value
+	}
+	return ""
 }
