@@ -6,9 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
 
@@ -115,29 +112,13 @@ const countLimit = 2
 // after after and up to upTo, "" meaning unbounded, page by page: DynamoDB
 // stops a COUNT query's page after reading 1 MB, as it does any query's.
 // The bounds are keys.OrderBound values, which no task's key equals, so
-// BETWEEN's inclusive bounds exclude nothing.
+// whether a bound is inclusive makes no difference.
 func (t *Tracker[S]) countPartition(ctx context.Context, part partition, after, upTo string) (int64, error) {
-	kc := expression.Key(attrStatusKey).Equal(expression.Value(part.key(t.cfg.Job)))
-	switch order := expression.Key(attrOrderKey); {
-	case after != "" && upTo != "":
-		kc = kc.And(order.Between(expression.Value(after), expression.Value(upTo)))
-	case after != "":
-		kc = kc.And(order.GreaterThan(expression.Value(after)))
-	case upTo != "":
-		kc = kc.And(order.LessThanEqual(expression.Value(upTo)))
-	}
-	e, err := expression.NewBuilder().WithKeyCondition(kc).Build()
+	in, err := t.indexQuery(part.keyRange(t.cfg.Job, after, upTo))
 	if err != nil {
 		return 0, fmt.Errorf("ddbtrack: build the count query of %s: %w", part.key(t.cfg.Job), err)
 	}
-	in := &dynamodb.QueryInput{
-		TableName:                 aws.String(t.cfg.Table),
-		IndexName:                 aws.String(indexName),
-		KeyConditionExpression:    e.KeyCondition(),
-		ExpressionAttributeNames:  e.Names(),
-		ExpressionAttributeValues: e.Values(),
-		Select:                    types.SelectCount,
-	}
+	in.Select = types.SelectCount
 	var n int64
 	for {
 		out, err := t.client.Query(ctx, in)

@@ -155,6 +155,48 @@ type partition struct {
 // key returns the partition's status_key.
 func (part partition) key(job string) string { return keys.Status(job, part.status, part.shard) }
 
+// keyRange returns the key condition of the partition's tasks whose order
+// keys are from lo to hi, both inclusive, "" meaning unbounded.
+func (part partition) keyRange(job, lo, hi string) expression.KeyConditionBuilder {
+	kc := expression.Key(attrStatusKey).Equal(expression.Value(part.key(job)))
+	switch order := expression.Key(attrOrderKey); {
+	case lo != "" && hi != "":
+		kc = kc.And(order.Between(expression.Value(lo), expression.Value(hi)))
+	case lo != "":
+		kc = kc.And(order.GreaterThanEqual(expression.Value(lo)))
+	case hi != "":
+		kc = kc.And(order.LessThanEqual(expression.Value(hi)))
+	}
+	return kc
+}
+
+// indexQuery returns a query of the status index with the key condition
+// kc that returns only the attributes named, or all of them if none is.
+// It serves the reads that need no plan: counts, a partition's newest
+// task, and the jobs.
+func (t *Tracker[S]) indexQuery(kc expression.KeyConditionBuilder, names ...string) (*dynamodb.QueryInput, error) {
+	b := expression.NewBuilder().WithKeyCondition(kc)
+	if len(names) > 0 {
+		proj := expression.NamesList(expression.Name(names[0]))
+		for _, name := range names[1:] {
+			proj = proj.AddNames(expression.Name(name))
+		}
+		b = b.WithProjection(proj)
+	}
+	e, err := b.Build()
+	if err != nil {
+		return nil, err
+	}
+	return &dynamodb.QueryInput{
+		TableName:                 aws.String(t.cfg.Table),
+		IndexName:                 aws.String(indexName),
+		KeyConditionExpression:    e.KeyCondition(),
+		ProjectionExpression:      e.Projection(),
+		ExpressionAttributeNames:  e.Names(),
+		ExpressionAttributeValues: e.Values(),
+	}, nil
+}
+
 // plan is a checked query: the partitions to read, the bounds on the
 // index's sort key, and how to order, filter and limit the results.
 type plan[S Status] struct {
@@ -369,16 +411,7 @@ func (p *plan[S]) decodeCursor(s string) (string, error) {
 // after if it is not "".
 func (p *plan[S]) input(part partition, after string) (*dynamodb.QueryInput, error) {
 	pk := part.key(p.t.cfg.Job)
-	kc := expression.Key(attrStatusKey).Equal(expression.Value(pk))
-	switch {
-	case p.lo != "" && p.hi != "":
-		kc = kc.And(expression.Key(attrOrderKey).Between(expression.Value(p.lo), expression.Value(p.hi)))
-	case p.lo != "":
-		kc = kc.And(expression.Key(attrOrderKey).GreaterThanEqual(expression.Value(p.lo)))
-	case p.hi != "":
-		kc = kc.And(expression.Key(attrOrderKey).LessThanEqual(expression.Value(p.hi)))
-	}
-	b := expression.NewBuilder().WithKeyCondition(kc)
+	b := expression.NewBuilder().WithKeyCondition(part.keyRange(p.t.cfg.Job, p.lo, p.hi))
 	filter := p.filter
 	switch {
 	case filter.IsSet() && part.extra.IsSet():

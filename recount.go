@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/ddbtrack/ddbtrack/internal/keys"
@@ -214,23 +213,12 @@ func (t *Tracker[S]) countSettled(ctx context.Context, part partition, base segm
 // newestKey returns the greatest sort key in a partition, or "" if it is
 // empty.
 func (t *Tracker[S]) newestKey(ctx context.Context, part partition) (string, error) {
-	e, err := expression.NewBuilder().
-		WithKeyCondition(expression.Key(attrStatusKey).Equal(expression.Value(part.key(t.cfg.Job)))).
-		WithProjection(expression.NamesList(expression.Name(attrOrderKey))).
-		Build()
+	in, err := t.indexQuery(part.keyRange(t.cfg.Job, "", ""), attrOrderKey)
 	if err != nil {
 		return "", fmt.Errorf("ddbtrack: build the query of the newest task of %s: %w", part.key(t.cfg.Job), err)
 	}
-	out, err := t.client.Query(ctx, &dynamodb.QueryInput{
-		TableName:                 aws.String(t.cfg.Table),
-		IndexName:                 aws.String(indexName),
-		KeyConditionExpression:    e.KeyCondition(),
-		ProjectionExpression:      e.Projection(),
-		ExpressionAttributeNames:  e.Names(),
-		ExpressionAttributeValues: e.Values(),
-		ScanIndexForward:          aws.Bool(false),
-		Limit:                     aws.Int32(1),
-	})
+	in.ScanIndexForward, in.Limit = aws.Bool(false), aws.Int32(1)
+	out, err := t.client.Query(ctx, in)
 	if err != nil {
 		return "", fmt.Errorf("ddbtrack: read the newest task of index %s, partition %s: %w", indexName, part.key(t.cfg.Job), err)
 	}

@@ -7,9 +7,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
 
@@ -180,20 +178,9 @@ func (t *Tracker[S]) announce(ctx context.Context) error {
 // with Config.Startable set; Create and Start alone add no write to a
 // task's path, so a job made only by them is not.
 func (t *Tracker[S]) Jobs(ctx context.Context) ([]string, error) {
-	e, err := expression.NewBuilder().
-		WithKeyCondition(expression.Key(attrStatusKey).Equal(expression.Value(jobsKey))).
-		WithProjection(expression.NamesList(expression.Name(attrJob))).
-		Build()
+	in, err := t.indexQuery(expression.Key(attrStatusKey).Equal(expression.Value(jobsKey)), attrJob)
 	if err != nil {
 		return nil, fmt.Errorf("ddbtrack: build the query of jobs: %w", err)
-	}
-	in := &dynamodb.QueryInput{
-		TableName:                 aws.String(t.cfg.Table),
-		IndexName:                 aws.String(indexName),
-		KeyConditionExpression:    e.KeyCondition(),
-		ProjectionExpression:      e.Projection(),
-		ExpressionAttributeNames:  e.Names(),
-		ExpressionAttributeValues: e.Values(),
 	}
 	var jobs []string
 	for {
