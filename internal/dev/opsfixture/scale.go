@@ -149,8 +149,10 @@ func scaleItem(i int, s Status, k, n int, cause int, now time.Time) map[string]t
 	id := fmt.Sprintf("import-%07d", i)
 	// The kth task of its status changed status at changed: evenly
 	// spread over the three days before now, the last a minute before.
+	// In milliseconds: k times the span in nanoseconds overflows an int64
+	// from k = 35,585 on.
 	const span = 72 * time.Hour
-	changed := now.Add(-time.Minute - span + time.Duration(k)*span/time.Duration(n)).UnixMilli()
+	changed := now.Add(-time.Minute-span).UnixMilli() + int64(k)*span.Milliseconds()/int64(n)
 	created := changed - int64(time.Hour/time.Millisecond)
 	due := changed
 	item := map[string]types.AttributeValue{
