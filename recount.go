@@ -41,14 +41,17 @@ const (
 	fullCountEvery = time.Hour
 	// removalLag is how long after an operator's removal a refresh must
 	// have started for its base to be trusted: the index lists a removal
-	// late, and the removal's writes follow the record of it.
+	// late, and the removal's writes follow the record of it. A removal
+	// recorded after the refresh read the job's item makes the next
+	// refresh count in full whatever the clocks say.
 	removalLag = 10 * time.Second
 )
 
 // countBase is what a refresh leaves for the next one, in attrCountBase.
 type countBase struct {
-	at   int64 // epoch ms: when the refresh that stored it started
-	full int64 // epoch ms: when the last full count started
+	at      int64 // epoch ms: when the refresh that stored it started
+	full    int64 // epoch ms: when the last full count started
+	removed int64 // the job's attrRemovedAt as that refresh read it
 	// ttl says that time to live was on at the last full count, so that a
 	// Succeeded task may vanish without a write of ddbtrack's.
 	ttl   bool
@@ -78,7 +81,7 @@ func (t *Tracker[S]) removing(ctx context.Context) error {
 // returns the counts and the bases to leave for the next refresh.
 func (t *Tracker[S]) recount(ctx context.Context, item map[string]types.AttributeValue, now time.Time) (Counts[S], *countBase, error) {
 	prev := readBase(item, now)
-	next := &countBase{at: now.UnixMilli(), full: now.UnixMilli(), parts: map[string]segment{}}
+	next := &countBase{at: now.UnixMilli(), full: now.UnixMilli(), removed: num(item, attrRemovedAt), parts: map[string]segment{}}
 	if prev != nil {
 		next.full, next.ttl = prev.full, prev.ttl
 	} else {
@@ -111,17 +114,18 @@ func (t *Tracker[S]) recount(ctx context.Context, item map[string]types.Attribut
 
 // readBase returns the bases stored in the job's item, or nil when a
 // refresh at now must count in full: there are none, the last full count
-// is an hour old, or an operator removed tasks since they were taken.
+// is an hour old, or an operator removed tasks since, or just before, they
+// were taken.
 func readBase(item map[string]types.AttributeValue, now time.Time) *countBase {
 	m, _ := item[attrCountBase].(*types.AttributeValueMemberM)
 	if m == nil {
 		return nil
 	}
-	b := &countBase{at: num(m.Value, "at"), full: num(m.Value, "full"), parts: map[string]segment{}}
+	b := &countBase{at: num(m.Value, "at"), full: num(m.Value, "full"), removed: num(m.Value, "removed"), parts: map[string]segment{}}
 	if age := now.UnixMilli() - b.full; age < 0 || age >= fullCountEvery.Milliseconds() {
 		return nil // A clock that went back is no reason to trust a base either.
 	}
-	if num(item, attrRemovedAt)+removalLag.Milliseconds() >= b.at {
+	if removed := num(item, attrRemovedAt); removed != b.removed || removed+removalLag.Milliseconds() >= b.at {
 		return nil
 	}
 	if ttl, ok := m.Value["ttl"].(*types.AttributeValueMemberBOOL); ok {
@@ -145,10 +149,11 @@ func (b *countBase) av() types.AttributeValue {
 		parts[key] = &types.AttributeValueMemberM{Value: map[string]types.AttributeValue{"n": numAV(seg.n), "bound": strAV(seg.bound)}}
 	}
 	return &types.AttributeValueMemberM{Value: map[string]types.AttributeValue{
-		"at":    numAV(b.at),
-		"full":  numAV(b.full),
-		"ttl":   &types.AttributeValueMemberBOOL{Value: b.ttl},
-		"parts": &types.AttributeValueMemberM{Value: parts},
+		"at":      numAV(b.at),
+		"full":    numAV(b.full),
+		"removed": numAV(b.removed),
+		"ttl":     &types.AttributeValueMemberBOOL{Value: b.ttl},
+		"parts":   &types.AttributeValueMemberM{Value: parts},
 	}}
 }
 

@@ -125,6 +125,13 @@ func TestRecountAfterRemovals(t *testing.T) {
 		"Reset a succeeded task": func(r *recountRig) error { return r.tr.Reset(ctx, r.ids[0]) },
 		"Reset an ignored task":  func(r *recountRig) error { return r.tr.Reset(ctx, r.ids[30]) },
 		"Delete":                 func(r *recountRig) error { return r.tr.Delete(ctx, r.ids[1]) },
+		"Reset by an operator whose clock is an hour behind": func(r *recountRig) error {
+			cfg := r.cfg
+			cfg.Now = func() time.Time { return r.clk.Now().Add(-time.Hour) }
+			op, err := ddbtrack.New(ddbtracktest.Client(t), cfg)
+			require.NoError(t, err)
+			return op.Reset(ctx, r.ids[2])
+		},
 		// Requeue and DeleteByStatus empty a status: a task that finishes
 		// afterwards keeps it from looking new.
 		"Requeue": func(r *recountRig) error {
