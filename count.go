@@ -41,8 +41,9 @@ type Counts[S Status] struct {
 //
 // A refresh reads every task in Pending, Running, Failed and
 // Config.Startable, but of Succeeded and Ignored only the tasks that
-// finished since the last refresh: the job's item keeps how many finished
-// before, and tasks leave those statuses only through Reset, Requeue,
+// finished lately: since the last refresh, or in the 5 minutes before the
+// newest one. The job's item keeps how many finished before, and tasks
+// leave those statuses only through Reset, Requeue,
 // Delete and DeleteByStatus, which record it. A refresh reads every task
 // once an hour, after such a removal, for Succeeded while the table's time
 // to live is on, and for a status that another tracker of the job starts
